@@ -1,0 +1,35 @@
+"""Backbones: CLIP/OpenCLIP (open_clip), DINO/DINOv2 (timm), ensembles, tiny test models.
+
+>>> from percep_rag.backbones import create_backbone, list_backbones
+>>> create_backbone("tiny-ensemble-random").dim
+128
+"""
+
+from percep_rag.backbones import catalog as _catalog  # noqa: F401  (registers the entries)
+from percep_rag.backbones.base import Backbone, Branch, TokenFeatures, state_digest
+from percep_rag.backbones.registry import (
+    BackboneEntry,
+    create_backbone,
+    get_backbone_entry,
+    list_backbones,
+    register_backbone,
+    register_ensemble,
+    weights_present,
+)
+from percep_rag.backbones.weights import resolve_weights, weights_dir
+
+__all__ = [
+    "Backbone",
+    "BackboneEntry",
+    "Branch",
+    "TokenFeatures",
+    "create_backbone",
+    "get_backbone_entry",
+    "list_backbones",
+    "register_backbone",
+    "register_ensemble",
+    "resolve_weights",
+    "state_digest",
+    "weights_dir",
+    "weights_present",
+]

@@ -1,0 +1,127 @@
+"""What every backbone is: image tensor in, CLS and patch tokens out.
+
+A :class:`Backbone` is one or more :class:`Branch` es (one for CLIP or DINO, three for
+the DreamSim ensemble) sharing one geometric preprocessing. Each branch normalises
+pixels with its own mean/std on the device, so the loader only resizes and crops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from percep_rag.config import Normalization, PreprocessSpec
+from percep_rag.errors import ConfigError
+
+
+@dataclass
+class TokenFeatures:
+    """A backbone's output for a batch: ``cls`` is ``(B, D)``, ``patches`` is ``(B, N, D)``."""
+
+    cls: torch.Tensor
+    patches: torch.Tensor
+
+    @staticmethod
+    def concat(parts: list[TokenFeatures]) -> TokenFeatures:
+        """Concatenate branch outputs along the feature dimension (ensembles)."""
+        if len(parts) == 1:
+            return parts[0]
+        grids = {part.patches.shape[1] for part in parts}
+        if len(grids) != 1:
+            raise ConfigError(f"ensemble branches have different patch counts {sorted(grids)}")
+        return TokenFeatures(
+            cls=torch.cat([part.cls for part in parts], dim=-1),
+            patches=torch.cat([part.patches for part in parts], dim=-1),
+        )
+
+
+class Branch(nn.Module):
+    """One network of a backbone. Subclasses set ``dim`` and implement ``tokens``.
+
+    ``forward`` takes pixels in [0, 1] and applies the branch's mean/std first.
+    """
+
+    dim: int
+    #: Names of the fused attention projections LoRA attaches to.
+    lora_targets: tuple[str, ...] = ()
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> TokenFeatures:
+        normalized = (pixels - self.pixel_mean.to(pixels.dtype)) / self.pixel_std.to(pixels.dtype)
+        return self.tokens(normalized)
+
+    def tokens(self, normalized: torch.Tensor) -> TokenFeatures:
+        raise NotImplementedError
+
+
+class Backbone(nn.Module):
+    """Branches that share a preprocessing and whose tokens are concatenated.
+
+    >>> from percep_rag.backbones import create_backbone
+    >>> backbone = create_backbone("tiny-vit-random")
+    >>> out = backbone(torch.rand(2, 3, 32, 32))
+    >>> out.cls.shape, out.patches.shape
+    (torch.Size([2, 64]), torch.Size([2, 16, 64]))
+    """
+
+    def __init__(
+        self,
+        name: str,
+        branches: list[Branch],
+        preprocess: PreprocessSpec,
+        *,
+        random_weights: bool,
+        default_normalization: Normalization = "l2",
+        weights_source: str = "",
+    ):
+        super().__init__()
+        if not branches:
+            raise ConfigError("a backbone needs at least one branch")
+        self.name = name
+        self.branches = nn.ModuleList(branches)
+        self.preprocess = preprocess
+        self.random_weights = random_weights
+        self.default_normalization = default_normalization
+        self.weights_source = weights_source
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the CLS (and of each patch) token."""
+        return sum(branch.dim for branch in self.branches)
+
+    def forward(self, pixels: torch.Tensor) -> TokenFeatures:
+        return TokenFeatures.concat([branch(pixels) for branch in self.branches])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def lora_target_modules(self) -> list[str]:
+        """Module-name suffixes of the attention projections LoRA should adapt."""
+        return sorted({target for branch in self.branches for target in branch.lora_targets})
+
+    def weights_digest(self) -> str:
+        """Hash of every parameter and buffer: equal digests mean equal weights.
+
+        >>> from percep_rag.backbones import create_backbone
+        >>> create_backbone("tiny-vit-random").weights_digest() == \\
+        ...     create_backbone("tiny-vit-random").weights_digest()
+        True
+        """
+        return state_digest(self)
+
+
+def state_digest(module: nn.Module) -> str:
+    """A 16-hex-digit hash of a module's state dict (names, dtypes, shapes and values)."""
+    hasher = hashlib.blake2b(digest_size=8)
+    for key, tensor in sorted(module.state_dict().items()):
+        hasher.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        hasher.update(tensor.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes())
+    return hasher.hexdigest()

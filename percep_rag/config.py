@@ -1,0 +1,159 @@
+"""Typed configuration: the specs that describe an embedder and its parts.
+
+Specs are frozen pydantic models, so they can be hashed, compared, written to JSON and
+read back. Example::
+
+    >>> spec = EmbedderSpec(backbone="tiny-vit-random", pooling="cls+patchmean")
+    >>> spec.alignment.kind
+    'identity'
+    >>> AlignmentSpec.parse("glocal:/tmp/t.safetensors").kind
+    'glocal'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from percep_rag.errors import ConfigError
+
+Pooling = Literal["cls", "cls+patchmean"]
+Normalization = Literal["l2", "center+l2"]
+Interpolation = Literal["bicubic", "bilinear"]
+AlignmentKind = Literal["identity", "glocal", "lora"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PreprocessSpec(_Frozen):
+    """How an image becomes a square float tensor in [0, 1] for one backbone.
+
+    ``resize="crop"`` resizes the shorter side to ``resize_size`` and centre-crops
+    ``image_size`` (CLIP, timm); ``resize="squash"`` resizes straight to
+    ``image_size`` x ``image_size`` without keeping the aspect ratio (DreamSim).
+    Mean/std normalisation is not here: each backbone branch applies its own on the device.
+    """
+
+    image_size: int = Field(224, gt=0)
+    resize: Literal["crop", "squash"] = "crop"
+    resize_size: int | None = None
+    interpolation: Interpolation = "bicubic"
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> PreprocessSpec:
+        if self.resize_size is not None and self.resize_size < self.image_size:
+            raise ValueError("resize_size must be >= image_size")
+        return self
+
+    @property
+    def shorter_side(self) -> int:
+        """Target length of the shorter side before the centre crop."""
+        return self.resize_size or self.image_size
+
+
+class AlignmentSpec(_Frozen):
+    """Which human alignment an embedder applies.
+
+    ``identity`` (none), ``glocal`` (an affine map read from ``path``) or ``lora``
+    (a LoRA adapter directory at ``path``, merged into the backbone).
+    """
+
+    kind: AlignmentKind = "identity"
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _path_matches_kind(self) -> AlignmentSpec:
+        if self.kind == "identity" and self.path is not None:
+            raise ValueError("the identity alignment takes no path")
+        if self.kind != "identity" and self.path is None:
+            raise ValueError(f"alignment {self.kind!r} needs a path")
+        return self
+
+    @classmethod
+    def parse(cls, text: str | AlignmentSpec | None) -> AlignmentSpec:
+        """Read ``identity``, ``glocal:<file>`` or ``lora:<dir>``.
+
+        >>> AlignmentSpec.parse("lora:runs/ha").path
+        PosixPath('runs/ha')
+        """
+        if text is None:
+            return cls()
+        if isinstance(text, AlignmentSpec):
+            return text
+        kind, sep, path = str(text).partition(":")
+        kind = kind.strip().lower()
+        if kind not in ("identity", "glocal", "lora"):
+            raise ConfigError(f"alignment must be 'identity', 'glocal:<file>' or 'lora:<dir>', got {text!r}")
+        if kind == "identity":
+            if path:
+                raise ConfigError("the identity alignment takes no path")
+            return cls()
+        if not sep or not path:
+            raise ConfigError(f"alignment {kind!r} needs a path: write '{kind}:<path>'")
+        return cls(kind=kind, path=Path(path))
+
+    def __str__(self) -> str:
+        return self.kind if self.path is None else f"{self.kind}:{self.path}"
+
+
+class EmbedderSpec(_Frozen):
+    """Everything that defines an :class:`~percep_rag.embedder.AlignedEmbedder`.
+
+    ``weights`` is ``None`` for the backbone's default pretrained weights (found locally,
+    never downloaded), ``"random"`` for random initialisation, a pretrained tag known to
+    open_clip, or a path to a checkpoint file. ``normalization=None`` takes the
+    backbone's own default (``center+l2`` for the DreamSim ensemble, ``l2`` otherwise).
+    """
+
+    backbone: str
+    weights: str | None = None
+    pooling: Pooling = "cls"
+    alignment: AlignmentSpec = AlignmentSpec()
+    normalization: Normalization | None = None
+    device: str = "auto"
+    batch_size: int = Field(64, gt=0)
+    num_workers: int | None = Field(None, ge=0)
+    amp: bool = True
+    compile: Literal["auto", "always", "never"] = "auto"
+    seed: int = 0
+
+    @field_validator("alignment", mode="before")
+    @classmethod
+    def _parse_alignment(cls, value: object) -> object:
+        if value is None or isinstance(value, str):
+            return AlignmentSpec.parse(value)
+        return value
+
+
+class Fingerprint(_Frozen):
+    """What identifies the vectors an embedder produces.
+
+    Two embedders whose fingerprints are equal produce comparable vectors; the store
+    refuses to mix vectors whose fingerprints differ.
+    """
+
+    backbone: str
+    weights_digest: str
+    random_weights: bool
+    pooling: Pooling
+    normalization: Normalization
+    alignment: str
+    alignment_digest: str
+    base_dim: int
+    dim: int
+    distance: Literal["cosine"] = "cosine"
+
+    def differences(self, other: Fingerprint) -> list[str]:
+        """Human-readable list of the fields that differ, ``[]`` when equal.
+
+        >>> a = Fingerprint(backbone="x", weights_digest="1", random_weights=True, pooling="cls",
+        ...     normalization="l2", alignment="identity", alignment_digest="-", base_dim=8, dim=8)
+        >>> a.differences(a.model_copy(update={"dim": 16}))
+        ['dim: 8 != 16']
+        """
+        mine, theirs = self.model_dump(), other.model_dump()
+        return [f"{key}: {mine[key]} != {theirs[key]}" for key in mine if mine[key] != theirs[key]]

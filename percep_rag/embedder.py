@@ -1,0 +1,331 @@
+"""The embedding adapter: backbone -> pooling -> alignment -> normalisation -> vectors.
+
+>>> embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random"))
+>>> from PIL import Image
+>>> embedder.embed([Image.new("RGB", (64, 48), "red")]).shape
+(1, 64)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from percep_rag.alignment.base import Alignment, IdentityAlignment
+from percep_rag.alignment.factory import load_alignment
+from percep_rag.backbones import Backbone, TokenFeatures, create_backbone
+from percep_rag.config import EmbedderSpec, Fingerprint, Normalization, Pooling
+from percep_rag.errors import ConfigError, ImageDecodeError
+from percep_rag.io.device_decode import decode_jpegs, resize_on_device
+from percep_rag.io.images import ImageFailure, ImageSource, decode_image
+from percep_rag.io.loader import PixelBatch, iter_pixel_batches, preprocess_image
+from percep_rag.pooling import normalize, pool, pooled_dim
+
+ImageInput = ImageSource | torch.Tensor | np.ndarray
+
+
+@dataclass
+class Embeddings:
+    """Unit-length float32 vectors: ``base`` (no alignment) and ``aligned``, row-aligned."""
+
+    base: np.ndarray
+    aligned: np.ndarray
+
+
+@dataclass
+class EmbeddingResult:
+    """Vectors for the inputs that decoded, and the failures of those that did not.
+
+    ``indices[i]`` is the input position of row ``i``; nothing is dropped silently.
+    """
+
+    base: np.ndarray
+    aligned: np.ndarray
+    indices: list[int]
+    failures: list[ImageFailure] = field(default_factory=list)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as torch reads it.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for, but CUDA is not available on this machine")
+    return resolved
+
+
+class AlignedEmbedder:
+    """Images in, human-aligned unit vectors out (float32 numpy).
+
+    One backbone pass gives both the base and the aligned vector for a feature-level
+    alignment (gLocal); a LoRA alignment runs its fine-tuned copy of the backbone as well.
+    On CUDA it uses bf16 autocast, channels-last and ``torch.compile`` and decodes
+    JPEGs on the GPU; on CPU it decodes in DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        pooling: Pooling = "cls",
+        alignment: Alignment | None = None,
+        normalization: Normalization | None = None,
+        device: str | torch.device = "auto",
+        batch_size: int = 64,
+        num_workers: int | None = None,
+        amp: bool = True,
+        compile: str = "auto",
+    ):
+        self.device = resolve_device(device)
+        self.backbone = backbone.to(self.device).eval()
+        self.pooling: Pooling = pooling
+        self.alignment = alignment or IdentityAlignment()
+        self.normalization: Normalization = normalization or backbone.default_normalization
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.on_cuda = self.device.type == "cuda"
+        self.amp = amp and self.on_cuda
+        self.base_dim = pooled_dim(backbone.dim, pooling)
+        self.alignment.check_compatible(backbone, self.base_dim)
+        adapted = self.alignment.adapt_backbone(self.backbone)
+        self.aligned_backbone = None if adapted is None else adapted.to(self.device).eval()
+        self._prepare_for_device(compile)
+        self.dim = self._probe_output_dim()
+
+    @classmethod
+    def from_spec(cls, spec: EmbedderSpec) -> AlignedEmbedder:
+        """Build the backbone and alignment a spec names.
+
+        >>> AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-clip-random", pooling="cls+patchmean")).dim
+        64
+        """
+        device = resolve_device(spec.device)
+        backbone = create_backbone(spec.backbone, spec.weights, device=device, seed=spec.seed)
+        return cls(
+            backbone,
+            pooling=spec.pooling,
+            alignment=load_alignment(spec.alignment),
+            normalization=spec.normalization,
+            device=device,
+            batch_size=spec.batch_size,
+            num_workers=spec.num_workers,
+            amp=spec.amp,
+            compile=spec.compile,
+        )
+
+    # ----------------------------------------------------------------- set-up
+    def _prepare_for_device(self, compile_mode: str) -> None:
+        self._base_forward: Callable[[torch.Tensor], TokenFeatures] = self.backbone
+        self._aligned_forward = self.aligned_backbone
+        self._compiled = False
+        if not self.on_cuda:
+            return
+        self.backbone.to(memory_format=torch.channels_last)
+        if self.aligned_backbone is not None:
+            self.aligned_backbone.to(memory_format=torch.channels_last)
+        if compile_mode == "always" or (compile_mode == "auto" and self.on_cuda):
+            self._compiled = True
+            self._base_forward = torch.compile(self.backbone, dynamic=False)
+            if self.aligned_backbone is not None:
+                self._aligned_forward = torch.compile(self.aligned_backbone, dynamic=False)
+
+    def _probe_output_dim(self) -> int:
+        size = self.backbone.preprocess.image_size
+        probe = torch.zeros(1, 3, size, size, dtype=torch.uint8, device=self.device)
+        return int(self._embed_pixels(probe).aligned.shape[1])
+
+    @cached_property
+    def fingerprint(self) -> Fingerprint:
+        """What identifies these vectors (hashes the weights once, on first use)."""
+        weights = self.backbone.weights_digest()
+        if self.aligned_backbone is not None:
+            weights = f"{weights}+{self.aligned_backbone.weights_digest()}"
+        return Fingerprint(
+            backbone=self.backbone.name,
+            weights_digest=weights,
+            random_weights=self.backbone.random_weights,
+            pooling=self.pooling,
+            normalization=self.normalization,
+            alignment=self.alignment.kind,
+            alignment_digest=self.alignment.digest,
+            base_dim=self.base_dim,
+            dim=self.dim,
+        )
+
+    # ------------------------------------------------------------- computing
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def _embed_pixels(self, pixels: torch.Tensor) -> Embeddings:
+        """``pixels``: ``(B, 3, S, S)`` uint8, or float in [0, 1], at the backbone's size."""
+        if pixels.shape[0] == 0:
+            return Embeddings(
+                np.zeros((0, self.base_dim), np.float32), np.zeros((0, getattr(self, "dim", 0)), np.float32)
+            )
+        count = pixels.shape[0]
+        if self._compiled and count < self.batch_size:
+            # A compiled graph is specialised to one batch shape: pad rather than recompile.
+            padding = pixels.new_zeros((self.batch_size - count, *pixels.shape[1:]))
+            pixels = torch.cat([pixels.to(self.device), padding.to(self.device)])
+        pixels = pixels.to(self.device, non_blocking=True)
+        pixels = pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels.float()
+        if self.on_cuda:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            base = pool(self._base_forward(pixels), self.pooling).float()
+            if self._aligned_forward is None:
+                aligned_input = base
+            else:
+                aligned_input = pool(self._aligned_forward(pixels), self.pooling).float()
+        aligned = self.alignment.transform(aligned_input)
+        return Embeddings(
+            base=normalize(base[:count], self.normalization).cpu().numpy(),
+            aligned=normalize(aligned[:count].float(), self.normalization).cpu().numpy(),
+        )
+
+    def embed_tensors(self, pixels: torch.Tensor) -> Embeddings:
+        """Embed already-preprocessed pixels ``(B, 3, S, S)`` (uint8 or float in [0, 1]).
+
+        Tensors of another size are resized and cropped on the device first.
+        """
+        pixels = self._as_square_pixels(pixels)
+        parts = [
+            self._embed_pixels(pixels[start : start + self.batch_size])
+            for start in range(0, len(pixels), self.batch_size)
+        ]
+        return _stack(parts, self.base_dim, self.dim)
+
+    def embed_both(self, images: Sequence[ImageInput] | ImageInput) -> Embeddings:
+        """Base and aligned vectors; a bad image raises :class:`ImageDecodeError`.
+
+        >>> embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random"))
+        >>> both = embedder.embed_both(torch.rand(3, 3, 32, 32))
+        >>> both.base.shape == both.aligned.shape == (3, 64)
+        True
+        """
+        if isinstance(images, (torch.Tensor, np.ndarray)) and _is_batch_array(images):
+            return self.embed_tensors(_to_tensor(images))
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        pixels = torch.stack([self._pixels_for(image) for image in images]) if images else torch.empty(0, 3, 1, 1)
+        return self.embed_tensors(pixels)
+
+    def embed(self, images: Sequence[ImageInput] | ImageInput) -> np.ndarray:
+        """Aligned unit vectors ``(N, dim)`` float32; a bad image raises :class:`ImageDecodeError`."""
+        return self.embed_both(images).aligned
+
+    def embed_many(
+        self,
+        sources: Sequence[ImageSource],
+        *,
+        progress: bool | str = False,
+        on_batch: Callable[[EmbeddingResult], None] | None = None,
+    ) -> EmbeddingResult:
+        """Embed many files/bytes/images with decoding in workers; bad inputs are reported
+        in ``failures``, the good ones embedded. ``on_batch`` sees each batch's result
+        (indices into ``sources``) as soon as it is ready, e.g. to write it out."""
+        parts: list[EmbeddingResult] = []
+        for part in self.iter_embed(sources, progress=progress):
+            if on_batch is not None:
+                on_batch(part)
+            parts.append(part)
+        return EmbeddingResult(
+            base=_concat([p.base for p in parts], self.base_dim),
+            aligned=_concat([p.aligned for p in parts], self.dim),
+            indices=[i for p in parts for i in p.indices],
+            failures=[f for p in parts for f in p.failures],
+        )
+
+    def iter_embed(self, sources: Sequence[ImageSource], *, progress: bool | str = False) -> Iterator[EmbeddingResult]:
+        """Like :meth:`embed_many`, one :class:`EmbeddingResult` per batch, in input order."""
+        description = progress if isinstance(progress, str) else "embedding"
+        bar = tqdm(total=len(sources), desc=description, unit="img", disable=not progress)
+        batches = iter_pixel_batches(
+            sources,
+            self.backbone.preprocess,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            keep_jpeg_bytes=self.on_cuda,
+            pin_memory=self.on_cuda,
+        )
+        with bar:
+            for batch in batches:
+                result = self._embed_batch(batch, sources)
+                bar.update(len(result.indices) + len(result.failures))
+                yield result
+
+    # -------------------------------------------------------------- helpers
+    def _embed_batch(self, batch: PixelBatch, sources: Sequence[ImageSource]) -> EmbeddingResult:
+        pixels, indices, failures = batch.pixels, list(batch.indices), list(batch.failures)
+        if batch.jpeg_bytes:
+            gpu_pixels, ok = decode_jpegs(batch.jpeg_bytes, self.backbone.preprocess, self.device)
+            pixels = torch.cat([pixels.to(self.device), gpu_pixels]) if len(pixels) else gpu_pixels
+            indices += [batch.jpeg_indices[position] for position in ok]
+            retry = sorted(set(range(len(batch.jpeg_bytes))) - set(ok))
+            for position in retry:  # the careful CPU path gives a precise error or a good image
+                index = batch.jpeg_indices[position]
+                try:
+                    pixels = torch.cat([pixels, self._pixels_for(sources[index]).unsqueeze(0).to(self.device)])
+                    indices.append(index)
+                except ImageDecodeError as error:
+                    failures.append(ImageFailure(index, error.source, error.reason))
+        order = sorted(range(len(indices)), key=indices.__getitem__)
+        embeddings = self._embed_pixels(pixels[order] if len(order) else pixels)
+        return EmbeddingResult(embeddings.base, embeddings.aligned, [indices[i] for i in order], failures)
+
+    def _pixels_for(self, image: ImageInput) -> torch.Tensor:
+        if isinstance(image, (torch.Tensor, np.ndarray)):
+            return self._as_square_pixels(_to_tensor(image).unsqueeze(0))[0].cpu()
+        return preprocess_image(decode_image(image), self.backbone.preprocess)
+
+    def _as_square_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        if pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise ConfigError(f"expected image tensors shaped (B, 3, H, W), got {tuple(pixels.shape)}")
+        size = self.backbone.preprocess.image_size
+        if pixels.shape[-2:] == (size, size):
+            return pixels
+        as_uint8 = pixels if pixels.dtype == torch.uint8 else (pixels.clamp(0, 1) * 255).round().to(torch.uint8)
+        return torch.stack([resize_on_device(image, self.backbone.preprocess) for image in as_uint8])
+
+
+def _is_batch_array(images: torch.Tensor | np.ndarray) -> bool:
+    return images.ndim == 4
+
+
+def _to_tensor(image: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Tensors pass through; numpy arrays are read as ``(H, W, 3)``/``(B, H, W, 3)`` uint8 images."""
+    if isinstance(image, torch.Tensor):
+        return image
+    array = np.asarray(image)
+    if array.ndim not in (3, 4) or array.shape[-1] != 3:
+        raise ConfigError(f"numpy images must be (H, W, 3) or (B, H, W, 3), got {array.shape}")
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
+
+
+def _concat(arrays: list[np.ndarray], dim: int) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros((0, dim), np.float32)
+
+
+def _stack(parts: list[Embeddings], base_dim: int, dim: int) -> Embeddings:
+    return Embeddings(_concat([p.base for p in parts], base_dim), _concat([p.aligned for p in parts], dim))
+
+
+def default_embedder_device() -> str:
+    """The device the CLI uses unless told otherwise (``$PERCEP_RAG_DEVICE`` or ``auto``)."""
+    return os.environ.get("PERCEP_RAG_DEVICE", "auto")

@@ -1,0 +1,53 @@
+"""Exceptions raised by percep-rag.
+
+Library code raises these; only the CLI turns them into messages and exit codes.
+Every class derives from :class:`PercepRagError`, so ``except PercepRagError`` catches
+anything the library raises on purpose.
+"""
+
+from __future__ import annotations
+
+
+class PercepRagError(Exception):
+    """Base class of every error percep-rag raises on purpose."""
+
+
+class ConfigError(PercepRagError, ValueError):
+    """A configuration value is invalid or inconsistent."""
+
+
+class UnknownBackboneError(ConfigError, KeyError):
+    """A backbone name is not in the registry."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        self.known = known
+        super().__init__(f"unknown backbone {name!r}; known backbones: {', '.join(known)}")
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return self.args[0]
+
+
+class WeightsNotFoundError(PercepRagError, FileNotFoundError):
+    """Pretrained weights are not on this machine; the message says where to put them."""
+
+
+class ImageDecodeError(PercepRagError, ValueError):
+    """An image could not be decoded; ``source`` names it and ``reason`` says why."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+class DimensionMismatchError(PercepRagError, ValueError):
+    """Vectors or features do not have the dimension that was expected."""
+
+
+class AlignmentError(PercepRagError):
+    """An alignment could not be fitted, loaded or applied."""
+
+
+class FingerprintMismatchError(PercepRagError):
+    """Data written by one embedder is used with another."""

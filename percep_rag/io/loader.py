@@ -1,0 +1,133 @@
+"""Turning image sources into batches of square uint8 tensors, in DataLoader workers.
+
+Decoding and resizing happen in worker processes so that the model is not starved; a
+bad image becomes a reported failure and never stops the batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from percep_rag.config import PreprocessSpec
+from percep_rag.errors import ImageDecodeError
+from percep_rag.io.device_decode import jpeg_fits_device_decode
+from percep_rag.io.images import (
+    ImageFailure,
+    ImageSource,
+    decode_image,
+    decode_image_bytes,
+    describe_source,
+    is_jpeg,
+    read_image_bytes,
+    to_square_tensor,
+)
+
+
+@dataclass
+class PixelBatch:
+    """One batch: ``pixels`` uint8 ``(n, 3, S, S)`` for the inputs at ``indices``; the
+    still-encoded JPEGs (``jpeg_bytes`` at ``jpeg_indices``) when GPU decoding is on."""
+
+    pixels: torch.Tensor
+    indices: list[int]
+    failures: list[ImageFailure] = field(default_factory=list)
+    jpeg_bytes: list[bytes] = field(default_factory=list)
+    jpeg_indices: list[int] = field(default_factory=list)
+
+
+def preprocess_image(image, spec: PreprocessSpec) -> torch.Tensor:
+    """A decoded PIL image -> uint8 ``(3, S, S)`` tensor, per the backbone's spec."""
+    return to_square_tensor(
+        image,
+        image_size=spec.image_size,
+        resize=spec.resize,
+        shorter_side=spec.shorter_side,
+        interpolation=spec.interpolation,
+    )
+
+
+class ImageSourceDataset(Dataset):
+    """Item ``i`` is ``(i, tensor | None, failure | None, jpeg bytes | None)``.
+
+    With ``keep_jpeg_bytes`` a JPEG file is read but not decoded, so the GPU can decode it.
+    """
+
+    def __init__(self, sources: Sequence[ImageSource], spec: PreprocessSpec, *, keep_jpeg_bytes: bool = False):
+        self.sources = sources
+        self.spec = spec
+        self.keep_jpeg_bytes = keep_jpeg_bytes
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int):
+        source = self.sources[index]
+        try:
+            if self.keep_jpeg_bytes and isinstance(source, (str, os.PathLike, bytes)):
+                data = source if isinstance(source, bytes) else read_image_bytes(source)
+                if is_jpeg(data) and jpeg_fits_device_decode(data):
+                    return index, None, None, data
+                image = decode_image_bytes(data, source_name=describe_source(source))
+            else:
+                image = decode_image(source)
+            return index, preprocess_image(image, self.spec), None, None
+        except ImageDecodeError as error:
+            return index, None, ImageFailure(index, error.source, error.reason), None
+
+
+def collate_pixels(items) -> PixelBatch:
+    """Stack the decoded items of a batch and keep failures and raw JPEGs aside."""
+    tensors, indices, failures, jpeg_bytes, jpeg_indices = [], [], [], [], []
+    for index, tensor, failure, data in items:
+        if failure is not None:
+            failures.append(failure)
+        elif data is not None:
+            jpeg_bytes.append(data)
+            jpeg_indices.append(index)
+        else:
+            tensors.append(tensor)
+            indices.append(index)
+    pixels = torch.stack(tensors) if tensors else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+    return PixelBatch(pixels, indices, failures, jpeg_bytes, jpeg_indices)
+
+
+def default_num_workers(n_items: int, batch_size: int) -> int:
+    """Workers pay off only when there is more than a couple of batches to decode."""
+    if n_items <= 2 * batch_size:
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def iter_pixel_batches(
+    sources: Sequence[ImageSource],
+    spec: PreprocessSpec,
+    *,
+    batch_size: int,
+    num_workers: int | None = None,
+    keep_jpeg_bytes: bool = False,
+    pin_memory: bool = False,
+) -> Iterator[PixelBatch]:
+    """Yield :class:`PixelBatch` es over ``sources`` in order.
+
+    >>> from PIL import Image
+    >>> from percep_rag.config import PreprocessSpec
+    >>> batches = list(iter_pixel_batches([Image.new("RGB", (40, 30))], PreprocessSpec(image_size=32), batch_size=4))
+    >>> batches[0].pixels.shape
+    torch.Size([1, 3, 32, 32])
+    """
+    workers = default_num_workers(len(sources), batch_size) if num_workers is None else num_workers
+    loader = DataLoader(
+        ImageSourceDataset(sources, spec, keep_jpeg_bytes=keep_jpeg_bytes),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate_pixels,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    yield from loader

@@ -1,0 +1,120 @@
+"""Writing and reading embedded vectors with their ids: ``.npy`` (+ sidecars) or ``.parquet``.
+
+``.npy``: the aligned vectors in ``out.npy``, the base vectors in ``out.base.npy``, the ids
+one per line in ``out.ids.txt`` and ``out.meta.json`` (fingerprint, failures).
+``.parquet``: one table with columns ``id``, ``uri``, ``base``, ``aligned`` and the same
+metadata in the schema.
+
+>>> import numpy as np, tempfile, pathlib
+>>> out = pathlib.Path(tempfile.mkdtemp()) / "v.npy"
+>>> vectors = np.eye(2, dtype=np.float32)
+>>> write_vectors(out, ids=["a", "b"], uris=["a.png", "b.png"], base=vectors, aligned=vectors, meta={})
+>>> read_vectors(out).ids
+['a', 'b']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from percep_rag.errors import ConfigError
+
+SUFFIXES = (".npy", ".parquet")
+
+
+@dataclass
+class VectorFile:
+    ids: list[str]
+    uris: list[str]
+    base: np.ndarray
+    aligned: np.ndarray
+    meta: dict[str, Any]
+
+
+def sidecar(out: Path, name: str) -> Path:
+    """``vectors.npy`` -> ``vectors.<name>``."""
+    return out.with_name(f"{out.stem}.{name}")
+
+
+def check_output_path(out: str | Path) -> Path:
+    """Validate the output path before any work is done."""
+    out = Path(out)
+    if out.suffix not in SUFFIXES:
+        raise ConfigError(f"output must end in .npy or .parquet, got {out.name!r}")
+    if not out.parent.exists():
+        raise ConfigError(f"output folder {out.parent} does not exist")
+    return out
+
+
+def _atomic_write(path: Path, write) -> None:
+    # Write to a temporary name then rename, so an interrupted run never leaves a half file.
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_vectors(
+    out: str | Path, *, ids: list[str], uris: list[str], base: np.ndarray, aligned: np.ndarray, meta: dict[str, Any]
+) -> None:
+    """Write vectors and ids atomically (see the module docstring for the layouts)."""
+    out = check_output_path(out)
+    if not (len(ids) == len(uris) == len(base) == len(aligned)):
+        raise ConfigError("ids, uris and vectors must have the same length")
+    if out.suffix == ".parquet":
+        _write_parquet(out, ids, uris, base, aligned, meta)
+        return
+    _atomic_write(out, lambda tmp: _save_npy(tmp, aligned))
+    _atomic_write(sidecar(out, "base.npy"), lambda tmp: _save_npy(tmp, base))
+    _atomic_write(sidecar(out, "ids.txt"), lambda tmp: tmp.write_text("".join(f"{i}\n" for i in ids)))
+    document = {**meta, "uris": uris}
+    _atomic_write(sidecar(out, "meta.json"), lambda tmp: tmp.write_text(json.dumps(document, indent=1)))
+
+
+def _save_npy(path: Path, matrix: np.ndarray) -> None:
+    with path.open("wb") as handle:  # np.save on a path would append ".npy" to the temporary name
+        np.save(handle, matrix.astype(np.float32))
+
+
+def _write_parquet(out: Path, ids, uris, base: np.ndarray, aligned: np.ndarray, meta: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def fixed_list(matrix: np.ndarray) -> pa.Array:
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        return pa.FixedSizeListArray.from_arrays(
+            pa.array(matrix.reshape(-1)), matrix.shape[1] if matrix.ndim == 2 else 0
+        )
+
+    table = pa.table({"id": ids, "uri": uris, "base": fixed_list(base), "aligned": fixed_list(aligned)})
+    table = table.replace_schema_metadata({"percep_rag": json.dumps(meta)})
+    _atomic_write(out, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_vectors(path: str | Path) -> VectorFile:
+    """Read what :func:`write_vectors` wrote."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {}).get(b"percep_rag", b"{}"))
+
+        def matrix(column: str) -> np.ndarray:
+            return (
+                np.stack(table.column(column).to_numpy(zero_copy_only=False)).astype(np.float32)
+                if len(table)
+                else np.zeros((0, 0), np.float32)
+            )
+
+        return VectorFile(
+            table.column("id").to_pylist(), table.column("uri").to_pylist(), matrix("base"), matrix("aligned"), meta
+        )
+    meta = json.loads(sidecar(path, "meta.json").read_text())
+    ids = sidecar(path, "ids.txt").read_text().splitlines()
+    return VectorFile(ids, meta.pop("uris", []), np.load(sidecar(path, "base.npy")), np.load(path), meta)

@@ -1,0 +1,40 @@
+"""Shared fixtures. Every model here has random weights; nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Tests must never reach for the network, even by accident.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_weights_dir(tmp_path_factory, monkeypatch):
+    """Point percep-rag's weights folder at an empty temp dir so local files never leak in."""
+    monkeypatch.setenv("PERCEP_RAG_WEIGHTS", str(tmp_path_factory.mktemp("weights")))
+
+
+def make_image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
+    """A reproducible random RGB image."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """``root/<label>/<n>.png|jpg``: 3 labels x 4 images, mixed formats and sizes."""
+    root = tmp_path / "images"
+    for label_index, label in enumerate(["circle", "square", "triangle"]):
+        (root / label).mkdir(parents=True)
+        for n in range(4):
+            image = make_image(10 * label_index + n, size=(40 + 3 * n, 36 + 5 * label_index))
+            suffix = "jpg" if n % 2 else "png"
+            image.save(root / label / f"{n}.{suffix}")
+    return root
