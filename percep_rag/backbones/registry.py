@@ -76,7 +76,7 @@ def register_ensemble(name: str, parts: tuple[str, ...], compose: EnsembleCompos
 def register_backbone(name: str, *, family: str, description: str, **facts) -> Callable:
     """Decorator that registers a factory under ``name``, for example::
 
-    @register_backbone("my-vit", family="custom", description="my ViT", hub=HubFile("me/my-vit", ("model.safetensors",)))
+    @register_backbone("my-vit", family="custom", description="my ViT", hub=HubFile("me/vit", ("model.safetensors",)))
     def build_my_vit(checkpoint: Path | None, seed: int) -> Backbone:
         branch = load_timm_branch("vit_small_patch16_224", checkpoint, image_size=224, seed=seed)
         return Backbone("my-vit", [branch], PreprocessSpec(), random_weights=checkpoint is None)
