@@ -171,8 +171,10 @@ class AlignedEmbedder:
         return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def _embed_pixels(self, pixels: torch.Tensor) -> Embeddings:
-        """``pixels``: ``(B, 3, S, S)`` uint8, or float in [0, 1], at the backbone's size."""
+    def _embed_pixels(self, pixels: torch.Tensor, normalized: bool = True) -> Embeddings:
+        """``pixels``: ``(B, 3, S, S)`` uint8, or float in [0, 1], at the backbone's size.
+
+        ``normalized=False`` returns the raw pooled features (what gLocal is fitted on)."""
         if pixels.shape[0] == 0:
             return Embeddings(
                 np.zeros((0, self.base_dim), np.float32), np.zeros((0, getattr(self, "dim", 0)), np.float32)
@@ -193,6 +195,8 @@ class AlignedEmbedder:
             else:
                 aligned_input = pool(self._aligned_forward(pixels), self.pooling).float()
         aligned = self.alignment.transform(aligned_input)
+        if not normalized:
+            return Embeddings(base[:count].cpu().numpy(), aligned[:count].float().cpu().numpy())
         return Embeddings(
             base=normalize(base[:count], self.normalization).cpu().numpy(),
             aligned=normalize(aligned[:count].float(), self.normalization).cpu().numpy(),
@@ -235,12 +239,14 @@ class AlignedEmbedder:
         *,
         progress: bool | str = False,
         on_batch: Callable[[EmbeddingResult], None] | None = None,
+        normalized: bool = True,
     ) -> EmbeddingResult:
         """Embed many files/bytes/images with decoding in workers; bad inputs are reported
         in ``failures``, the good ones embedded. ``on_batch`` sees each batch's result
-        (indices into ``sources``) as soon as it is ready, e.g. to write it out."""
+        (indices into ``sources``) as soon as it is ready, e.g. to write it out.
+        ``normalized=False`` gives raw pooled features instead of unit vectors."""
         parts: list[EmbeddingResult] = []
-        for part in self.iter_embed(sources, progress=progress):
+        for part in self.iter_embed(sources, progress=progress, normalized=normalized):
             if on_batch is not None:
                 on_batch(part)
             parts.append(part)
@@ -251,7 +257,9 @@ class AlignedEmbedder:
             failures=[f for p in parts for f in p.failures],
         )
 
-    def iter_embed(self, sources: Sequence[ImageSource], *, progress: bool | str = False) -> Iterator[EmbeddingResult]:
+    def iter_embed(
+        self, sources: Sequence[ImageSource], *, progress: bool | str = False, normalized: bool = True
+    ) -> Iterator[EmbeddingResult]:
         """Like :meth:`embed_many`, one :class:`EmbeddingResult` per batch, in input order."""
         description = progress if isinstance(progress, str) else "embedding"
         bar = tqdm(total=len(sources), desc=description, unit="img", disable=not progress)
@@ -265,12 +273,12 @@ class AlignedEmbedder:
         )
         with bar:
             for batch in batches:
-                result = self._embed_batch(batch, sources)
+                result = self._embed_batch(batch, sources, normalized)
                 bar.update(len(result.indices) + len(result.failures))
                 yield result
 
     # -------------------------------------------------------------- helpers
-    def _embed_batch(self, batch: PixelBatch, sources: Sequence[ImageSource]) -> EmbeddingResult:
+    def _embed_batch(self, batch: PixelBatch, sources: Sequence[ImageSource], normalized: bool) -> EmbeddingResult:
         pixels, indices, failures = batch.pixels, list(batch.indices), list(batch.failures)
         if batch.jpeg_bytes:
             gpu_pixels, ok = decode_jpegs(batch.jpeg_bytes, self.backbone.preprocess, self.device)
@@ -285,7 +293,7 @@ class AlignedEmbedder:
                 except ImageDecodeError as error:
                     failures.append(ImageFailure(index, error.source, error.reason))
         order = sorted(range(len(indices)), key=indices.__getitem__)
-        embeddings = self._embed_pixels(pixels[order] if len(order) else pixels)
+        embeddings = self._embed_pixels(pixels[order] if len(order) else pixels, normalized)
         return EmbeddingResult(embeddings.base, embeddings.aligned, [indices[i] for i in order], failures)
 
     def _pixels_for(self, image: ImageInput) -> torch.Tensor:

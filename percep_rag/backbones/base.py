@@ -45,8 +45,6 @@ class Branch(nn.Module):
     """
 
     dim: int
-    #: Names of the fused attention projections LoRA attaches to.
-    lora_targets: tuple[str, ...] = ()
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
@@ -58,6 +56,10 @@ class Branch(nn.Module):
         return self.tokens(normalized)
 
     def tokens(self, normalized: torch.Tensor) -> TokenFeatures:
+        raise NotImplementedError
+
+    def lora_targets(self) -> list[str]:
+        """Names (relative to the branch) of the fused attention projections LoRA adapts."""
         raise NotImplementedError
 
 
@@ -104,8 +106,13 @@ class Backbone(nn.Module):
         return next(self.parameters()).device
 
     def lora_target_modules(self) -> list[str]:
-        """Module-name suffixes of the attention projections LoRA should adapt."""
-        return sorted({target for branch in self.branches for target in branch.lora_targets})
+        """Full module names of every branch's fused attention projections (for peft).
+
+        >>> from percep_rag.backbones import create_backbone
+        >>> create_backbone("tiny-vit-random").lora_target_modules()
+        ['branches.0.model.blocks.0.attn.qkv', 'branches.0.model.blocks.1.attn.qkv']
+        """
+        return [f"branches.{i}.{name}" for i, branch in enumerate(self.branches) for name in branch.lora_targets()]
 
     def weights_digest(self) -> str:
         """Hash of every parameter and buffer: equal digests mean equal weights.

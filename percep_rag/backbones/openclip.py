@@ -30,9 +30,6 @@ class OpenClipBranch(Branch):
     torch.Size([1, 16, 16])
     """
 
-    # open_clip blocks use nn.MultiheadAttention, whose fused input projection lives in `attn`.
-    lora_targets = ("attn",)
-
     def __init__(self, visual: nn.Module, mean=OPENAI_MEAN, std=OPENAI_STD):
         super().__init__(tuple(mean), tuple(std))
         from open_clip.transformer import VisionTransformer
@@ -43,6 +40,10 @@ class OpenClipBranch(Branch):
             raise ConfigError("only CLS-token pooled open_clip ViTs are supported")
         self.visual = visual
         self.dim = visual.output_dim
+
+    def lora_targets(self) -> list[str]:
+        # open_clip blocks use nn.MultiheadAttention (fused in_proj), which peft adapts as a whole.
+        return [name for name, module in self.named_modules() if isinstance(module, nn.MultiheadAttention)]
 
     def tokens(self, normalized: torch.Tensor) -> TokenFeatures:
         visual = self.visual

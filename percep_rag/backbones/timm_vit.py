@@ -30,8 +30,6 @@ class TimmVitBranch(Branch):
     torch.Size([1, 32])
     """
 
-    lora_targets = ("qkv",)
-
     def __init__(
         self,
         model: nn.Module,
@@ -47,6 +45,11 @@ class TimmVitBranch(Branch):
         self.model = model
         self.token_source = token_source
         self.dim = model.embed_dim
+
+    def lora_targets(self) -> list[str]:
+        return [
+            name for name, module in self.named_modules() if name.endswith("attn.qkv") and isinstance(module, nn.Linear)
+        ]
 
     def tokens(self, normalized: torch.Tensor) -> TokenFeatures:
         model = self.model

@@ -1,0 +1,412 @@
+"""Human-aligned (HA) fine-tuning, DreamSim style: LoRA on the backbone's attention
+projections, trained with a hinge loss on 2AFC triplets (NIGHTS format).
+
+The distance is ``1 - cos(f(x), f(y))`` with ``f`` the pooled feature (``cls`` for the
+image-level objective, ``cls+patchmean`` for the patch-level one), on the raw features as
+in DreamSim's training. Only the adapter is saved; at inference it is merged into a copy
+of the backbone, so the aligned model costs exactly one backbone forward.
+
+A run directory holds::
+
+    adapter/            the best adapter by validation 2AFC (peft format) + percep_rag.json
+    checkpoint.pt       the last epoch's adapter, optimizer and history (to resume)
+
+>>> LoraFitConfig().resolved(multi_branch=False).lora_alpha
+32.0
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from percep_rag.alignment.metrics import two_afc_agreement
+from percep_rag.alignment.triplets import TripletSet
+from percep_rag.backbones.base import Backbone
+from percep_rag.config import Pooling
+from percep_rag.errors import AlignmentError, ConfigError
+from percep_rag.io.images import ImageSource, decode_image
+from percep_rag.io.loader import preprocess_image
+from percep_rag.pooling import pool, pooled_dim
+
+METADATA_FILE = "percep_rag.json"
+ADAPTER_DIR = "adapter"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class LoraFitConfig(BaseModel):
+    """Hyper-parameters of HA fine-tuning; defaults follow DreamSim's released configs.
+
+    ``lora_alpha``/``lora_dropout``/``batch_size`` left at ``None`` take DreamSim's value for
+    the backbone: 8 / 0.3 / 16 for ensembles (``train_ensemble_model_lora.yaml``), 32 / 0.2 /
+    32 for single models (``train_single_model_lora.yaml``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pooling: Pooling = "cls"
+    r: int = Field(16, gt=0)
+    lora_alpha: float | None = Field(None, gt=0)
+    lora_dropout: float | None = Field(None, ge=0, lt=1)
+    lr: float = Field(3e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    margin: float = Field(0.05, ge=0)
+    batch_size: int | None = Field(None, gt=0)
+    epochs: int = Field(8, ge=0)
+    patience: int | None = Field(None, gt=0, description="stop after this many epochs without a better val 2AFC")
+    seed: int = 1234
+    device: str = "auto"
+    num_workers: int = Field(0, ge=0)
+    amp: bool = True
+
+    def resolved(self, *, multi_branch: bool) -> LoraFitConfig:
+        """This config with the backbone-dependent defaults filled in."""
+        return self.model_copy(
+            update={
+                "lora_alpha": self.lora_alpha if self.lora_alpha is not None else (8.0 if multi_branch else 32.0),
+                "lora_dropout": self.lora_dropout if self.lora_dropout is not None else (0.3 if multi_branch else 0.2),
+                "batch_size": self.batch_size or (16 if multi_branch else 32),
+            }
+        )
+
+
+@dataclass
+class LoraFitReport:
+    """What a fit did: per-epoch history, the base and best validation 2AFC, where it saved."""
+
+    run_dir: Path
+    base_val_2afc: float
+    best_val_2afc: float
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def hinge_loss(d_left: torch.Tensor, d_right: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
+    """DreamSim's hinge loss: ``mean(max(0, margin - (d_left - d_right) * y))``, ``y = 2*round(t) - 1``.
+
+    ``target`` is the share of votes for RIGHT (1: right is the more similar image).
+
+    >>> hinge_loss(torch.tensor([0.5]), torch.tensor([0.1]), torch.tensor([1.0]), 0.05).item()
+    0.0
+    """
+    sign = 2 * torch.round(target) - 1
+    return torch.clamp(margin - (d_left - d_right) * sign, min=0).mean()
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise ``1 - cos(a, b)``."""
+    return 1 - torch.nn.functional.cosine_similarity(a, b, dim=-1)
+
+
+class TripletImages(Dataset):
+    """Item ``i``: the anchor/left/right images of triplet ``i`` as uint8 tensors, and its target."""
+
+    def __init__(self, triplets: TripletSet, backbone: Backbone, resolve: Callable[[Any], ImageSource]):
+        if triplets.is_indexed:
+            raise ConfigError("LoRA fine-tuning needs triplets of images (paths), not feature indices")
+        self.triplets = triplets
+        self.preprocess = backbone.preprocess
+        self.resolve = resolve
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def _load(self, ref: Any) -> torch.Tensor:
+        return preprocess_image(decode_image(self.resolve(ref)), self.preprocess)
+
+    def __getitem__(self, index: int):
+        t = self.triplets
+        images = [self._load(ref[index]) for ref in (t.anchor, t.left, t.right)]
+        return (*images, torch.tensor(t.target[index], dtype=torch.float32))
+
+
+def path_resolver(root: str | Path | None) -> Callable[[Any], ImageSource]:
+    """Map a triplet reference to a file: absolute as is, relative under ``root``."""
+    base = Path(root) if root is not None else None
+
+    def resolve(ref: Any) -> ImageSource:
+        path = Path(str(ref))
+        return str(path if path.is_absolute() or base is None else base / path)
+
+    return resolve
+
+
+def _device(name: str) -> torch.device:
+    from percep_rag.embedder import resolve_device
+
+    return resolve_device(name)
+
+
+class _Trainer:
+    """The training loop; one instance per fit."""
+
+    def __init__(self, backbone: Backbone, config: LoraFitConfig, run_dir: Path):
+        import peft
+
+        self.config = config.resolved(multi_branch=len(backbone.branches) > 1)
+        self.device = _device(self.config.device)
+        self.base_backbone = backbone
+        self.run_dir = run_dir
+        targets = backbone.lora_target_modules()
+        if not targets:
+            raise ConfigError(f"backbone {backbone.name!r} has no attention projections LoRA can adapt")
+        self.peft_config = peft.LoraConfig(
+            r=self.config.r,
+            lora_alpha=self.config.lora_alpha,
+            lora_dropout=self.config.lora_dropout,
+            target_modules=targets,
+            bias="none",
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            self.model = peft.get_peft_model(copy.deepcopy(backbone).float(), self.peft_config).to(self.device)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(
+            trainable, lr=self.config.lr, betas=self.config.betas, weight_decay=self.config.weight_decay
+        )
+        self.autocast = self.config.amp and self.device.type == "cuda"
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = pixels.to(self.device, non_blocking=True).float().div_(255)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            return pool(self.model(pixels), self.config.pooling).float()
+
+    def loader(self, dataset: Dataset, shuffle: bool, epoch: int) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.config.seed + epoch)
+        return DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.config.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def train_epoch(self, dataset: Dataset, epoch: int, progress: bool) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        batches = tqdm(self.loader(dataset, True, epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
+        for anchor, left, right, target in batches:
+            n = len(target)
+            features = self.features(torch.cat([anchor, left, right]))
+            fa, fl, fr = features[:n], features[n : 2 * n], features[2 * n :]
+            target = target.to(self.device)
+            loss = hinge_loss(cosine_distance(fa, fl), cosine_distance(fa, fr), target, self.config.margin)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * n
+            count += n
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def validate(self, dataset: TripletImages) -> float:
+        self.model.eval()
+        d_left, d_right = [], []
+        for anchor, left, right, _ in self.loader(dataset, False, 0):
+            n = len(anchor)
+            features = self.features(torch.cat([anchor, left, right]))
+            d_left.append(cosine_distance(features[:n], features[n : 2 * n]).cpu())
+            d_right.append(cosine_distance(features[:n], features[2 * n :]).cpu())
+        return two_afc_agreement(torch.cat(d_left).numpy(), torch.cat(d_right).numpy(), dataset.triplets.target)
+
+    def save_adapter(self, epoch: int, val_2afc: float, base_val_2afc: float) -> None:
+        target = self.run_dir / ADAPTER_DIR
+        self.model.save_pretrained(str(target))
+        metadata = {
+            "method": "lora",
+            "backbone": self.base_backbone.name,
+            "base_weights_digest": self.base_backbone.weights_digest(),
+            "random_base_weights": self.base_backbone.random_weights,
+            "pooling": self.config.pooling,
+            "pooled_dim": pooled_dim(self.base_backbone.dim, self.config.pooling),
+            "epoch": epoch,
+            "val_2afc": val_2afc,
+            "base_val_2afc": base_val_2afc,
+            "config": json.loads(self.config.model_dump_json()),
+        }
+        (target / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+
+    def save_checkpoint(self, epoch: int, state: dict[str, Any]) -> None:
+        import peft
+
+        payload = {
+            "epoch": epoch,
+            "adapter": peft.get_peft_model_state_dict(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "config": json.loads(self.config.model_dump_json()),
+            **state,
+        }
+        tmp = self.run_dir / f".{CHECKPOINT_FILE}.tmp"
+        torch.save(payload, tmp)
+        tmp.replace(self.run_dir / CHECKPOINT_FILE)  # atomic: a crash never leaves half a checkpoint
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        import peft
+
+        path = self.run_dir / CHECKPOINT_FILE
+        if not path.exists():
+            return None
+        payload = torch.load(path, map_location=self.device, weights_only=False)
+        if _training_identity(payload["config"]) != _training_identity(json.loads(self.config.model_dump_json())):
+            raise AlignmentError(
+                f"{path} was written with another configuration (model, data or optimiser settings differ); "
+                "use a new run directory or resume=False"
+            )
+        peft.set_peft_model_state_dict(self.model, payload["adapter"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        return payload
+
+
+def _training_identity(config: dict[str, Any]) -> dict[str, Any]:
+    # A run may be resumed with more epochs, other patience or workers, on another device.
+    return {k: v for k, v in config.items() if k not in ("epochs", "patience", "num_workers", "device")}
+
+
+def fit_lora(
+    backbone: Backbone,
+    train: TripletSet,
+    val: TripletSet,
+    run_dir: str | Path,
+    *,
+    config: LoraFitConfig | None = None,
+    resolve: Callable[[Any], ImageSource] | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> LoraFitReport:
+    """Fine-tune LoRA adapters on ``train`` triplets, keeping the best by ``val`` 2AFC.
+
+    ``resolve`` maps a triplet reference to an image (default: the reference is a path).
+    With ``resume`` a run directory holding a checkpoint continues where it stopped.
+    See ``tests/test_lora.py`` for a complete run on generated images.
+    """
+    config = config or LoraFitConfig()
+    if len(train) == 0 or len(val) == 0:
+        raise ConfigError("LoRA fine-tuning needs non-empty train and val triplet sets")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolve = resolve or path_resolver(None)
+    trainer = _Trainer(backbone, config, run_dir)
+    train_data = TripletImages(train, backbone, resolve)
+    val_data = TripletImages(val, backbone, resolve)
+
+    state = trainer.load_checkpoint() if resume else None
+    if state is None:
+        base = trainer.validate(val_data)  # adapters start at zero: this is the base model
+        trainer.save_adapter(0, base, base)
+        state = {"epoch": 0, "history": [], "base_val_2afc": base, "best_val_2afc": base, "best_epoch": 0}
+        trainer.save_checkpoint(0, state)
+    stale = 0
+    for epoch in range(state["epoch"] + 1, trainer.config.epochs + 1):
+        loss = trainer.train_epoch(train_data, epoch, progress)
+        score = trainer.validate(val_data)
+        state["history"].append({"epoch": epoch, "train_loss": loss, "val_2afc": score})
+        if score > state["best_val_2afc"]:
+            state.update(best_val_2afc=score, best_epoch=epoch)
+            trainer.save_adapter(epoch, score, state["base_val_2afc"])
+            stale = 0
+        else:
+            stale += 1
+        state["epoch"] = epoch
+        trainer.save_checkpoint(epoch, state)
+        if trainer.config.patience is not None and stale >= trainer.config.patience:
+            break
+    return LoraFitReport(
+        run_dir=run_dir,
+        base_val_2afc=state["base_val_2afc"],
+        best_val_2afc=state["best_val_2afc"],
+        best_epoch=state["best_epoch"],
+        history=state["history"],
+    )
+
+
+class LoraAlignment:
+    """A trained HA adapter, merged into a copy of the backbone for inference.
+
+    ``path`` is a run directory (its ``adapter/``) or the adapter directory itself.
+    """
+
+    kind = "lora"
+
+    def __init__(self, adapter_dir: Path, metadata: dict[str, Any]):
+        self.adapter_dir = adapter_dir
+        self.metadata = metadata
+
+    @classmethod
+    def load(cls, path: str | Path) -> LoraAlignment:
+        path = Path(path)
+        adapter_dir = path / ADAPTER_DIR if (path / ADAPTER_DIR).is_dir() else path
+        meta_file = adapter_dir / METADATA_FILE
+        missing = [name for name in ("adapter_config.json", METADATA_FILE) if not (adapter_dir / name).is_file()]
+        if not adapter_dir.is_dir() or missing:
+            raise AlignmentError(
+                f"{path} is not a percep-rag LoRA adapter (missing {', '.join(missing) or 'folder'}); "
+                "it is written by `percep-rag align fit --method lora`"
+            )
+        try:
+            metadata = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as error:
+            raise AlignmentError(f"{meta_file}: not valid JSON ({error.msg})") from None
+        return cls(adapter_dir, metadata)
+
+    @property
+    def digest(self) -> str:
+        hasher = hashlib.sha256()
+        for name in sorted(p.name for p in self.adapter_dir.iterdir() if p.suffix in (".safetensors", ".bin")):
+            hasher.update((self.adapter_dir / name).read_bytes())
+        return hasher.hexdigest()[:16]
+
+    @property
+    def pooling(self) -> str:
+        return self.metadata.get("pooling", "cls")
+
+    def check_compatible(self, backbone: Backbone, pooled_dim: int) -> None:
+        expected = self.metadata.get("backbone")
+        if expected != backbone.name:
+            raise AlignmentError(
+                f"LoRA adapter {self.adapter_dir} was trained on {expected!r}, not on {backbone.name!r}"
+            )
+        if self.metadata.get("pooled_dim") not in (None, pooled_dim):
+            raise AlignmentError(
+                f"LoRA adapter {self.adapter_dir} was trained with pooling {self.pooling!r} "
+                f"({self.metadata['pooled_dim']}-d); the embedder pools to {pooled_dim}-d: use the same pooling"
+            )
+        digest = self.metadata.get("base_weights_digest")
+        if digest is not None and digest != backbone.weights_digest():
+            raise AlignmentError(
+                f"LoRA adapter {self.adapter_dir} was trained on other weights of {backbone.name!r} "
+                f"(digest {digest}, these are {backbone.weights_digest()})"
+            )
+
+    def adapt_backbone(self, backbone: Backbone) -> Backbone:
+        """A copy of ``backbone`` with the adapter merged into its weights."""
+        import peft
+
+        model = peft.PeftModel.from_pretrained(copy.deepcopy(backbone), str(self.adapter_dir))
+        merged = model.merge_and_unload()
+        merged.random_weights = backbone.random_weights
+        return merged.eval()
+
+    def transform(self, pooled: torch.Tensor) -> torch.Tensor:
+        return pooled
+
+
+def summarize(report: LoraFitReport) -> str:
+    """One line per epoch, for logs and the CLI."""
+    lines = [f"base val 2AFC {report.base_val_2afc:.4f}"]
+    lines += [f"epoch {h['epoch']}: loss {h['train_loss']:.4f}  val 2AFC {h['val_2afc']:.4f}" for h in report.history]
+    best = f"best: epoch {report.best_epoch}, val 2AFC {report.best_val_2afc:.4f}"
+    lines.append(f"{best} -> {report.run_dir / ADAPTER_DIR}")
+    return "\n".join(lines)
+
