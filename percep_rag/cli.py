@@ -103,6 +103,101 @@ def embed(
         typer.secho(f"skipped {failure.source}: {failure.reason}", err=True, fg=typer.colors.YELLOW)
 
 
+align_app = typer.Typer(no_args_is_help=True, help="Fit and evaluate human alignments (gLocal, LoRA).")
+app.add_typer(align_app, name="align")
+
+TripletsArgument = Annotated[Path, typer.Argument(help="NIGHTS data.csv, a ranked .jsonl/.csv table, or THINGS .npy.")]
+RootOption = Annotated[Path | None, typer.Option(help="Folder the triplet image paths are relative to.")]
+
+
+def _embedder(backbone, weights, pooling, alignment, device, batch_size):
+    from percep_rag.config import EmbedderSpec
+    from percep_rag.embedder import AlignedEmbedder
+
+    spec = EmbedderSpec(
+        backbone=backbone,
+        weights=weights or None,
+        pooling=pooling,
+        alignment=alignment,
+        device=device,
+        batch_size=batch_size,
+    )
+    return AlignedEmbedder.from_spec(spec)
+
+
+@align_app.command("fit")
+def align_fit(
+    triplets: TripletsArgument,
+    out: Annotated[Path, typer.Option("--out", "-o", help="gLocal: a .safetensors file; lora: a run folder.")],
+    method: Annotated[str, typer.Option(help="'glocal' (affine map) or 'lora' (HA fine-tuning).")] = "glocal",
+    backbone: BackboneOption = "dreamsim-ensemble",
+    weights: WeightsOption = None,
+    pooling: PoolingOption = "cls",
+    root: RootOption = None,
+    epochs: Annotated[int | None, typer.Option(min=0, help="Training epochs (method default if unset).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (method default if unset).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Held-out image share when the file has no val split.")] = 0.2,
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 64,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Fit an alignment on human triplet judgments; prints base vs best validation agreement."""
+    from percep_rag.alignment.workflow import read_triplets, train_val_split
+
+    if method not in ("glocal", "lora"):
+        _fail(f"--method must be 'glocal' or 'lora', got {method!r}", 2)
+    train, val = train_val_split(read_triplets(triplets, root=root), val_fraction=val_fraction)
+    embedder = _embedder(backbone, weights, pooling, "identity", device, batch_size)
+    random_note = " (RANDOM backbone weights)" if embedder.backbone.random_weights else ""
+    typer.echo(f"{len(train)} train / {len(val)} val triplets; backbone {backbone}{random_note}")
+    overrides = {key: value for key, value in {"epochs": epochs, "lr": lr}.items() if value is not None}
+    if method == "glocal":
+        from percep_rag.alignment.glocal import GlocalFitConfig
+        from percep_rag.alignment.workflow import fit_glocal_on_images
+
+        if out.suffix != ".safetensors":
+            _fail("a gLocal transform is written as .safetensors: give --out <name>.safetensors", 2)
+        config = GlocalFitConfig(device=device, **overrides)
+        transform, report = fit_glocal_on_images(embedder, train, val, config=config, progress=progress)
+        transform.save(out)
+        typer.echo(report.summary())
+        typer.echo(f"saved {out}; use it with --alignment glocal:{out}")
+    else:
+        from percep_rag.alignment.lora import LoraFitConfig, fit_lora, summarize
+
+        config = LoraFitConfig(device=device, pooling=pooling, **overrides)
+        report = fit_lora(embedder.backbone, train, val, out, config=config, progress=progress)
+        typer.echo(summarize(report))
+        typer.echo(f"use it with --alignment lora:{out}")
+
+
+@align_app.command("eval")
+def align_eval(
+    triplets: TripletsArgument,
+    backbone: BackboneOption = "dreamsim-ensemble",
+    weights: WeightsOption = None,
+    pooling: PoolingOption = "cls",
+    alignment: AlignmentOption = "identity",
+    root: RootOption = None,
+    split: Annotated[str | None, typer.Option(help="Only this split (e.g. test, test_imagenet).")] = None,
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 64,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Print base vs aligned 2AFC agreement on a triplet set."""
+    from percep_rag.alignment.workflow import evaluate_2afc, read_triplets
+
+    triplet_set = read_triplets(triplets, root=root)
+    if split:
+        triplet_set = triplet_set.by_split(split)
+        if not len(triplet_set):
+            _fail(f"no triplets in split {split!r}")
+    embedder = _embedder(backbone, weights, pooling, alignment, device, batch_size)
+    scores = evaluate_2afc(embedder, triplet_set, progress=progress)
+    note = " [RANDOM backbone weights]" if embedder.backbone.random_weights else ""
+    typer.echo(f"{scores} with {embedder.alignment.kind} alignment{note}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning library errors into a message and exit code 1."""
     try:

@@ -100,3 +100,58 @@ def test_console_entry_point_runs_in_a_subprocess(image_folder, tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     assert out.exists() and (tmp_path / "v.ids.txt").read_text().count("\n") == 12
+
+
+def _ranked_triplet_file(tmp_path, tints: int = 40):
+    """Images whose "human" similarity is their colour, and ranked triplets over them."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    colours = rng.uniform(0, 1, (tints, 3))
+    for i in range(tints):
+        noise = rng.integers(0, 256, (32, 32, 3))
+        Image.fromarray((0.3 * colours[i] * 255 + 0.7 * noise).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    rows = []
+    for n in range(240):
+        a, b, c = rng.choice(tints, 3, replace=False)
+        closer = np.linalg.norm(colours[a] - colours[b]) < np.linalg.norm(colours[a] - colours[c])
+        positive, negative = (b, c) if closer else (c, b)
+        split = "train" if n < 180 else "val"
+        rows.append(
+            {"anchor": f"{a}.png", "positive": f"{positive}.png", "negative": f"{negative}.png", "split": split}
+        )
+    path = tmp_path / "triplets.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    return path
+
+
+def test_align_fit_glocal_then_eval_with_it(capsys, tmp_path):
+    triplets = _ranked_triplet_file(tmp_path)
+    out = tmp_path / "glocal.safetensors"
+    code, stdout, err = run_cli(
+        capsys, "align", "fit", str(triplets), "--method", "glocal", "-o", str(out), "-b", "tiny-vit-random",
+        "--epochs", "20", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.exists() and "180 train / 60 val" in stdout and "RANDOM" in stdout
+    code, stdout, err = run_cli(
+        capsys, "align", "eval", str(triplets), "-b", "tiny-vit-random", "--alignment", f"glocal:{out}",
+        "--split", "val", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "2AFC agreement on 60 triplets" in stdout and "glocal alignment" in stdout
+
+
+def test_align_fit_lora_and_bad_triplet_file(capsys, tmp_path):
+    triplets = _ranked_triplet_file(tmp_path)
+    run = tmp_path / "run"
+    code, stdout, err = run_cli(
+        capsys, "align", "fit", str(triplets), "--method", "lora", "-o", str(run), "-b", "tiny-vit-random",
+        "--epochs", "1", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert (run / "adapter" / "adapter_config.json").exists() and "epoch 1:" in stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"anchor": "0.png", "positive": "1.png", "negative": "2.png"}\n{"anchor": "0.png"}\n')
+    code, _, err = run_cli(capsys, "align", "eval", str(bad), "-b", "tiny-vit-random")
+    assert code == 1 and "line 2" in err

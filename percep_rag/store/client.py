@@ -1,0 +1,472 @@
+"""The qdrant-client back end: in-memory, local path, or a Qdrant server/cluster by URL.
+
+* ``QdrantClientStore.in_memory()``: ``QdrantClient(":memory:")``, for tests and demos.
+* ``QdrantClientStore.local(path)``: qdrant-client's local mode on disk (SQLite, exact
+  numpy search, loads everything on open; fine up to ~20k points).
+* ``QdrantClientStore.remote(url, ...)``: a Qdrant server or cluster over REST, or gRPC
+  with ``prefer_grpc=True``. Collections get ``shard_number``, ``replication_factor``
+  and ``write_consistency_factor`` from :class:`~percep_rag.store.base.CollectionOptions`.
+  Transient failures (connection errors, timeouts, HTTP 5xx and 429, gRPC
+  UNAVAILABLE-like codes) are retried with exponential backoff; 4xx are not. When the
+  server stays unreachable the call raises :class:`StoreUnavailableError` naming the URL.
+
+Retried writes are safe because point ids are deterministic (same id = same point).
+
+Example::
+
+    >>> store = QdrantClientStore.remote("http://qdrant:6333", prefer_grpc=True)  # doctest: +SKIP
+    >>> store = QdrantClientStore.in_memory()
+    >>> store.list_collections()
+    []
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from percep_rag.store.base import (
+    CollectionExistsError,
+    CollectionInfo,
+    CollectionNotFoundError,
+    PayloadType,
+    ScoredPoint,
+    StoredPoint,
+    StoreError,
+    StoreLockedError,
+    StoreRequestError,
+    StoreUnavailableError,
+    VectorStore,
+)
+from percep_rag.store.filters import META_KEY, MatchAny, MatchValue, ParsedFilter, Range
+from percep_rag.store.ids import META_POINT_ID
+from percep_rag.store.retry import RetryPolicy, call_with_retries
+
+try:  # grpcio comes with qdrant-client, but keep the REST path importable without it
+    import grpc
+except ImportError:  # pragma: no cover
+    grpc = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+
+_PAYLOAD_TYPES: dict[str, qm.PayloadSchemaType] = {
+    "keyword": qm.PayloadSchemaType.KEYWORD,
+    "integer": qm.PayloadSchemaType.INTEGER,
+    "float": qm.PayloadSchemaType.FLOAT,
+    "bool": qm.PayloadSchemaType.BOOL,
+}
+_TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL"}
+_MAX_RETRY_AFTER_S = 60.0
+
+
+class QdrantClientStore(VectorStore):
+    """A :class:`VectorStore` over a ``QdrantClient``; build it with a class method.
+
+    ``remote=True`` turns on retries and the server-only collection settings (HNSW,
+    quantization, payload indexes, sharding); qdrant-client's local modes ignore them
+    (they always search exactly), so they are not sent there.
+    """
+
+    upsert_batch_size = 256  # keeps REST bodies of 2 x 768-d points well under 32 MB
+    query_batch_size = 64
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        *,
+        location: str,
+        remote: bool,
+        retry: RetryPolicy | None = None,
+    ):
+        super().__init__()
+        self._client = client
+        self._location = location
+        self._remote = remote
+        self._retry = retry or RetryPolicy()
+
+    # ----------------------------------------------------------------- construction
+
+    @classmethod
+    def in_memory(cls) -> QdrantClientStore:
+        """A throw-away store in RAM.
+
+        >>> QdrantClientStore.in_memory().location
+        ':memory:'
+        """
+        return cls(QdrantClient(":memory:"), location=":memory:", remote=False)
+
+    @classmethod
+    def local(cls, path: str | os.PathLike[str]) -> QdrantClientStore:
+        """qdrant-client's local mode persisted under ``path``.
+
+        >>> QdrantClientStore.local("/tmp/qdrant-local")  # doctest: +SKIP
+        """
+        where = str(Path(path).expanduser())
+        try:
+            client = QdrantClient(path=where)
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                raise StoreLockedError(f"local Qdrant store {where} is open elsewhere: {exc}") from exc
+            raise StoreError(f"cannot open local Qdrant store {where}: {exc}") from exc
+        return cls(client, location=where, remote=False)
+
+    @classmethod
+    def remote(
+        cls,
+        url: str,
+        *,
+        api_key: str | None = None,
+        prefer_grpc: bool = False,
+        grpc_port: int = 6334,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+    ) -> QdrantClientStore:
+        """Connect to a Qdrant server and check it answers (with retries).
+
+        Raises :class:`StoreUnavailableError` naming ``url`` when it does not.
+
+        >>> QdrantClientStore.remote("http://localhost:6333", timeout=5)  # doctest: +SKIP
+        """
+        client = QdrantClient(
+            url=url,
+            api_key=api_key,
+            prefer_grpc=prefer_grpc,
+            grpc_port=grpc_port,
+            timeout=timeout,  # type: ignore[arg-type]  # httpx and grpc both take floats
+            check_compatibility=False,  # we ping ourselves, with retries and a clear error
+        )
+        where = f"{url} (gRPC port {grpc_port})" if prefer_grpc else url
+        store = cls(client, location=where, remote=True, retry=retry)
+        try:
+            store._call("connect", None, client.get_collections)
+        except BaseException:
+            client.close()
+            raise
+        return store
+
+    @property
+    def location(self) -> str:
+        return self._location
+
+    # ----------------------------------------------------------------- error handling
+
+    def _call(self, op: str, name: str | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one client call; retry (remote only) and translate its errors."""
+        attempts = 0
+
+        def once() -> T:
+            nonlocal attempts
+            attempts += 1
+            return fn(*args, **kwargs)
+
+        try:
+            if not self._remote:
+                return once()
+            return call_with_retries(once, self._retry, _is_transient, retry_after=_retry_after)
+        except StoreError:
+            raise
+        except Exception as exc:
+            where = f"collection {name!r}" if name else "the store"
+            if self._remote and _is_transient(exc):
+                raise StoreUnavailableError(self._location, f"{op}: {_describe(exc)}", attempts) from exc
+            status = _status(exc)
+            if status == "NOT_FOUND" or (not self._remote and "not found" in str(exc).lower()):
+                raise CollectionNotFoundError(f"{where} not found in {self._location}") from exc
+            if status == "ALREADY_EXISTS":
+                raise CollectionExistsError(f"{where} already exists in {self._location}") from exc
+            raise StoreRequestError(f"{op} on {where} at {self._location} failed: {_describe(exc)}") from exc
+
+    # ----------------------------------------------------------------- collections
+
+    def _exists(self, name: str) -> bool:
+        return bool(self._call("collection_exists", name, self._client.collection_exists, name))
+
+    def _list(self) -> list[str]:
+        resp = self._call("list collections", None, self._client.get_collections)
+        return [c.name for c in resp.collections]
+
+    def _create(self, name: str, info: CollectionInfo) -> None:
+        opts = info.options
+        kwargs: dict[str, Any] = {}
+        if self._remote:
+            threshold_kb = max(1, math.ceil(opts.index_threshold * max(info.vectors.values()) * 4 / 1024))
+            kwargs = {
+                "hnsw_config": qm.HnswConfigDiff(m=opts.hnsw_m, ef_construct=opts.hnsw_ef_construct),
+                "optimizers_config": qm.OptimizersConfigDiff(indexing_threshold=threshold_kb),
+                "shard_number": opts.shard_number,
+                "replication_factor": opts.replication_factor,
+                "write_consistency_factor": opts.write_consistency_factor,
+            }
+        self._call(
+            "create collection",
+            name,
+            self._client.create_collection,
+            name,
+            vectors_config={vec: self._vector_params(info, vec, dim) for vec, dim in info.vectors.items()},
+            **kwargs,
+        )
+        try:
+            for field_name, kind in info.payload_indexes.items():
+                self._create_payload_index(name, field_name, kind)
+            self._write_meta(name, info.to_payload())
+        except BaseException:
+            # Leave no collection without a fingerprint behind.
+            try:
+                self._client.delete_collection(name)
+            except Exception:  # the original error matters more
+                pass
+            raise
+
+    def _vector_params(self, info: CollectionInfo, vec: str, dim: int) -> qm.VectorParams:
+        if not self._remote:
+            return qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
+        opts = info.options
+        return qm.VectorParams(
+            size=dim,
+            distance=qm.Distance.COSINE,
+            hnsw_config=None if opts.uses_hnsw(vec) else qm.HnswConfigDiff(m=0),
+            quantization_config=(
+                qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99))
+                if _quantized(info, vec)
+                else None
+            ),
+            on_disk=True if opts.on_disk else None,
+        )
+
+    def _drop(self, name: str) -> None:
+        self._call("delete collection", name, self._client.delete_collection, name)
+
+    def _read_meta(self, name: str) -> dict[str, Any] | None:
+        if not self._exists(name):
+            raise CollectionNotFoundError(f"collection {name!r} not found in {self._location}")
+        recs = self._call(
+            "read metadata", name, self._client.retrieve, name, [META_POINT_ID], with_payload=True, with_vectors=False
+        )
+        return dict(recs[0].payload or {}) if recs else None
+
+    def _write_meta(self, name: str, meta: dict[str, Any]) -> None:
+        # No vectors: the reserved point can never be a nearest neighbour.
+        point = qm.PointStruct(id=META_POINT_ID, vector={}, payload={META_KEY: meta})
+        self._call("write metadata", name, self._client.upsert, name, [point], wait=True)
+
+    def _create_payload_index(self, name: str, field_name: str, kind: PayloadType) -> None:
+        if not self._remote:
+            return  # local mode has no payload indexes (it warns and ignores them)
+        self._call(
+            "create payload index",
+            name,
+            self._client.create_payload_index,
+            name,
+            field_name,
+            _PAYLOAD_TYPES[kind],
+            wait=True,
+        )
+
+    # ----------------------------------------------------------------- writes
+
+    def _upsert(
+        self,
+        name: str,
+        ids: list[str],
+        vectors: dict[str, np.ndarray],
+        payloads: list[dict[str, Any]],
+    ) -> None:
+        batch = qm.Batch(ids=ids, vectors={v: a.tolist() for v, a in vectors.items()}, payloads=payloads)
+        self._call("upsert", name, self._client.upsert, name, batch, wait=True)
+
+    def _delete(self, name: str, ids: list[str]) -> None:
+        self._call("delete points", name, self._client.delete, name, qm.PointIdsList(points=ids), wait=True)
+
+    # ----------------------------------------------------------------- reads
+
+    def _retrieve(
+        self,
+        name: str,
+        ids: list[str],
+        *,
+        with_payload: bool,
+        with_vectors: bool,
+        info: CollectionInfo,
+    ) -> list[StoredPoint]:
+        recs = self._call(
+            "retrieve", name, self._client.retrieve, name, ids, with_payload=with_payload, with_vectors=with_vectors
+        )
+        return [_stored(r, with_vectors) for r in recs]
+
+    def _count(self, name: str, flt: ParsedFilter) -> int:
+        resp = self._call("count", name, self._client.count, name, count_filter=_client_filter(flt), exact=True)
+        return int(resp.count)
+
+    def _query_batch(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        *,
+        using: str,
+        k: int,
+        filters: list[ParsedFilter],
+        with_vectors: bool,
+        with_payload: bool,
+        exact: bool,
+        info: CollectionInfo,
+    ) -> list[list[ScoredPoint]]:
+        # Local mode is always exact and warns about search params, so send none there.
+        params = _search_params(info, using, exact) if self._remote else None
+        requests = [
+            qm.QueryRequest(
+                query=row,
+                using=using,
+                filter=_client_filter(flt),
+                limit=k,
+                params=params,
+                with_payload=with_payload,
+                with_vector=with_vectors,
+            )
+            for row, flt in zip(vectors.tolist(), filters, strict=True)
+        ]
+        responses = self._call("query", name, self._client.query_batch_points, name, requests)
+        return [[_scored(p, with_vectors) for p in r.points] for r in responses]
+
+    def _scroll(
+        self,
+        name: str,
+        flt: ParsedFilter,
+        *,
+        limit: int,
+        offset: str | None,
+        with_vectors: bool,
+        info: CollectionInfo,
+    ) -> tuple[list[StoredPoint], str | None]:
+        recs, nxt = self._call(
+            "scroll",
+            name,
+            self._client.scroll,
+            name,
+            scroll_filter=_client_filter(flt),
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        return [_stored(r, with_vectors) for r in recs], (str(nxt) if nxt is not None else None)
+
+    # ----------------------------------------------------------------- maintenance
+
+    def _optimize(self, name: str) -> bool:
+        return False  # a server indexes in the background; local mode never indexes
+
+    def _close(self) -> None:
+        self._client.close()
+
+
+# --------------------------------------------------------------------------- error classes
+
+
+def _status(exc: BaseException) -> str | None:
+    """A transport-neutral status name: ``NOT_FOUND``, ``ALREADY_EXISTS``, ``HTTP_503``..."""
+    if isinstance(exc, UnexpectedResponse) and exc.status_code is not None:
+        return {404: "NOT_FOUND", 409: "ALREADY_EXISTS"}.get(exc.status_code, f"HTTP_{exc.status_code}")
+    if grpc is not None and isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        return exc.code().name  # type: ignore[no-any-return]
+    return None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Connection problems, timeouts, 5xx and 429 are worth retrying; 4xx are not."""
+    if isinstance(exc, ResponseHandlingException | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, UnexpectedResponse):
+        code = exc.status_code or 0
+        return code == 429 or code >= 500
+    if grpc is not None and isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        return exc.code().name in _TRANSIENT_GRPC
+    return False
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    if isinstance(exc, UnexpectedResponse) and exc.status_code == 429:
+        value = exc.headers.get("retry-after") if exc.headers is not None else None
+        try:
+            return min(_MAX_RETRY_AFTER_S, max(0.0, float(value))) if value is not None else None
+        except ValueError:
+            return None  # an HTTP date; fall back to the policy's backoff
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ResponseHandlingException):
+        src = exc.source
+        return f"{type(src).__name__}: {src}"
+    if isinstance(exc, UnexpectedResponse):
+        body = exc.content[:300].decode("utf-8", "replace") if exc.content else ""
+        return f"HTTP {exc.status_code} {exc.reason_phrase}: {body}".strip()
+    if grpc is not None and isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        return f"gRPC {exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------- translation
+
+
+def _quantized(info: CollectionInfo, vec: str) -> bool:
+    return info.options.quantization == "int8" and info.options.uses_hnsw(vec)
+
+
+def _search_params(info: CollectionInfo, using: str, exact: bool) -> qm.SearchParams:
+    if exact:
+        return qm.SearchParams(exact=True)
+    quant = (
+        qm.QuantizationSearchParams(rescore=True, oversampling=info.options.oversampling)
+        if _quantized(info, using)
+        else None
+    )
+    return qm.SearchParams(hnsw_ef=info.options.hnsw_ef, quantization=quant)
+
+
+def _client_condition(cond: MatchValue | MatchAny | Range) -> qm.FieldCondition:
+    if isinstance(cond, MatchValue):
+        return qm.FieldCondition(key=cond.key, match=qm.MatchValue(value=cond.value))
+    if isinstance(cond, MatchAny):
+        return qm.FieldCondition(key=cond.key, match=qm.MatchAny(any=list(cond.values)))
+    return qm.FieldCondition(key=cond.key, range=qm.Range(gt=cond.gt, gte=cond.gte, lt=cond.lt, lte=cond.lte))
+
+
+def _client_filter(flt: ParsedFilter) -> qm.Filter | None:
+    must: list[Any] = [_client_condition(c) for c in flt.must]
+    must_not: list[Any] = [_client_condition(c) for c in flt.must_not]
+    if flt.exclude_ids:
+        must_not.append(qm.HasIdCondition(has_id=sorted(flt.exclude_ids)))
+    if not must and not must_not:
+        return None
+    return qm.Filter(must=must or None, must_not=must_not or None)
+
+
+def _vectors(raw: Any) -> dict[str, np.ndarray]:
+    if not isinstance(raw, dict):
+        return {}
+    return {k: np.asarray(v, dtype=np.float32) for k, v in raw.items()}
+
+
+def _stored(rec: Any, with_vectors: bool) -> StoredPoint:
+    return StoredPoint(
+        id=str(rec.id),
+        payload=dict(rec.payload or {}),
+        vectors=_vectors(rec.vector) if with_vectors else None,
+    )
+
+
+def _scored(hit: Any, with_vectors: bool) -> ScoredPoint:
+    return ScoredPoint(
+        id=str(hit.id),
+        score=float(hit.score),
+        payload=dict(hit.payload or {}),
+        vectors=_vectors(hit.vector) if with_vectors else None,
+    )
