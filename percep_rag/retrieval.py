@@ -1,0 +1,192 @@
+"""Retrieval: the nearest stored images for a query image, vector or point id.
+
+:class:`Retriever` answers top-k queries with filters over the ``base`` or ``aligned``
+vectors; :class:`ExampleRetriever` turns hits into few-shot examples (image + label/prompt)
+in RICES order, most similar LAST, never returning the query itself.
+
+>>> from percep_rag import AlignedEmbedder, EmbedderSpec
+>>> from percep_rag.store import open_store
+>>> from percep_rag.indexing import index_records
+>>> from percep_rag.datasets.records import ImageRecord
+>>> from PIL import Image
+>>> import tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> records = []
+>>> for name in ("red", "green", "blue"):
+...     Image.new("RGB", (32, 32), name).save(folder / f"{name}.png")
+...     records.append(ImageRecord(id=name, uri=str(folder / f"{name}.png"), label=name))
+>>> embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random"))
+>>> store = open_store(":memory:")
+>>> _ = index_records(records, embedder=embedder, store=store, collection="colours", progress=False)
+>>> examples = ExampleRetriever(store, "colours", embedder).examples(str(folder / "red.png"), k=2)
+>>> len(examples), "red" in [e.label for e in examples]
+(2, False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from percep_rag.embedder import AlignedEmbedder, ImageInput
+from percep_rag.errors import ConfigError, FingerprintMismatchError, ImageDecodeError
+from percep_rag.io.images import read_image_bytes
+from percep_rag.store import ScoredPoint, VectorStore, content_hash, point_id
+
+VectorName = Literal["base", "aligned"]
+
+
+def check_fingerprint(store: VectorStore, collection: str, embedder: AlignedEmbedder) -> None:
+    """Refuse to query ``collection`` with vectors from an embedder other than its writer's."""
+    stored = store.get_fingerprint(collection)
+    differences = stored.differences(embedder.fingerprint)
+    if differences:
+        raise FingerprintMismatchError(
+            f"collection {collection!r} was written by another embedder; stored vs this one: {'; '.join(differences)}"
+        )
+
+
+class Retriever:
+    """Top-k search in one collection with the embedder that wrote it."""
+
+    def __init__(self, store: VectorStore, collection: str, embedder: AlignedEmbedder):
+        check_fingerprint(store, collection, embedder)
+        self.store = store
+        self.collection = collection
+        self.embedder = embedder
+
+    def query_ids(self, images: Sequence[ImageInput]) -> list[str | None]:
+        """The point id each query image would have if indexed (``None`` when not a file/bytes)."""
+        return [_point_id_of(image, self.collection) for image in images]
+
+    def vectors_for(self, images: Sequence[ImageInput], using: VectorName) -> np.ndarray:
+        """Embed query images into the named vector space."""
+        both = self.embedder.embed_both(list(images))
+        return both.aligned if using == "aligned" else both.base
+
+    def search(
+        self,
+        image: ImageInput | None = None,
+        *,
+        vector: np.ndarray | None = None,
+        point: str | None = None,
+        k: int = 10,
+        using: VectorName = "aligned",
+        filter: Mapping[str, object] | None = None,
+        exclude_ids: Iterable[str] = (),
+    ) -> list[ScoredPoint]:
+        """Nearest points to exactly one of ``image``, ``vector`` or stored ``point`` (an id),
+        most similar first. A query by image or point never returns that image itself."""
+        given = [name for name, value in (("image", image), ("vector", vector), ("point", point)) if value is not None]
+        if len(given) != 1:
+            raise ConfigError(f"give exactly one of image, vector or point; got {given or 'none'}")
+        excluded = set(exclude_ids)
+        if image is not None:
+            return self.search_batch([image], k=k, using=using, filter=filter, exclude_ids=excluded)[0]
+        if point is not None:
+            stored = self.store.retrieve(self.collection, [point], with_vectors=True)
+            if not stored:
+                raise ConfigError(f"no point {point!r} in collection {self.collection!r}")
+            vector = stored[0].vectors[using]
+            excluded.add(stored[0].id)
+        return self.store.query(self.collection, vector, using=using, k=k, filter=filter, exclude_ids=excluded)
+
+    def search_batch(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        k: int = 10,
+        using: VectorName = "aligned",
+        filter: Mapping[str, object] | None = None,
+        exclude_ids: Iterable[str] = (),
+    ) -> list[list[ScoredPoint]]:
+        """:meth:`search` for many query images at once (one embedding pass, one batched query)."""
+        if using not in ("base", "aligned"):
+            raise ConfigError(f"using must be 'base' or 'aligned', got {using!r}")
+        excluded = set(exclude_ids)
+        per_query = [excluded | ({own} if own else set()) for own in self.query_ids(images)]
+        vectors = self.vectors_for(images, using)
+        # One extra hit per query covers a query image stored under another id (e.g. a PIL copy).
+        hits = self.store.query_batch(
+            self.collection, vectors, using=using, k=k + 1, filter=filter, exclude_per_query=per_query
+        )
+        return [_drop_same_uri(found, image)[:k] for found, image in zip(hits, images, strict=True)]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A retrieved few-shot example: the image's location, its label/prompt and similarity."""
+
+    id: str
+    uri: str
+    label: str | None
+    prompt: str | None
+    score: float
+    payload: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        """What the example says in a prompt: its prompt text, else its label."""
+        return self.prompt if self.prompt is not None else (self.label or "")
+
+
+class ExampleRetriever(Retriever):
+    """Few-shot examples for a query image (RICES): top-k by similarity, most similar LAST."""
+
+    def examples(
+        self,
+        image: ImageInput,
+        *,
+        k: int = 3,
+        using: VectorName = "aligned",
+        filter: Mapping[str, object] | None = None,
+        exclude_ids: Iterable[str] = (),
+    ) -> list[Example]:
+        return self.examples_batch([image], k=k, using=using, filter=filter, exclude_ids=exclude_ids)[0]
+
+    def examples_batch(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        k: int = 3,
+        using: VectorName = "aligned",
+        filter: Mapping[str, object] | None = None,
+        exclude_ids: Iterable[str] = (),
+    ) -> list[list[Example]]:
+        hits = self.search_batch(images, k=k, using=using, filter=filter, exclude_ids=exclude_ids)
+        # OpenFlamingo's RICES puts the most similar example right before the query.
+        return [[_example(hit) for hit in reversed(found)] for found in hits]
+
+
+def _example(hit: ScoredPoint) -> Example:
+    payload = hit.payload
+    return Example(
+        id=hit.id,
+        uri=str(payload.get("uri", "")),
+        label=payload.get("label"),
+        prompt=payload.get("prompt"),
+        score=hit.score,
+        payload=payload,
+    )
+
+
+def _point_id_of(image: ImageInput, collection: str) -> str | None:
+    if isinstance(image, (bytes, bytearray)):
+        return point_id(content_hash(bytes(image)), collection)
+    if isinstance(image, (str, Path)):
+        try:
+            return point_id(content_hash(read_image_bytes(image)), collection)
+        except ImageDecodeError:
+            return None  # the embedding step reports the bad image precisely
+    return None
+
+
+def _drop_same_uri(hits: list[ScoredPoint], image: ImageInput) -> list[ScoredPoint]:
+    if not isinstance(image, (str, Path)):
+        return hits
+    own = str(Path(image))
+    return [hit for hit in hits if hit.payload.get("uri") != own]
