@@ -125,9 +125,9 @@ def test_ensure_refuses_a_different_embedder(store):
     assert "alignment_digest" in message and "imgs" in message
 
 
-def test_fingerprint_survives_reopen_and_is_checked(spec):
-    if spec.kind == "memory":
-        pytest.skip("nothing persists in memory")
+@pytest.mark.parametrize("kind", ["edge", "local"])  # on-disk back ends: memory keeps nothing to reopen
+def test_fingerprint_survives_reopen_and_is_checked(kind, tmp_path):
+    spec = StoreSpec(kind=kind, path=tmp_path / kind)
     with open_store(spec) as s:
         s.ensure_collection("imgs", FP)
         s.upsert("imgs", make_points(10))

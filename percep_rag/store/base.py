@@ -167,7 +167,7 @@ class VectorStore(ABC):
         ``vectors`` defaults to ``{"base": fingerprint.base_dim, "aligned": fingerprint.dim}``;
         ``payload_indexes`` maps a payload field to ``keyword|integer|float|bool``.
 
-        >>> store.create_collection("imgs", fp, payload_indexes={"label": "keyword"})  # doctest: +SKIP
+        Example: store.create_collection("imgs", fp, payload_indexes={"label": "keyword"})
         """
         self._check_open()
         _check_name(name)
@@ -193,7 +193,7 @@ class VectorStore(ABC):
         field (``"dim: 768 != 512"``). Missing payload indexes are added; the options of an
         existing collection are the recorded ones (``options`` only applies on creation).
 
-        >>> store.ensure_collection("imgs", fp)  # doctest: +SKIP
+        Example: store.ensure_collection("imgs", fp)
         """
         self._check_open()
         _check_name(name)
@@ -235,7 +235,7 @@ class VectorStore(ABC):
     def get_fingerprint(self, name: str) -> Fingerprint:
         """The fingerprint recorded when ``name`` was created.
 
-        >>> store.get_fingerprint("imgs").dim  # doctest: +SKIP
+        Example: store.get_fingerprint("imgs").dim
         768
         """
         return self.collection_info(name).fingerprint
@@ -297,7 +297,7 @@ class VectorStore(ABC):
 
         Returns only once the write is durable against a killed process.
 
-        >>> store.upsert("imgs", [StorePoint(pid, {"base": v, "aligned": v}, {"label": "cat"})])  # doctest: +SKIP
+        Example: store.upsert("imgs", [StorePoint(pid, {"base": v, "aligned": v}, {"label": "cat"})])
         1
         """
         pts = list(points)
@@ -335,7 +335,7 @@ class VectorStore(ABC):
     ) -> int:
         """Bulk form of :meth:`upsert`: ``vectors[name]`` is an ``(n, d)`` array per vector name.
 
-        >>> store.upsert_arrays("imgs", ids, {"base": B, "aligned": A}, payloads)  # doctest: +SKIP
+        Example: store.upsert_arrays("imgs", ids, {"base": B, "aligned": A}, payloads)
         """
         info = self.collection_info(name)
         n = len(ids)
@@ -376,7 +376,7 @@ class VectorStore(ABC):
     def retrieve(self, name: str, ids: Iterable[str], *, with_vectors: bool = False) -> list[StoredPoint]:
         """Points with these ids, in no particular order; absent ids are skipped.
 
-        >>> [p.payload["label"] for p in store.retrieve("imgs", [pid])]  # doctest: +SKIP
+        Example: [p.payload["label"] for p in store.retrieve("imgs", [pid])]
         ['cat']
         """
         info = self.collection_info(name)
@@ -427,7 +427,7 @@ class VectorStore(ABC):
         HNSW and quantization. Raises :class:`DimensionMismatchError` or
         :class:`UnknownVectorNameError` on a bad query.
 
-        >>> hits = store.query("imgs", v, using="base", k=5, filter={"split": ["train", "val"]})  # doctest: +SKIP
+        Example: hits = store.query("imgs", v, using="base", k=5, filter={"split": ["train", "val"]})
         """
         q = np.asarray(vector, dtype=np.float32)
         if q.ndim != 1:
@@ -462,7 +462,7 @@ class VectorStore(ABC):
 
         ``exclude_per_query[i]`` adds ids to exclude for row ``i`` only (leave-one-out).
 
-        >>> per_row = store.query_batch("imgs", Q, k=3, exclude_per_query=[[i] for i in ids])  # doctest: +SKIP
+        Example: per_row = store.query_batch("imgs", Q, k=3, exclude_per_query=[[i] for i in ids])
         """
         info = self.collection_info(name)
         if using not in info.vectors:
@@ -535,7 +535,7 @@ class VectorStore(ABC):
     ) -> Iterator[StoredPoint]:
         """Every point (matching ``filter``), fetched ``batch`` at a time.
 
-        >>> labels = {p.payload["label"] for p in store.iterate("imgs")}  # doctest: +SKIP
+        Example: labels = {p.payload["label"] for p in store.iterate("imgs")}
         """
         offset: str | None = None
         while True:

@@ -14,7 +14,7 @@ Retried writes are safe because point ids are deterministic (same id = same poin
 
 Example::
 
-    >>> store = QdrantClientStore.remote("http://qdrant:6333", prefer_grpc=True)  # doctest: +SKIP
+    Example: store = QdrantClientStore.remote("http://qdrant:6333", prefer_grpc=True)
     >>> store = QdrantClientStore.in_memory()
     >>> store.list_collections()
     []
@@ -107,7 +107,7 @@ class QdrantClientStore(VectorStore):
     def local(cls, path: str | os.PathLike[str]) -> QdrantClientStore:
         """qdrant-client's local mode persisted under ``path``.
 
-        >>> QdrantClientStore.local("/tmp/qdrant-local")  # doctest: +SKIP
+        Example: QdrantClientStore.local("/tmp/qdrant-local")
         """
         where = str(Path(path).expanduser())
         try:
@@ -133,7 +133,7 @@ class QdrantClientStore(VectorStore):
 
         Raises :class:`StoreUnavailableError` naming ``url`` when it does not.
 
-        >>> QdrantClientStore.remote("http://localhost:6333", timeout=5)  # doctest: +SKIP
+        Example: QdrantClientStore.remote("http://localhost:6333", timeout=5)
         """
         client = QdrantClient(
             url=url,

@@ -23,9 +23,9 @@ a hidden temporary directory that is renamed into place.
 
 Example::
 
-    >>> from percep_rag.store.edge import EdgeStore
-    >>> with EdgeStore("/tmp/percep-store") as store:  # doctest: +SKIP
-    ...     store.ensure_collection("imgs", fingerprint)
+    from percep_rag.store.edge import EdgeStore
+    with EdgeStore("/tmp/percep-store") as store:
+        store.ensure_collection("imgs", fingerprint)
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class EdgeStore(VectorStore):
     Only one store may have a collection open at a time: a second process (or a second
     store object) opening it gets :class:`StoreLockedError`.
 
-    >>> store = EdgeStore("/data/percep-store")  # doctest: +SKIP
+    Example: store = EdgeStore("/data/percep-store")
     """
 
     upsert_batch_size = 1024

@@ -20,7 +20,7 @@ def open_store(spec: StoreSpec | str) -> VectorStore:
     server and :class:`~percep_rag.store.base.StoreLockedError` for an on-disk store
     that another process holds.
 
-    >>> open_store("edge:/data/percep-store")  # doctest: +SKIP
+    Example: open_store("edge:/data/percep-store")
     EdgeStore('/data/percep-store')
     """
     spec = StoreSpec.parse(spec)
