@@ -1,0 +1,73 @@
+"""The retrieval-augmented few-shot protocol end to end on a generated VTAB-style task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from percep_rag import AlignedEmbedder, EmbedderSpec
+from percep_rag.datasets.vtab import read_task
+from percep_rag.errors import ConfigError
+from percep_rag.fewshot.evaluate import evaluate_fewshot, load_vlm, majority_label
+from percep_rag.store import open_store
+
+pytest.importorskip("open_flamingo", reason="percep-rag[flamingo] installs open-flamingo with --no-deps")
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+@pytest.fixture(scope="module")
+def task_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vtab")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("test", 4)):
+        for name, colour in COLOURS.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(np.array(colour) + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_protocol_reports_every_method_with_intervals(task_root):
+    task = read_task(task_root)
+    assert task.class_names == ["blue", "green", "red"] and len(task.pool) == 18 and len(task.queries) == 12
+    embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random"))
+    with open_store(":memory:") as store:
+        report = evaluate_fewshot(
+            task, embedder=embedder, store=store, collection="vtab", classifier=load_vlm(), shots=3, seeds=(0, 1),
+            queries=6,
+        )  # fmt: skip
+        assert store.count("vtab") == 18
+    assert set(report.accuracy) == {"aligned", "base", "random", "knn-aligned", "knn-base"}
+    assert all(len(values) == 2 and all(0 <= v <= 1 for v in values) for values in report.accuracy.values())
+    # Solid colours are easy for nearest neighbours even with random weights; chance is 1/3.
+    assert report.interval("knn-aligned").mean >= 0.8
+    # Identity alignment: aligned and base retrieval are the same retrieval.
+    assert report.accuracy["knn-aligned"] == report.accuracy["knn-base"]
+    assert report.accuracy["aligned"] == report.accuracy["base"]
+    assert "RANDOM weights" in report.table() and "± " in report.table()
+
+
+def test_knn_without_vlm_and_errors(task_root):
+    task = read_task(task_root)
+    embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random"))
+    with open_store(":memory:") as store:
+        with pytest.raises(ConfigError, match="need a VLM"):
+            evaluate_fewshot(task, embedder=embedder, store=store, collection="c", seeds=(0,))
+        report = evaluate_fewshot(
+            task, embedder=embedder, store=store, collection="c", methods=("knn-base",), seeds=(0, 1, 2)
+        )
+    assert report.interval("knn-base").n == 3
+    # all queries each seed -> identical accuracies, a zero-width interval
+    assert report.interval("knn-base").half_width == 0.0
+    with pytest.raises(ConfigError, match="split"):
+        read_task(task_root / "train")
+
+
+def test_majority_vote_tie_goes_to_most_similar():
+    from percep_rag.retrieval import Example
+
+    examples = [Example("1", "", "a", None, 0.5, {}), Example("2", "", "b", None, 0.9, {})]
+    assert majority_label(examples) == "b"
