@@ -198,6 +198,333 @@ def align_eval(
     typer.echo(f"{scores} with {embedder.alignment.kind} alignment{note}")
 
 
+# ============================================================================ index, search, eval
+# Indexing into a store, searching it and the instance-retrieval evaluations. Helpers are
+# private to this block; the work itself lives in indexing, retrieval and evaluation.
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="edge:<dir>, a directory, :memory:, local:<dir> or http(s)://host:6333 "
+        "(default: $PERCEP_RAG_STORE, else ~/.cache/percep_rag/store as Qdrant Edge).",
+    ),
+]
+CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+DF2_PREFIX = "deepfashion2:"
+
+
+def _store_spec(text: str | None):
+    import os
+
+    from percep_rag.store import StoreSpec
+
+    if text:
+        return StoreSpec.parse(text)
+    env = os.environ.get("PERCEP_RAG_STORE")
+    if env:
+        return StoreSpec.parse(env)
+    return StoreSpec(kind="edge", path=Path("~/.cache/percep_rag/store").expanduser())
+
+
+def _load_source(source: str, split: str):
+    """Records, default dataset name and extra payload indexes for a SOURCE argument."""
+    if source.startswith(DF2_PREFIX):
+        from percep_rag.datasets.deepfashion2 import DATASET_NAME, PAYLOAD_INDEXES, read_deepfashion2
+
+        root = Path(source.removeprefix(DF2_PREFIX)).resolve()
+        return read_deepfashion2(root, split), DATASET_NAME, PAYLOAD_INDEXES
+    from percep_rag.datasets.records import load_records
+
+    if not Path(source).exists():
+        _fail(f"{source} does not exist (give a folder, a .csv/.jsonl manifest or deepfashion2:<root>)")
+    # Stored uris outlive this working directory, so they are made absolute.
+    return load_records(Path(source).resolve()), None, {}
+
+
+def _parse_filters(texts: list[str], value_type) -> dict[str, object]:
+    """``key=value`` / ``key=v1,v2`` (any of) into the store's filter dict; ``value_type(key)``
+    says whether the stored field holds ``int``, ``bool`` or ``str``."""
+    from percep_rag.errors import ConfigError
+
+    parsed: dict[str, object] = {}
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        values = [value.strip() for value in raw.split(",") if value.strip()]
+        if not sep or not key or not values:
+            raise ConfigError(f"--filter {text!r}: write key=value, or key=v1,v2 for any of several values")
+        if key in parsed:
+            raise ConfigError(f"--filter {key} given twice; write {key}=v1,v2 for any of several values")
+        kind = value_type(key)
+        try:
+            if kind is int:
+                converted: list[object] = [int(value) for value in values]
+            elif kind is bool:
+                converted = [{"true": True, "false": False}[value.lower()] for value in values]
+            else:
+                converted = list(values)
+        except (ValueError, KeyError):
+            raise ConfigError(f"--filter {text!r}: field {key!r} holds {kind.__name__} values") from None
+        parsed[key] = converted[0] if len(converted) == 1 else converted
+    return parsed
+
+
+def _payload_type(store, collection: str):
+    """How to read ``--filter`` values for a field: by its payload index, else by a stored value."""
+    kinds = {"integer": int, "bool": bool, "keyword": str}
+    indexes = store.collection_info(collection).payload_indexes
+    points, _ = store.scroll(collection, limit=64)
+
+    def value_type(key: str):
+        if key in indexes:
+            return kinds.get(indexes[key], str)
+        for point in points:
+            value = point.payload.get(key)
+            sample = value[0] if isinstance(value, list) and value else value
+            if isinstance(sample, bool):
+                return bool
+            if isinstance(sample, int):
+                return int
+            if sample is not None:
+                return str
+        return str
+
+    return value_type
+
+
+def _hits_table(hits) -> str:
+    rows = [("rank", "score", "label", "uri")]
+    for rank, hit in enumerate(hits, start=1):
+        rows.append((str(rank), f"{hit.score:.4f}", str(hit.payload.get("label", "")), str(hit.payload.get("uri", ""))))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join([*(row[i].ljust(widths[i]) for i in range(3)), row[3]]) for row in rows)
+
+
+def _random_note(embedder) -> str:
+    return " [RANDOM backbone weights]" if embedder.backbone.random_weights else ""
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        ks = ()
+    if not ks or min(ks) < 1:
+        _fail(f"--ks must be positive integers separated by commas, got {text!r}", 2)
+    return ks
+
+
+@app.command()
+def index(
+    source: Annotated[str, typer.Argument(help="A folder, a .csv/.jsonl manifest, or deepfashion2:<root>.")],
+    collection: CollectionOption,
+    store: StoreOption = None,
+    dataset: Annotated[str | None, typer.Option(help="Value of the 'dataset' payload field.")] = None,
+    split: Annotated[str, typer.Option(help="DeepFashion2 split (deepfashion2: sources only).")] = "validation",
+    backbone: BackboneOption = "dreamsim-ensemble",
+    weights: WeightsOption = None,
+    pooling: PoolingOption = "cls",
+    alignment: AlignmentOption = "identity",
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 64,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Embed images (base + aligned) into a collection; re-running adds only new images.
+
+    Unreadable files are listed on stderr and skipped; the exit code stays 0.
+    """
+    from percep_rag.indexing import index_records
+    from percep_rag.store import open_store
+
+    records, default_dataset, indexes = _load_source(source, split)
+    if not records:
+        _fail(f"no images found in {source}")
+    embedder = _embedder(backbone, weights, pooling, alignment, device, batch_size)
+    spec = _store_spec(store)
+    with open_store(spec) as opened:
+        report = index_records(
+            records,
+            embedder=embedder,
+            store=opened,
+            collection=collection,
+            dataset=dataset or default_dataset,
+            payload_indexes=indexes,
+            progress=progress,
+        )
+        total = opened.count(collection)
+    typer.echo(f"{report}{_random_note(embedder)}")
+    typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
+    for failure in report.failures:
+        typer.secho(f"skipped {failure.source}: {failure.reason}", err=True, fg=typer.colors.YELLOW)
+
+
+@app.command()
+def search(
+    query_image: Annotated[Path, typer.Argument(help="The query image file.")],
+    collection: CollectionOption,
+    store: StoreOption = None,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Neighbours per vector space.")] = 5,
+    using: Annotated[str, typer.Option(help="'aligned', 'base' or 'both'.")] = "both",
+    filter: Annotated[
+        list[str] | None, typer.Option("--filter", help="key=value or key=v1,v2 (any of); repeatable, all must hold.")
+    ] = None,
+    grid: Annotated[Path | None, typer.Option(help="Also draw query | base top-k | aligned top-k to this PNG.")] = None,
+    backbone: BackboneOption = "dreamsim-ensemble",
+    weights: WeightsOption = None,
+    pooling: PoolingOption = "cls",
+    alignment: AlignmentOption = "identity",
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 64,
+) -> None:
+    """The nearest stored images to QUERY_IMAGE, as a table per vector space (the query itself is never returned)."""
+    from percep_rag.retrieval import Retriever
+    from percep_rag.store import open_store
+
+    if using not in ("aligned", "base", "both"):
+        _fail(f"--using must be 'aligned', 'base' or 'both', got {using!r}", 2)
+    spaces = ["base", "aligned"] if using == "both" or grid is not None else [using]
+    shown = ["base", "aligned"] if using == "both" else [using]
+    embedder = _embedder(backbone, weights, pooling, alignment, device, batch_size)
+    spec = _store_spec(store)
+    with open_store(spec) as opened:
+        flt = _parse_filters(filter or [], _payload_type(opened, collection))
+        retriever = Retriever(opened, collection, embedder)
+        hits = {space: retriever.search(str(query_image), k=k, using=space, filter=flt or None) for space in spaces}
+    for space in shown:
+        typer.echo(f"{space} top-{k} for {query_image}{_random_note(embedder)}")
+        typer.echo(_hits_table(hits[space]) if hits[space] else "(no matches)")
+        typer.echo("")
+    if grid is not None:
+
+        def captions(found) -> list[str]:
+            return [f"{hit.score:.3f} {hit.payload.get('label', '')}" for hit in found]
+
+        # percep_rag.viz did not exist when this was written; switch to viz.retrieval_grid once it does.
+        from percep_rag.evaluation.grid import retrieval_grid
+
+        retrieval_grid(
+            [str(query_image)],
+            [[str(hit.payload.get("uri", "")) for hit in hits["base"]]],
+            [[str(hit.payload.get("uri", "")) for hit in hits["aligned"]]],
+            grid,
+            query_captions=[query_image.name],
+            base_captions=[captions(hits["base"])],
+            aligned_captions=[captions(hits["aligned"])],
+        )
+        typer.echo(f"grid written to {grid}")
+
+
+eval_app = typer.Typer(no_args_is_help=True, help="The paper's evaluation protocols (instance retrieval).")
+app.add_typer(eval_app, name="eval")
+
+KsOption = Annotated[str, typer.Option("--ks", help="Comma-separated k values for recall@k.")]
+JsonOption = Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")]
+
+
+def _finish_report(report, json_path: Path | None) -> None:
+    typer.echo(report.table())
+    for failure in report.failures:
+        typer.secho(f"skipped {failure.source}: {failure.reason}", err=True, fg=typer.colors.YELLOW)
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.to_dict(), indent=1))
+        typer.echo(f"report written to {json_path}")
+    if report.n_queries == 0:
+        _fail("no query has a matching gallery image: check the role and instance fields")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    manifest: Annotated[Path, typer.Argument(help="A .csv or .jsonl manifest with image, instance and role columns.")],
+    instance_field: Annotated[str, typer.Option(help="Column of instance ids (an id, a list, 'a;b').")] = "instance_id",
+    role_field: Annotated[
+        str | None, typer.Option(help="Column of roles: query/gallery/both (default: 'role', else DF2's 'source').")
+    ] = None,
+    ks: KsOption = "1,3,5",
+    json_out: JsonOption = None,
+    backbone: BackboneOption = "dreamsim-ensemble",
+    weights: WeightsOption = None,
+    pooling: PoolingOption = "cls",
+    alignment: AlignmentOption = "identity",
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 64,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """recall@k of query images against a gallery, base vs aligned vectors (exact cosine)."""
+    from percep_rag.datasets.records import read_manifest
+    from percep_rag.evaluation import evaluate_records, retrieval_task
+
+    wanted = _parse_ks(ks)
+    task = retrieval_task(read_manifest(manifest), instance_field=instance_field, role_field=role_field)
+    if not task.queries or not task.gallery:
+        _fail(f"{manifest}: {len(task.queries)} queries and {len(task.gallery)} gallery images; need both")
+    embedder = _embedder(backbone, weights, pooling, alignment, device, batch_size)
+    description = f"{manifest.name}: {backbone}, {embedder.alignment.kind} alignment{_random_note(embedder)}"
+    report = evaluate_records(task, embedder, ks=wanted, progress=progress, description=description)
+    _finish_report(report, json_out)
+
+
+@eval_app.command("deepfashion2")
+def eval_deepfashion2(
+    root: Annotated[Path, typer.Argument(help="DeepFashion2 root (holding <split>/image and <split>/annos).")],
+    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "validation",
+    max_pairs: Annotated[int | None, typer.Option(min=1, help="Only the first N pair ids (quick runs).")] = None,
+    collection: Annotated[
+        str | None, typer.Option(help="Index into this collection (resumable) and rank through the store.")
+    ] = None,
+    store: StoreOption = None,
+    ks: KsOption = "1,3,5",
+    json_out: JsonOption = None,
+    backbone: BackboneOption = "dreamsim-ensemble",
+    weights: WeightsOption = None,
+    pooling: PoolingOption = "cls",
+    alignment: AlignmentOption = "identity",
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 64,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Consumer-to-shop recall@k on DeepFashion2: customer images query the shop images."""
+    from percep_rag.datasets.deepfashion2 import DATASET_NAME, PAYLOAD_INDEXES, read_deepfashion2
+    from percep_rag.evaluation import evaluate_collection, evaluate_records, retrieval_task
+
+    wanted = _parse_ks(ks)
+    records = read_deepfashion2(root, split, max_pairs=max_pairs)
+    if not records:
+        _fail(f"no annotated images in {root / split}")
+    embedder = _embedder(backbone, weights, pooling, alignment, device, batch_size)
+    description = f"DeepFashion2 {split}: {backbone}, {embedder.alignment.kind} alignment{_random_note(embedder)}"
+    if collection is None:
+        task = retrieval_task(records, instance_field="instances", role_field="source")
+        report = evaluate_records(task, embedder, ks=wanted, progress=progress, description=description)
+    else:
+        from percep_rag.evaluation import EvalFailure
+        from percep_rag.indexing import index_records
+        from percep_rag.store import open_store
+
+        with open_store(_store_spec(store)) as opened:
+            indexed = index_records(
+                records,
+                embedder=embedder,
+                store=opened,
+                collection=collection,
+                dataset=DATASET_NAME,
+                payload_indexes=PAYLOAD_INDEXES,
+                progress=progress,
+            )
+            typer.echo(str(indexed))
+            # Other splits may share the collection: evaluate this split only.
+            report = evaluate_collection(
+                opened,
+                collection,
+                query_filter={"source": "user", "split": split},
+                gallery_filter={"source": "shop", "split": split},
+                ks=wanted,
+                description=description,
+            )
+        report.failures = [EvalFailure(f.record_id, f.source, f.reason) for f in indexed.failures]
+    _finish_report(report, json_out)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning library errors into a message and exit code 1."""
     try:
