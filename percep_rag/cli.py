@@ -525,6 +525,116 @@ def eval_deepfashion2(
     _finish_report(report, json_out)
 
 
+# --------------------------------------------------------------------------- few-shot VLM
+
+VlmOption = Annotated[
+    str,
+    typer.Option(
+        help="'tiny-flamingo-random' (test model) or a released OpenFlamingo, e.g. OpenFlamingo-4B-vitl-rpj3b."
+    ),
+]
+VlmCheckpointOption = Annotated[str | None, typer.Option(help="The release's checkpoint.pt.")]
+VlmLangOption = Annotated[str | None, typer.Option(help="Local folder of the language model and its tokenizer.")]
+VlmVisionOption = Annotated[str | None, typer.Option(help="CLIP ViT-L/14 weights file for the vision encoder.")]
+
+
+def _vlm(vlm, checkpoint, lang, vision_weights, device):
+    from percep_rag.embedder import resolve_device
+    from percep_rag.fewshot.evaluate import load_vlm
+
+    return load_vlm(
+        vlm, checkpoint=checkpoint, lang=lang, vision_weights=vision_weights, device=str(resolve_device(device))
+    )
+
+
+@app.command()
+def classify(
+    query: Annotated[list[Path], typer.Argument(help="Query image(s).")],
+    collection: CollectionOption,
+    classes: Annotated[
+        str | None, typer.Option(help="Comma-separated class names (default: the pool's labels).")
+    ] = None,
+    store: StoreOption = None,
+    shots: Annotated[int, typer.Option(min=1, help="Retrieved examples per query.")] = 3,
+    using: Annotated[str, typer.Option(help="'aligned' or 'base' vectors for retrieval.")] = "aligned",
+    vlm: VlmOption = "tiny-flamingo-random",
+    vlm_checkpoint: VlmCheckpointOption = None,
+    vlm_lang: VlmLangOption = None,
+    vlm_vision_weights: VlmVisionOption = None,
+    backbone: BackboneOption = "dreamsim-ensemble",
+    weights: WeightsOption = None,
+    pooling: PoolingOption = "cls",
+    alignment: AlignmentOption = "identity",
+    device: DeviceOption = "auto",
+) -> None:
+    """Classify query images with a VLM prompted by retrieved examples (most similar last)."""
+    from percep_rag.retrieval import ExampleRetriever
+    from percep_rag.store import open_store
+
+    embedder = _embedder(backbone, weights, pooling, alignment, device, 64)
+    classifier = _vlm(vlm, vlm_checkpoint, vlm_lang, vlm_vision_weights, device)
+    with open_store(_store_spec(store)) as opened:
+        retriever = ExampleRetriever(opened, collection, embedder)
+        if classes:
+            names = [name.strip() for name in classes.split(",") if name.strip()]
+        else:
+            names = sorted({p.payload["label"] for p in opened.iterate(collection) if p.payload.get("label")})
+        if not names:
+            _fail(f"no class names: pass --classes or index labelled images into {collection!r}")
+        found = retriever.examples_batch([str(q) for q in query], k=shots, using=using)
+    for image, examples in zip(query, found, strict=True):
+        pairs = [(example.uri, example.label or example.text) for example in examples]
+        prediction = classifier.predict(pairs, str(image), names)
+        typer.echo(f"{image}: {prediction}   (examples: {', '.join(label for _, label in pairs)})")
+    if embedder.backbone.random_weights or getattr(classifier, "random_weights", False):
+        typer.echo("note: random weights were used; predictions are meaningless outside tests")
+
+
+@eval_app.command("fewshot")
+def eval_fewshot(
+    task: Annotated[Path, typer.Argument(help="root/<split>/<class>/<image> folder, or a manifest with label+split.")],
+    shots: Annotated[int, typer.Option(min=1)] = 3,
+    seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..n-1).")] = 5,
+    queries: Annotated[int | None, typer.Option(min=1, help="Queries per seed (default: all).")] = None,
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated subset of aligned,base,random,knn-aligned,knn-base.")
+    ] = ("aligned,base,random,knn-aligned,knn-base"),
+    store: Annotated[str, typer.Option(help="Store for the example pool (default: in memory).")] = ":memory:",
+    collection: Annotated[str, typer.Option(help="Collection of the example pool.")] = "fewshot-pool",
+    vlm: VlmOption = "tiny-flamingo-random",
+    vlm_checkpoint: VlmCheckpointOption = None,
+    vlm_lang: VlmLangOption = None,
+    vlm_vision_weights: VlmVisionOption = None,
+    backbone: BackboneOption = "dreamsim-ensemble",
+    weights: WeightsOption = None,
+    pooling: PoolingOption = "cls",
+    alignment: AlignmentOption = "identity",
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 64,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the per-seed accuracies here.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Retrieval-augmented few-shot accuracy (mean ± 95% CI over seeds) for each method."""
+    from percep_rag.datasets.vtab import read_task
+    from percep_rag.fewshot.evaluate import VLM_METHODS, evaluate_fewshot
+    from percep_rag.store import StoreSpec, open_store
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    classification = read_task(task)
+    embedder = _embedder(backbone, weights, pooling, alignment, device, batch_size)
+    classifier = _vlm(vlm, vlm_checkpoint, vlm_lang, vlm_vision_weights, device) if VLM_METHODS & set(chosen) else None
+    with open_store(StoreSpec.parse(store)) as opened:
+        report = evaluate_fewshot(
+            classification, embedder=embedder, store=opened, collection=collection, classifier=classifier,
+            shots=shots, seeds=range(seeds), queries=queries, methods=chosen, progress=progress,
+        )  # fmt: skip
+    if getattr(classifier, "random_weights", False):
+        report.random_weights = True
+    typer.echo(report.table())
+    if json_out is not None:
+        json_out.write_text(json.dumps({"task": report.task, "shots": shots, "accuracy": report.accuracy}, indent=1))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning library errors into a message and exit code 1."""
     try:

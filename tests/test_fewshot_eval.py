@@ -71,3 +71,31 @@ def test_majority_vote_tie_goes_to_most_similar():
 
     examples = [Example("1", "", "a", None, 0.5, {}), Example("2", "", "b", None, 0.9, {})]
     assert majority_label(examples) == "b"
+
+
+def test_cli_eval_fewshot_and_classify(task_root, tmp_path, capsys):
+    from percep_rag.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as done:
+            main(list(args))
+        out = capsys.readouterr()
+        return done.value.code or 0, out.out, out.err
+
+    code, out, err = run(
+        "eval", "fewshot", str(task_root), "-b", "tiny-vit-random", "--seeds", "2", "--queries", "3",
+        "--methods", "aligned,random,knn-aligned", "--json", str(tmp_path / "fs.json"), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "| aligned |" in out and "| knn-aligned |" in out and "RANDOM weights" in out
+    assert set(__import__("json").loads((tmp_path / "fs.json").read_text())["accuracy"]) == {
+        "aligned", "random", "knn-aligned",
+    }  # fmt: skip
+
+    store = f"edge:{tmp_path / 'store'}"
+    code, _, err = run("index", str(task_root / "train"), "-c", "pool", "--store", store, "-b", "tiny-vit-random")
+    assert code == 0, err
+    query = task_root / "test" / "red" / "0.png"
+    code, out, err = run("classify", str(query), "-c", "pool", "--store", store, "-b", "tiny-vit-random")
+    assert code == 0, err
+    assert out.startswith(f"{query}: ") and "examples: red, red, red" in out and "random weights" in out
