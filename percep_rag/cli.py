@@ -396,23 +396,34 @@ def search(
         typer.echo(_hits_table(hits[space]) if hits[space] else "(no matches)")
         typer.echo("")
     if grid is not None:
+        _draw_search_grid(query_image, hits["base"], hits["aligned"], grid)
 
-        def captions(found) -> list[str]:
-            return [f"{hit.score:.3f} {hit.payload.get('label', '')}" for hit in found]
 
-        # percep_rag.viz did not exist when this was written; switch to viz.retrieval_grid once it does.
-        from percep_rag.evaluation.grid import retrieval_grid
+def _draw_search_grid(query_image: Path, base: list, aligned: list, out: Path) -> None:
+    from percep_rag.viz import retrieval_grid
 
-        retrieval_grid(
-            [str(query_image)],
-            [[str(hit.payload.get("uri", "")) for hit in hits["base"]]],
-            [[str(hit.payload.get("uri", "")) for hit in hits["aligned"]]],
-            grid,
-            query_captions=[query_image.name],
-            base_captions=[captions(hits["base"])],
-            aligned_captions=[captions(hits["aligned"])],
-        )
-        typer.echo(f"grid written to {grid}")
+    # The grid needs rows of equal length; the two spaces can differ when few points match.
+    depth = min(len(base), len(aligned))
+    if depth == 0:
+        typer.secho("no neighbours to draw: grid not written", err=True, fg=typer.colors.YELLOW)
+        return
+
+    def uris(found) -> list[str]:
+        return [str(hit.payload.get("uri", "")) for hit in found[:depth]]
+
+    def captions(found) -> list[str]:
+        return [f"{hit.payload.get('label', '')}\ncos {hit.score:.3f}" for hit in found[:depth]]
+
+    retrieval_grid(
+        [str(query_image)],
+        [uris(base)],
+        [uris(aligned)],
+        out,
+        query_captions=[query_image.name],
+        base_captions=[captions(base)],
+        aligned_captions=[captions(aligned)],
+    )
+    typer.echo(f"grid written to {out}")
 
 
 eval_app = typer.Typer(no_args_is_help=True, help="The paper's evaluation protocols (instance retrieval).")
