@@ -1,0 +1,226 @@
+"""The paper's question in a generated world: does perceptual alignment help, and where?
+
+One run (:func:`run_study_seed`) generates a world of shape scenes, trains a base ViT on
+the scenes' *semantic* category (it knows semantics, not perception), collects NIGHTS-style
+triplets from a hidden "human" judge that looks at count, layout, colour and background,
+aligns the base with gLocal and with LoRA-HA (image-level and patch-level), and measures
+on held-out scenes:
+
+* 2AFC agreement with the judge (test triplets),
+* counting by nearest neighbours (MAE, RMSE of the mean count of the k nearest train scenes),
+* instance retrieval (recall@1/3/5 of a re-rendered test scene among all test scenes),
+* retrieval-augmented few-shot classification without a VLM (majority label of the 3
+  retrieved examples) for the count (a structured, VTAB-like task),
+* semantic-category kNN accuracy (where the paper saw alignment hurt).
+
+:func:`run_study` repeats it over seeds; ``benchmarks/perceptual_world.py`` writes the
+tables and pictures.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from percep_rag.alignment.glocal import GlocalFitConfig
+from percep_rag.alignment.lora import LoraAlignment, LoraFitConfig, fit_lora
+from percep_rag.alignment.triplets import read_nights_csv
+from percep_rag.alignment.workflow import evaluate_2afc, fit_glocal_on_images
+from percep_rag.datasets.synthetic import World, generate_world, make_nights_triplets, render
+from percep_rag.datasets.synthetic_backbone import SemanticBackboneConfig, train_semantic_backbone
+from percep_rag.embedder import AlignedEmbedder
+from percep_rag.evaluation.stats import Interval, mean_ci95
+
+METHODS = ("base", "glocal", "lora-image", "base-patch", "lora-patch")
+LOWER_IS_BETTER = ("count MAE", "count RMSE")
+
+
+class StudyConfig(BaseModel):
+    """Sizes and recipes of one study; :meth:`small` runs on a CPU in about a minute."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scenes: int = Field(3000, ge=30)
+    train_triplets: int = Field(4000, ge=10)
+    val_triplets: int = Field(600, ge=10)
+    test_triplets: int = Field(1000, ge=10)
+    image_size: int = 64
+    backbone: SemanticBackboneConfig = SemanticBackboneConfig.gpu()
+    glocal: GlocalFitConfig = GlocalFitConfig(epochs=60)
+    lora: LoraFitConfig = LoraFitConfig(epochs=6, lr=3e-4)
+    knn: int = Field(5, ge=1)
+    shots: int = Field(3, ge=1)
+    device: str = "auto"
+
+    @classmethod
+    def small(cls) -> StudyConfig:
+        """The CPU setting used by the test suite."""
+        return cls(
+            scenes=600,
+            train_triplets=600,
+            val_triplets=120,
+            test_triplets=300,
+            backbone=SemanticBackboneConfig.tiny(epochs=6, device="cpu"),
+            glocal=GlocalFitConfig(epochs=40, device="cpu"),
+            lora=LoraFitConfig(epochs=3, lr=1e-3, device="cpu"),
+            device="cpu",
+        )
+
+
+@dataclass
+class SeedResult:
+    """Metrics of every method in one seed's world: ``metrics[metric][method]``."""
+
+    seed: int
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    base_semantic_accuracy: float = 0.0
+    examples: dict[str, list[list[int]]] = field(default_factory=dict)
+
+
+@dataclass
+class StudyResult:
+    """Per-seed metrics and their mean ± 95% CI."""
+
+    config: StudyConfig
+    seeds: list[SeedResult]
+
+    def values(self, metric: str, method: str) -> list[float]:
+        return [seed.metrics[metric][method] for seed in self.seeds]
+
+    def interval(self, metric: str, method: str) -> Interval:
+        return mean_ci95(self.values(metric, method))
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.seeds[0].metrics)
+
+    def table(self) -> str:
+        """Markdown: one row per metric, one column per method, mean ± 95% CI over seeds."""
+        lines = ["| metric | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
+        for metric in self.metric_names:
+            arrow = " (lower better)" if metric in LOWER_IS_BETTER else ""
+            cells = [str(self.interval(metric, method)) for method in METHODS]
+            lines.append(f"| {metric}{arrow} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def _write_triplets(world: World, n: int, seed: int, folder: Path, image_size: int):
+    made = make_nights_triplets(world, n, np.random.default_rng(seed), image_size=image_size)
+    return read_nights_csv(made.write_nights(folder), min_votes=6)
+
+
+def _render_all(world: World, folder: Path, size: int, jitter_seed: int | None = None) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, scene in enumerate(world.scenes):
+        path = folder / f"{index:05d}.png"
+        render(scene, size, jitter_seed).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _neighbours(queries: np.ndarray, gallery: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
+    similarity = queries @ gallery.T
+    if exclude_self:
+        np.fill_diagonal(similarity, -np.inf)
+    return np.argsort(-similarity, axis=1)[:, :k]
+
+
+def _majority(labels: Sequence) -> object:
+    return Counter(labels).most_common(1)[0][0]
+
+
+def downstream_metrics(
+    embed: Callable[[list[str]], np.ndarray],
+    train_paths: list[str],
+    test_paths: list[str],
+    test_jittered: list[str],
+    train_world: World,
+    test_world: World,
+    *,
+    knn: int,
+    shots: int,
+) -> tuple[dict[str, float], list[list[int]]]:
+    """Counting, instance retrieval, few-shot and semantic kNN for one embedding function."""
+    train_vectors, test_vectors, jittered = embed(train_paths), embed(test_paths), embed(test_jittered)
+    counts_train, counts_test = train_world.labels("count"), test_world.labels("count")
+    near = _neighbours(test_vectors, train_vectors, max(knn, shots))
+    predicted = counts_train[near[:, :knn]].mean(axis=1)
+    errors = predicted - counts_test
+    rank = _neighbours(jittered, test_vectors, 5)
+    hits = rank == np.arange(len(test_paths))[:, None]
+    categories_train, categories_test = train_world.labels("category"), test_world.labels("category")
+    fewshot = [_majority(counts_train[row[:shots]]) for row in near]
+    semantic = [_majority(categories_train[row[:knn]]) for row in near]
+    metrics = {
+        "count MAE": float(np.abs(errors).mean()),
+        "count RMSE": float(np.sqrt((errors**2).mean())),
+        "recall@1": float(hits[:, :1].any(axis=1).mean()),
+        "recall@3": float(hits[:, :3].any(axis=1).mean()),
+        "recall@5": float(hits[:, :5].any(axis=1).mean()),
+        "few-shot count acc": float(np.mean(np.asarray(fewshot) == counts_test)),
+        "semantic kNN acc": float(np.mean(np.asarray(semantic, dtype=object) == categories_test)),
+    }
+    return metrics, near[:, :shots].tolist()
+
+
+def run_study_seed(config: StudyConfig, seed: int, workdir: Path, *, progress: bool = False) -> SeedResult:
+    """One world, one base model, every alignment, every metric."""
+    world = generate_world(config.scenes, seed=seed)
+    base_model = train_semantic_backbone(world, config.backbone.model_copy(update={"seed": seed}))
+    backbone = base_model.backbone
+    train_world, val_world, test_world = (world.subset(split) for split in ("train", "val", "test"))
+    train = _write_triplets(train_world, config.train_triplets, seed, workdir / "train", config.image_size)
+    val = _write_triplets(val_world, config.val_triplets, seed + 1, workdir / "val", config.image_size)
+    test = _write_triplets(test_world, config.test_triplets, seed + 2, workdir / "test", config.image_size)
+    train_paths = _render_all(train_world, workdir / "scenes_train", config.image_size)
+    test_paths = _render_all(test_world, workdir / "scenes_test", config.image_size)
+    jittered = _render_all(test_world, workdir / "scenes_test_jitter", config.image_size, jitter_seed=seed + 100)
+
+    def embedder(pooling: str, alignment=None) -> AlignedEmbedder:
+        return AlignedEmbedder(backbone, pooling=pooling, alignment=alignment, device=config.device)
+
+    base, base_patch = embedder("cls"), embedder("cls+patchmean")
+    glocal, _ = fit_glocal_on_images(base, train, val, config=config.glocal)
+    lora_image = fit_lora(
+        backbone, train, val, workdir / "lora_image", config=config.lora.model_copy(update={"pooling": "cls"}),
+        progress=progress,
+    )  # fmt: skip
+    lora_patch = fit_lora(
+        backbone, train, val, workdir / "lora_patch",
+        config=config.lora.model_copy(update={"pooling": "cls+patchmean"}), progress=progress,
+    )  # fmt: skip
+    embedders = {
+        "base": base,
+        "glocal": embedder("cls", glocal),
+        "lora-image": embedder("cls", LoraAlignment.load(lora_image.run_dir)),
+        "base-patch": base_patch,
+        "lora-patch": embedder("cls+patchmean", LoraAlignment.load(lora_patch.run_dir)),
+    }
+    result = SeedResult(seed, base_semantic_accuracy=float(base_model.report.get("test_accuracy", float("nan"))))
+    for method, model in embedders.items():
+        scores = evaluate_2afc(model, test)
+        metrics, near = downstream_metrics(
+            model.embed, train_paths, test_paths, jittered, train_world, test_world, knn=config.knn, shots=config.shots
+        )
+        metrics = {"2AFC": scores.aligned, **metrics}
+        for metric, value in metrics.items():
+            result.metrics.setdefault(metric, {})[method] = value
+        result.examples[method] = near
+    return result
+
+
+def run_study(
+    config: StudyConfig, seeds: Sequence[int] = (0, 1, 2), *, workdir: str | Path | None = None, progress: bool = False
+) -> StudyResult:
+    """:func:`run_study_seed` for every seed (each in its own sub-folder of ``workdir``)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(workdir) if workdir is not None else Path(scratch)
+        results = [run_study_seed(config, seed, root / f"seed{seed}", progress=progress) for seed in seeds]
+    return StudyResult(config, results)
