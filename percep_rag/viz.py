@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +21,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from percep_rag.errors import ConfigError
+from percep_rag.evaluation.stats import mean_ci95
 from percep_rag.io.images import ImageSource, decode_image
 
 # Two-sided 95% Student-t quantiles by degrees of freedom (larger df: use the next lower entry).
 # fmt: off
-_T95 = {
-    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-    11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-    20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980,
-}
 # fmt: on
-_Z95 = 1.960
 _RIGHT = (46, 160, 67)
 _WRONG = (214, 39, 40)
 _INK = (20, 20, 20)
@@ -69,13 +63,8 @@ def mean_ci(values: Sequence[float] | np.ndarray) -> Estimate:
     array = np.asarray(values, dtype=np.float64).reshape(-1)
     if array.size == 0 or not np.isfinite(array).all():
         raise ConfigError(f"need at least one finite value for a confidence interval, got {array.tolist()}")
-    mean = float(array.mean())
-    if array.size == 1:
-        return Estimate(mean, mean, mean)
-    df = array.size - 1
-    t = _T95[max(k for k in _T95 if k <= df)] if df <= 120 else _Z95
-    half = t * float(array.std(ddof=1)) / math.sqrt(array.size)
-    return Estimate(mean, mean - half, mean + half)
+    interval = mean_ci95(array.tolist())
+    return Estimate(interval.mean, interval.mean - interval.half_width, interval.mean + interval.half_width)
 
 
 MetricValue = Estimate | float | Sequence[float]
