@@ -49,6 +49,7 @@ from percep_rag.store.base import (
 from percep_rag.store.filters import META_KEY, MatchAny, MatchValue, ParsedFilter, Range
 from percep_rag.store.ids import META_POINT_ID
 from percep_rag.store.retry import RetryPolicy, call_with_retries
+from percep_rag.store.schema import scored_point_from, stored_point_from
 
 try:  # grpcio comes with qdrant-client, but keep the REST path importable without it
     import grpc
@@ -299,7 +300,7 @@ class QdrantClientStore(VectorStore):
         recs = self._call(
             "retrieve", name, self._client.retrieve, name, ids, with_payload=with_payload, with_vectors=with_vectors
         )
-        return [_stored(r, with_vectors) for r in recs]
+        return [stored_point_from(r, with_vectors) for r in recs]
 
     def _count(self, name: str, flt: ParsedFilter) -> int:
         resp = self._call("count", name, self._client.count, name, count_filter=_client_filter(flt), exact=True)
@@ -333,7 +334,7 @@ class QdrantClientStore(VectorStore):
             for row, flt in zip(vectors.tolist(), filters, strict=True)
         ]
         responses = self._call("query", name, self._client.query_batch_points, name, requests)
-        return [[_scored(p, with_vectors) for p in r.points] for r in responses]
+        return [[scored_point_from(p, with_vectors) for p in r.points] for r in responses]
 
     def _scroll(
         self,
@@ -356,7 +357,7 @@ class QdrantClientStore(VectorStore):
             with_payload=True,
             with_vectors=with_vectors,
         )
-        return [_stored(r, with_vectors) for r in recs], (str(nxt) if nxt is not None else None)
+        return [stored_point_from(r, with_vectors) for r in recs], (str(nxt) if nxt is not None else None)
 
     # ----------------------------------------------------------------- maintenance
 
@@ -447,26 +448,3 @@ def _client_filter(flt: ParsedFilter) -> qm.Filter | None:
     if not must and not must_not:
         return None
     return qm.Filter(must=must or None, must_not=must_not or None)
-
-
-def _vectors(raw: Any) -> dict[str, np.ndarray]:
-    if not isinstance(raw, dict):
-        return {}
-    return {k: np.asarray(v, dtype=np.float32) for k, v in raw.items()}
-
-
-def _stored(rec: Any, with_vectors: bool) -> StoredPoint:
-    return StoredPoint(
-        id=str(rec.id),
-        payload=dict(rec.payload or {}),
-        vectors=_vectors(rec.vector) if with_vectors else None,
-    )
-
-
-def _scored(hit: Any, with_vectors: bool) -> ScoredPoint:
-    return ScoredPoint(
-        id=str(hit.id),
-        score=float(hit.score),
-        payload=dict(hit.payload or {}),
-        vectors=_vectors(hit.vector) if with_vectors else None,
-    )

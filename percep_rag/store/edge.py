@@ -56,6 +56,7 @@ from percep_rag.store.base import (
 )
 from percep_rag.store.filters import META_KEY, MatchAny, MatchValue, ParsedFilter, Range
 from percep_rag.store.ids import META_POINT_ID
+from percep_rag.store.schema import scored_point_from, stored_point_from
 
 _CONFIG_FILE = "edge_config.json"
 # Qdrant's default: filtered searches whose candidates fit in 10 MB are scanned exactly.
@@ -251,7 +252,7 @@ class EdgeStore(VectorStore):
         shard = self._shard(name)
         with _edge_errors(name, "retrieve"):
             recs = shard.retrieve(ids, with_payload, with_vectors)
-        return [_stored(r, with_vectors) for r in recs]
+        return [stored_point_from(r, with_vectors) for r in recs]
 
     def _count(self, name: str, flt: ParsedFilter) -> int:
         shard = self._shard(name)
@@ -289,7 +290,7 @@ class EdgeStore(VectorStore):
                 results = [shard.query(requests[0])]
             else:
                 results = shard.query_batch(qe.QueryBatchRequest(requests))
-        return [[_scored(h, with_vectors) for h in hits] for hits in results]
+        return [[scored_point_from(h, with_vectors) for h in hits] for hits in results]
 
     def _scroll(
         self,
@@ -312,7 +313,7 @@ class EdgeStore(VectorStore):
                     with_vector=with_vectors,
                 )
             )
-        return [_stored(r, with_vectors) for r in recs], (str(nxt) if nxt is not None else None)
+        return [stored_point_from(r, with_vectors) for r in recs], (str(nxt) if nxt is not None else None)
 
     # ----------------------------------------------------------------- maintenance
 
@@ -423,24 +424,3 @@ def _edge_filter(flt: ParsedFilter) -> qe.Filter | None:
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not or None)
-
-
-def _vectors(raw: Any) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v, dtype=np.float32) for k, v in (raw or {}).items()}
-
-
-def _stored(rec: Any, with_vectors: bool) -> StoredPoint:
-    return StoredPoint(
-        id=str(rec.id),
-        payload=dict(rec.payload or {}),
-        vectors=_vectors(rec.vector) if with_vectors else None,
-    )
-
-
-def _scored(hit: Any, with_vectors: bool) -> ScoredPoint:
-    return ScoredPoint(
-        id=str(hit.id),
-        score=float(hit.score),
-        payload=dict(hit.payload or {}),
-        vectors=_vectors(hit.vector) if with_vectors else None,
-    )

@@ -58,6 +58,32 @@ class ScoredPoint:
     vectors: dict[str, np.ndarray] | None = None
 
 
+def _record_vectors(raw: Any) -> dict[str, np.ndarray]:
+    # Named vectors come back as a dict; anything else (no vectors, an unnamed one) has none of ours.
+    if not isinstance(raw, Mapping):
+        return {}
+    return {name: np.asarray(value, dtype=np.float32) for name, value in raw.items()}
+
+
+def stored_point_from(record: Any, with_vectors: bool) -> StoredPoint:
+    """A back end's record (``.id``, ``.payload``, ``.vector``) as a :class:`StoredPoint`."""
+    return StoredPoint(
+        id=str(record.id),
+        payload=dict(record.payload or {}),
+        vectors=_record_vectors(record.vector) if with_vectors else None,
+    )
+
+
+def scored_point_from(hit: Any, with_vectors: bool) -> ScoredPoint:
+    """A back end's query hit (``.id``, ``.score``, ``.payload``, ``.vector``) as a :class:`ScoredPoint`."""
+    return ScoredPoint(
+        id=str(hit.id),
+        score=float(hit.score),
+        payload=dict(hit.payload or {}),
+        vectors=_record_vectors(hit.vector) if with_vectors else None,
+    )
+
+
 class CollectionOptions(BaseModel):
     """How a collection is indexed and searched (recorded in its metadata).
 
