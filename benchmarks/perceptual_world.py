@@ -1,12 +1,17 @@
 """The perceptual-world study: base vs gLocal vs LoRA-HA (image- and patch-level).
 
 Runs :func:`percep_rag.evaluation.study.run_study` over seeds and writes, under ``--out``:
-``table.md`` (mean ± 95% CI), ``results.json`` (every seed's numbers), ``metrics.png``
-(bar charts) and ``neighbours.png`` (query | base top-3 | LoRA-HA top-3 for counting,
-like the paper's Figure 4).
+``table.md`` (mean ± 95% CI over seeds), ``results.json`` (every seed's numbers, stage
+times, the config), ``metrics.png`` (bar charts), ``neighbours_count.png`` (query | base
+top-3 | aligned top-3 train scenes, captioned with their object counts, like the paper's
+Figure 4) and ``neighbours_instance.png`` (a re-rendered test scene | its base top-3 |
+aligned top-3 among the test scenes, the true instance framed green, like Figure 7).
+The working files (scenes, triplets, the trained base and the adapters) stay in
+``--out/work`` unless ``--clean``.
 
-    python benchmarks/perceptual_world.py --preset full --seeds 0 1 2 --out benchmarks/results/perceptual_world  # GPU
-    python benchmarks/perceptual_world.py --preset small --seeds 0 1 --out /tmp/pw                               # CPU
+    python benchmarks/perceptual_world.py --preset gpu --seeds 0 1 2 --out benchmarks/results/perceptual_world_gpu
+    python benchmarks/perceptual_world.py --preset cpu --seeds 0 1 2 --out benchmarks/results/perceptual_world_cpu
+    python benchmarks/perceptual_world.py --preset small --seeds 0 --out /tmp/pw          # about 3 minutes
 """
 
 from __future__ import annotations
@@ -15,24 +20,30 @@ import argparse
 import datetime
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from percep_rag.evaluation.study import LOWER_IS_BETTER, METHODS, StudyConfig, run_study
+from percep_rag.datasets.synthetic import generate_world
+from percep_rag.evaluation.study import LOWER_IS_BETTER, METHODS, StudyConfig, StudyResult, run_study
 from percep_rag.viz import metric_bars, retrieval_grid
+
+PRESETS = {"small": StudyConfig.small, "cpu": StudyConfig.cpu, "gpu": StudyConfig}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=("small", "full"), default="full")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="gpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/perceptual_world"))
-    parser.add_argument("--device", default=None, help="override the preset's device")
+    parser.add_argument("--device", default=None, help="override the preset's device (cpu, cuda)")
+    parser.add_argument("--clean", action="store_true", help="delete --out/work when done")
     args = parser.parse_args()
 
-    config = StudyConfig.small() if args.preset == "small" else StudyConfig()
+    config = PRESETS[args.preset]()
     if args.device:
         config = config.model_copy(
             update={
@@ -43,48 +54,102 @@ def main() -> None:
             }
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
     workdir = args.out / "work"
-    result = run_study(config, args.seeds, workdir=workdir)
-    seconds = time.perf_counter() - started
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (platform.processor() or "cpu")
+    started = time.perf_counter()
+    result = run_study(config, args.seeds, workdir=workdir, progress=False)
+    minutes = (time.perf_counter() - started) / 60
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86'})"
     header = (
         f"perceptual world, preset {args.preset}, seeds {args.seeds}, {datetime.date.today()}, {device}, "
-        f"{seconds / 60:.1f} min; base semantic test accuracy "
-        f"{[round(s.base_semantic_accuracy, 3) for s in result.seeds]}"
+        f"{torch.get_num_threads()} threads, {minutes:.1f} min; base semantic test accuracy per seed "
+        f"{[round(s.base_semantic_accuracy, 3) for s in result.seeds]} (chance 1/6)"
     )
-    (args.out / "table.md").write_text(f"{header}\n\n{result.table()}\n")
+    command = f"python benchmarks/perceptual_world.py --preset {args.preset} --seeds {' '.join(map(str, args.seeds))}"
+    (args.out / "table.md").write_text(f"{header}\n\n`{command}`\n\n{result.table()}\n", encoding="utf-8")
     (args.out / "results.json").write_text(
         json.dumps(
             {
                 "header": header,
+                "command": command,
                 "config": json.loads(config.model_dump_json()),
-                "seeds": [{"seed": s.seed, "metrics": s.metrics, "base_semantic_accuracy": s.base_semantic_accuracy}
-                          for s in result.seeds],
+                "seeds": [
+                    {"seed": s.seed, "metrics": s.metrics, "base_semantic_accuracy": s.base_semantic_accuracy,
+                     "seconds": s.seconds}
+                    for s in result.seeds
+                ],
             },
             indent=1,
-        )
+        ),
+        encoding="utf-8",
     )  # fmt: skip
     table = {metric: {m: result.values(metric, m) for m in METHODS} for metric in result.metric_names}
-    metric_bars(table, args.out / "metrics.png", title="perceptual world", lower_is_better=LOWER_IS_BETTER)
-    _neighbour_grid(result, workdir, args.out / "neighbours.png")
+    metric_bars(
+        table, args.out / "metrics.png", title=f"perceptual world ({args.preset})", lower_is_better=LOWER_IS_BETTER
+    )
+    draw_neighbours(result, workdir, args.out)
+    if args.clean:
+        shutil.rmtree(workdir)
     print(header)
     print(result.table())
 
 
-def _neighbour_grid(result, workdir: Path, out: Path, rows: int = 4) -> None:
+def best_aligned(result: StudyResult, metric: str) -> str:
+    """The aligned method with the best mean ``metric`` over seeds."""
+    sign = 1 if metric in LOWER_IS_BETTER else -1
+    aligned = [m for m in METHODS if not m.startswith("base")]
+    return min(aligned, key=lambda m: sign * float(np.mean(result.values(metric, m))))
+
+
+def draw_neighbours(result: StudyResult, workdir: Path, out: Path, rows: int = 5) -> None:
+    """The two figures of the first seed: counting neighbours and instance retrieval."""
     seed = result.seeds[0]
+    world = generate_world(result.config.scenes, seed=seed.seed)
+    train_counts = world.subset("train").labels("count")
+    test_counts = world.subset("test").labels("count")
     scenes = workdir / f"seed{seed.seed}"
     train = sorted((scenes / "scenes_train").glob("*.png"))
     test = sorted((scenes / "scenes_test").glob("*.png"))
-    base, aligned = seed.examples["base"][:rows], seed.examples["lora-image"][:rows]
+    jittered = sorted((scenes / "scenes_test_jitter").glob("*.png"))
+
+    counter = best_aligned(result, "count MAE")
+    base = "base-patch" if counter.endswith("patch") else "base"
+    chosen = range(min(rows, len(test)))
+    near = {m: [seed.examples[m]["count"][i] for i in chosen] for m in (base, counter)}
     retrieval_grid(
-        [str(test[i]) for i in range(len(base))],
-        [[str(train[j]) for j in row] for row in base],
-        [[str(train[j]) for j in row] for row in aligned],
-        out,
-        headers=("query", "base top-3", "LoRA-HA top-3"),
-        title="nearest train scenes (counting protocol)",
+        [str(test[i]) for i in chosen],
+        [[str(train[j]) for j in row] for row in near[base]],
+        [[str(train[j]) for j in row] for row in near[counter]],
+        out / "neighbours_count.png",
+        query_captions=[f"{test_counts[i]} objects" for i in chosen],
+        base_captions=[[f"{train_counts[j]} objects" for j in row] for row in near[base]],
+        aligned_captions=[[f"{train_counts[j]} objects" for j in row] for row in near[counter]],
+        base_correct=[
+            [train_counts[j] == test_counts[i] for j in row] for i, row in zip(chosen, near[base], strict=True)
+        ],
+        aligned_correct=[
+            [train_counts[j] == test_counts[i] for j in row] for i, row in zip(chosen, near[counter], strict=True)
+        ],
+        headers=("test scene", f"{base} top-3", f"{counter} top-3"),
+        title=f"counting by nearest train scenes (seed {seed.seed}; green: same count)",
+    )
+
+    finder = best_aligned(result, "recall@1")
+    base = "base-patch" if finder.endswith("patch") else "base"
+    # Show queries where the two spaces disagree first: that is where the picture says something.
+    order = sorted(
+        range(len(test)), key=lambda i: seed.examples[base]["instance"][i][0] == seed.examples[finder]["instance"][i][0]
+    )[: min(rows, len(test))]
+    ranks = {m: [seed.examples[m]["instance"][i] for i in order] for m in (base, finder)}
+    retrieval_grid(
+        [str(jittered[i]) for i in order],
+        [[str(test[j]) for j in row] for row in ranks[base]],
+        [[str(test[j]) for j in row] for row in ranks[finder]],
+        out / "neighbours_instance.png",
+        query_captions=["re-rendered"] * len(order),
+        base_correct=[[j == i for j in row] for i, row in zip(order, ranks[base], strict=True)],
+        aligned_correct=[[j == i for j in row] for i, row in zip(order, ranks[finder], strict=True)],
+        headers=("query (jittered)", f"{base} top-3", f"{finder} top-3"),
+        title=f"instance retrieval among test scenes (seed {seed.seed}; green: the same scene)",
     )
 
 

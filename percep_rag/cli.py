@@ -396,16 +396,51 @@ def search(
         typer.echo(_hits_table(hits[space]) if hits[space] else "(no matches)")
         typer.echo("")
     if grid is not None:
-        _draw_search_grid(query_image, hits["base"], hits["aligned"], grid)
+        _draw_neighbour_grid([query_image], [hits], grid)
 
 
-def _draw_search_grid(query_image: Path, base: list, aligned: list, out: Path) -> None:
+@app.command()
+def show(
+    query_images: Annotated[list[Path], typer.Argument(help="One or more query image files (a row each).")],
+    collection: CollectionOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = Path("neighbours.png"),
+    store: StoreOption = None,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=12, help="Neighbours per vector space.")] = 3,
+    filter: Annotated[
+        list[str] | None, typer.Option("--filter", help="key=value or key=v1,v2 (any of); repeatable, all must hold.")
+    ] = None,
+    backbone: BackboneOption = "dreamsim-ensemble",
+    weights: WeightsOption = None,
+    pooling: PoolingOption = "cls",
+    alignment: AlignmentOption = "identity",
+    device: DeviceOption = "auto",
+    batch_size: BatchOption = 64,
+) -> None:
+    """Draw query | base top-k | aligned top-k, a row per query image, to a PNG (the paper's Figures 4 and 7)."""
+    from percep_rag.retrieval import Retriever
+    from percep_rag.store import open_store
+
+    missing = [str(path) for path in query_images if not path.is_file()]
+    if missing:
+        _fail(f"query images not found: {', '.join(missing)}", 2)
+    embedder = _embedder(backbone, weights, pooling, alignment, device, batch_size)
+    with open_store(_store_spec(store)) as opened:
+        flt = _parse_filters(filter or [], _payload_type(opened, collection))
+        retriever = Retriever(opened, collection, embedder)
+        rows = [
+            {space: retriever.search(str(query), k=k, using=space, filter=flt or None) for space in ("base", "aligned")}
+            for query in query_images
+        ]
+    _draw_neighbour_grid(query_images, rows, out, title=f"{embedder.backbone.name}{_random_note(embedder)}")
+
+
+def _draw_neighbour_grid(queries: list[Path], rows: list[dict[str, list]], out: Path, title: str | None = None) -> None:
     from percep_rag.viz import retrieval_grid
 
-    # The grid needs rows of equal length; the two spaces can differ when few points match.
-    depth = min(len(base), len(aligned))
+    # The grid needs rows of equal length; spaces and queries can differ when few points match.
+    depth = min(len(hits) for row in rows for hits in row.values())
     if depth == 0:
-        typer.secho("no neighbours to draw: grid not written", err=True, fg=typer.colors.YELLOW)
+        typer.secho("a query has no neighbours to draw: grid not written", err=True, fg=typer.colors.YELLOW)
         return
 
     def uris(found) -> list[str]:
@@ -415,13 +450,14 @@ def _draw_search_grid(query_image: Path, base: list, aligned: list, out: Path) -
         return [f"{hit.payload.get('label', '')}\ncos {hit.score:.3f}" for hit in found[:depth]]
 
     retrieval_grid(
-        [str(query_image)],
-        [uris(base)],
-        [uris(aligned)],
+        [str(query) for query in queries],
+        [uris(row["base"]) for row in rows],
+        [uris(row["aligned"]) for row in rows],
         out,
-        query_captions=[query_image.name],
-        base_captions=[captions(base)],
-        aligned_captions=[captions(aligned)],
+        query_captions=[query.name for query in queries],
+        base_captions=[captions(row["base"]) for row in rows],
+        aligned_captions=[captions(row["aligned"]) for row in rows],
+        title=title,
     )
     typer.echo(f"grid written to {out}")
 

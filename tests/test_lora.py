@@ -144,3 +144,9 @@ def test_resume_continues_where_it_stopped(tint_world, tmp_path):
     with pytest.raises(AlignmentError, match="another configuration"):
         fit_lora(backbone, small_train, small_val, tmp_path, config=config.model_copy(update={"lr": 1.0}),
                  resolve=path_resolver(root))  # fmt: skip
+    with pytest.raises(AlignmentError, match="other train/val triplets"):
+        fit_lora(backbone, train.subset(np.arange(1, 65)), small_val, tmp_path, config=config,
+                 resolve=path_resolver(root))  # fmt: skip
+    other_weights = create_backbone("tiny-ensemble-random", seed=1)
+    with pytest.raises(AlignmentError, match="other weights"):
+        fit_lora(other_weights, small_train, small_val, tmp_path, config=config, resolve=path_resolver(root))

@@ -339,3 +339,19 @@ def test_cli_index_then_search_with_table_filter_and_grid(capsys, image_folder, 
     assert code == 1 and "another embedder" in err
     code, _, err = run_cli(capsys, "search", str(query), "-c", "nope", "--store", store, "-b", "tiny-vit-random")
     assert code == 1 and "'nope'" in err
+
+
+def test_cli_show_draws_a_row_per_query(capsys, image_folder, tmp_path):
+    store = f"edge:{tmp_path / 'store'}"
+    index_args = ["index", str(image_folder), "-c", "shapes", "--store", store, "-b", "tiny-vit-random"]
+    code, _, err = run_cli(capsys, *index_args, "--no-progress")
+    assert code == 0, err
+    queries = [str(image_folder / "square" / "1.jpg"), str(image_folder / "circle" / "1.jpg")]
+    out = tmp_path / "show.png"
+    args = ["show", *queries, "-c", "shapes", "--store", store, "-b", "tiny-vit-random", "-k", "2", "-o", str(out)]
+    code, stdout, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "grid written" in stdout
+    assert Image.open(out).size == GridLayout(title=True).size(2, 2)
+    code, _, err = run_cli(capsys, "show", str(tmp_path / "nope.png"), "-c", "shapes", "--store", store)
+    assert code == 2 and "nope.png" in err

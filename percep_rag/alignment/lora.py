@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, Dataset
@@ -238,7 +239,7 @@ class _Trainer:
         }
         (target / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
 
-    def save_checkpoint(self, epoch: int, state: dict[str, Any]) -> None:
+    def save_checkpoint(self, epoch: int, state: dict[str, Any], data_digest: str) -> None:
         import peft
 
         payload = {
@@ -246,13 +247,15 @@ class _Trainer:
             "adapter": peft.get_peft_model_state_dict(self.model),
             "optimizer": self.optimizer.state_dict(),
             "config": json.loads(self.config.model_dump_json()),
+            "base_weights_digest": self.base_backbone.weights_digest(),
+            "data_digest": data_digest,
             **state,
         }
         tmp = self.run_dir / f".{CHECKPOINT_FILE}.tmp"
         torch.save(payload, tmp)
         tmp.replace(self.run_dir / CHECKPOINT_FILE)  # atomic: a crash never leaves half a checkpoint
 
-    def load_checkpoint(self) -> dict[str, Any] | None:
+    def load_checkpoint(self, data_digest: str) -> dict[str, Any] | None:
         import peft
 
         path = self.run_dir / CHECKPOINT_FILE
@@ -264,9 +267,29 @@ class _Trainer:
                 f"{path} was written with another configuration (model, data or optimiser settings differ); "
                 "use a new run directory or resume=False"
             )
+        # Resuming onto other base weights or other triplets would silently mix two runs.
+        if payload.get("base_weights_digest") != self.base_backbone.weights_digest():
+            raise AlignmentError(
+                f"{path} was trained on other weights of {self.base_backbone.name!r} "
+                f"(digest {payload.get('base_weights_digest')}, these are {self.base_backbone.weights_digest()}); "
+                "use a new run directory or resume=False"
+            )
+        if payload.get("data_digest") != data_digest:
+            raise AlignmentError(
+                f"{path} was trained on other train/val triplets; use a new run directory or resume=False"
+            )
         peft.set_peft_model_state_dict(self.model, payload["adapter"])
         self.optimizer.load_state_dict(payload["optimizer"])
         return payload
+
+
+def _triplets_digest(*sets: TripletSet) -> str:
+    hasher = hashlib.sha256()
+    for triplets in sets:
+        for column in (triplets.anchor, triplets.left, triplets.right):
+            hasher.update("\x1f".join(map(str, column.tolist())).encode())
+        hasher.update(np.asarray(triplets.target, dtype=np.float64).tobytes())
+    return hasher.hexdigest()[:16]
 
 
 def _training_identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -301,12 +324,13 @@ def fit_lora(
     train_data = TripletImages(train, backbone, resolve)
     val_data = TripletImages(val, backbone, resolve)
 
-    state = trainer.load_checkpoint() if resume else None
+    data_digest = _triplets_digest(train, val)
+    state = trainer.load_checkpoint(data_digest) if resume else None
     if state is None:
         base = trainer.validate(val_data)  # adapters start at zero: this is the base model
         trainer.save_adapter(0, base, base)
         state = {"epoch": 0, "history": [], "base_val_2afc": base, "best_val_2afc": base, "best_epoch": 0}
-        trainer.save_checkpoint(0, state)
+        trainer.save_checkpoint(0, state, data_digest)
     stale = 0
     for epoch in range(state["epoch"] + 1, trainer.config.epochs + 1):
         loss = trainer.train_epoch(train_data, epoch, progress)
@@ -319,7 +343,7 @@ def fit_lora(
         else:
             stale += 1
         state["epoch"] = epoch
-        trainer.save_checkpoint(epoch, state)
+        trainer.save_checkpoint(epoch, state, data_digest)
         if trainer.config.patience is not None and stale >= trainer.config.patience:
             break
     return LoraFitReport(
