@@ -433,4 +433,3 @@ def summarize(report: LoraFitReport) -> str:
     best = f"best: epoch {report.best_epoch}, val 2AFC {report.best_val_2afc:.4f}"
     lines.append(f"{best} -> {report.run_dir / ADAPTER_DIR}")
     return "\n".join(lines)
-

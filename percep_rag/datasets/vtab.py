@@ -61,6 +61,4 @@ def _split_folder(root: Path, split: str) -> list[ImageRecord]:
     folder = root / split
     if not folder.is_dir():
         return []
-    return [
-        record.model_copy(update={"id": f"{split}/{record.id}", "split": split}) for record in scan_folder(folder)
-    ]
+    return [record.model_copy(update={"id": f"{split}/{record.id}", "split": split}) for record in scan_folder(folder)]
