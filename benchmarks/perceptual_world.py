@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from percep_rag.datasets.synthetic import generate_world
 from percep_rag.evaluation.study import LOWER_IS_BETTER, METHODS, StudyConfig, StudyResult, run_study
 from percep_rag.viz import metric_bars, retrieval_grid
 
@@ -103,7 +102,7 @@ def best_aligned(result: StudyResult, metric: str) -> str:
 def draw_neighbours(result: StudyResult, workdir: Path, out: Path, rows: int = 5) -> None:
     """The two figures of the first seed: counting neighbours and instance retrieval."""
     seed = result.seeds[0]
-    world = generate_world(result.config.scenes, seed=seed.seed)
+    world = result.config.world(seed.seed)
     train_counts = world.subset("train").labels("count")
     test_counts = world.subset("test").labels("count")
     scenes = workdir / f"seed{seed.seed}"
