@@ -76,3 +76,36 @@ def test_the_base_is_saved_and_reloads_bit_identically(small_study):
     config = json.loads((workdir / "seed0" / "base" / "config.json").read_text())
     assert config["config"]["epochs"] == study.config.backbone.epochs
     assert model.report["test_accuracy"] == pytest.approx(study.seeds[0].base_semantic_accuracy)
+
+
+def test_the_benchmark_script_draws_both_figures(tmp_path):
+    """benchmarks/perceptual_world.py's figures, on a micro study (seconds, not a finding)."""
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    from percep_rag.alignment.glocal import GlocalFitConfig
+    from percep_rag.alignment.lora import LoraFitConfig
+    from percep_rag.datasets.synthetic_backbone import SemanticBackboneConfig
+    from percep_rag.viz import GridLayout
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "perceptual_world.py"
+    spec = importlib.util.spec_from_file_location("perceptual_world", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = StudyConfig(
+        scenes=120,
+        train_triplets=60,
+        val_triplets=30,
+        test_triplets=30,
+        backbone=SemanticBackboneConfig.tiny(embed_dim=16, depth=1, num_heads=2, epochs=1, device="cpu"),
+        glocal=GlocalFitConfig(epochs=2, min_epochs=0, device="cpu"),
+        lora=LoraFitConfig(epochs=1, device="cpu"),
+        device="cpu",
+    )
+    result = run_study(config, seeds=(3,), workdir=tmp_path / "work")
+    assert module.best_aligned(result, "count MAE") in {"glocal", "lora-image", "glocal-patch", "lora-patch"}
+    module.draw_neighbours(result, tmp_path / "work", tmp_path, rows=4)
+    for name in ("neighbours_count.png", "neighbours_instance.png"):
+        assert Image.open(tmp_path / name).size == GridLayout(title=True).size(4, 3)
