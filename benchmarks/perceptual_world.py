@@ -99,6 +99,10 @@ def best_aligned(result: StudyResult, metric: str) -> str:
     return min(aligned, key=lambda m: sign * float(np.mean(result.values(metric, m))))
 
 
+def _objects(count: int) -> str:
+    return f"{count} object" if count == 1 else f"{count} objects"
+
+
 def draw_neighbours(result: StudyResult, workdir: Path, out: Path, rows: int = 5) -> None:
     """The two figures of the first seed: counting neighbours and instance retrieval."""
     seed = result.seeds[0]
@@ -119,9 +123,9 @@ def draw_neighbours(result: StudyResult, workdir: Path, out: Path, rows: int = 5
         [[str(train[j]) for j in row] for row in near[base]],
         [[str(train[j]) for j in row] for row in near[counter]],
         out / "neighbours_count.png",
-        query_captions=[f"{test_counts[i]} objects" for i in chosen],
-        base_captions=[[f"{train_counts[j]} objects" for j in row] for row in near[base]],
-        aligned_captions=[[f"{train_counts[j]} objects" for j in row] for row in near[counter]],
+        query_captions=[_objects(test_counts[i]) for i in chosen],
+        base_captions=[[_objects(train_counts[j]) for j in row] for row in near[base]],
+        aligned_captions=[[_objects(train_counts[j]) for j in row] for row in near[counter]],
         base_correct=[
             [train_counts[j] == test_counts[i] for j in row] for i, row in zip(chosen, near[base], strict=True)
         ],
