@@ -40,7 +40,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/perceptual_world"))
     parser.add_argument("--device", default=None, help="override the preset's device (cpu, cuda)")
     parser.add_argument("--clean", action="store_true", help="delete --out/work when done")
+    parser.add_argument(
+        "--redraw", action="store_true", help="only redraw the figures from --out/results.json (and --out/work)"
+    )
     args = parser.parse_args()
+    if args.redraw:
+        saved = json.loads((args.out / "results.json").read_text(encoding="utf-8"))
+        draw(StudyResult.from_dict(saved), args.out, saved["command"].split("--preset ")[1].split()[0])
+        return
 
     config = PRESETS[args.preset]()
     if args.device:
@@ -53,43 +60,36 @@ def main() -> None:
             }
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    workdir = args.out / "work"
     started = time.perf_counter()
-    result = run_study(config, args.seeds, workdir=workdir, progress=False)
+    result = run_study(config, args.seeds, workdir=args.out / "work", progress=False)
     minutes = (time.perf_counter() - started) / 60
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86'})"
     header = (
         f"perceptual world, preset {args.preset}, seeds {args.seeds}, {datetime.date.today()}, {device}, "
         f"{torch.get_num_threads()} threads, {minutes:.1f} min; base semantic test accuracy per seed "
-        f"{[round(s.base_semantic_accuracy, 3) for s in result.seeds]} (chance 1/6)"
+        f"{[round(s.base_semantic_accuracy, 3) for s in result.seeds]} (chance 1/{len(config.shapes)})"
     )
     command = f"python benchmarks/perceptual_world.py --preset {args.preset} --seeds {' '.join(map(str, args.seeds))}"
     (args.out / "table.md").write_text(f"{header}\n\n`{command}`\n\n{result.table()}\n", encoding="utf-8")
-    (args.out / "results.json").write_text(
-        json.dumps(
-            {
-                "header": header,
-                "command": command,
-                "config": json.loads(config.model_dump_json()),
-                "seeds": [
-                    {"seed": s.seed, "metrics": s.metrics, "base_semantic_accuracy": s.base_semantic_accuracy,
-                     "seconds": s.seconds}
-                    for s in result.seeds
-                ],
-            },
-            indent=1,
-        ),
-        encoding="utf-8",
-    )  # fmt: skip
-    table = {metric: {m: result.values(metric, m) for m in METHODS} for metric in result.metric_names}
-    metric_bars(
-        table, args.out / "metrics.png", title=f"perceptual world ({args.preset})", lower_is_better=LOWER_IS_BETTER
-    )
-    draw_neighbours(result, workdir, args.out)
+    saved = {"header": header, "command": command, **result.to_dict()}
+    # Neighbour rows of the first seed only: what the figures need, without megabytes per seed.
+    for seed in saved["seeds"][1:]:
+        seed["examples"] = {}
+    (args.out / "results.json").write_text(json.dumps(saved, indent=1), encoding="utf-8")
+    draw(result, args.out, args.preset)
     if args.clean:
-        shutil.rmtree(workdir)
+        shutil.rmtree(args.out / "work")
     print(header)
     print(result.table())
+
+
+def draw(result: StudyResult, out: Path, preset: str) -> None:
+    """metrics.png, and the neighbour figures when the first seed's neighbours and scenes are at hand."""
+    table = {metric: {m: result.values(metric, m) for m in METHODS} for metric in result.metric_names}
+    title = f"perceptual world, {preset} preset: mean and 95% CI over {len(result.seeds)} seeds"
+    metric_bars(table, out / "metrics.png", title=title, lower_is_better=LOWER_IS_BETTER)
+    if result.seeds[0].examples and (out / "work" / f"seed{result.seeds[0].seed}").is_dir():
+        draw_neighbours(result, out / "work", out)
 
 
 def best_aligned(result: StudyResult, metric: str) -> str:

@@ -304,11 +304,16 @@ def metric_bars(
     title: str | None = None,
     lower_is_better: Iterable[str] = (),
     chance: Mapping[str, float] | None = None,
-    size: tuple[int, int] = (960, 420),
+    size: tuple[int, int] | None = None,
     dpi: int = 100,
     annotate: bool = True,
+    columns: int = 4,
 ) -> Path:
     """Bar chart PNG, exactly ``size`` pixels: one panel per metric, one bar per method.
+
+    Panels wrap after ``columns`` per row; the default ``size`` is 960 x 420 pixels for
+    one row and 330 pixels more per further row. Value labels turn vertical when a
+    panel has more than four bars.
 
     ``table`` is ``{metric: {method: value}}`` or ``{metric: {group: {method: value}}}``
     (bars grouped along the x axis, e.g. per backbone, as in the paper's Figure 5); a
@@ -333,9 +338,18 @@ def metric_bars(
     lower = set(lower_is_better)
     chance = dict(chance or {})
 
+    if columns < 1:
+        raise ConfigError(f"columns must be >= 1, got {columns}")
+    n_columns = min(columns, len(metrics))
+    n_rows = -(-len(metrics) // n_columns)
+    size = size or (960, 420 + 330 * (n_rows - 1))
+    vertical_labels = len(methods) * len(groups) > 4
     figure = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    grid = figure.subplots(n_rows, n_columns, squeeze=False).ravel()
+    for unused in grid[len(metrics) :]:
+        unused.set_visible(False)
+    axes = grid[: len(metrics)]
     width = 0.8 / len(methods)
     positions = np.arange(len(groups))
     for axis, metric in zip(axes, metrics, strict=True):
@@ -373,6 +387,7 @@ def metric_bars(
                         ha="center",
                         va="bottom",
                         fontsize=7,
+                        rotation=90 if vertical_labels else 0,
                     )
         if metric in chance:
             axis.axhline(chance[metric], color="#555555", linestyle="--", linewidth=1)
@@ -385,7 +400,7 @@ def metric_bars(
                 fontsize=7,
                 color="#555555",
             )
-        axis.set_title(f"{metric}" + ("  (lower is better)" if metric in lower else ""), fontsize=10)
+        axis.set_title(f"{metric}" + ("\n(lower is better)" if metric in lower else ""), fontsize=10)
         axis.set_xticks(positions, groups if groups != [""] else [""] * len(groups), fontsize=8)
         if groups == [""]:
             axis.tick_params(axis="x", length=0)
@@ -394,12 +409,13 @@ def metric_bars(
         axis.margins(y=0.15)
         top = max(e.high for key, e in values.items() if key[0] == metric)
         bottom = min(0.0, min(e.low for key, e in values.items() if key[0] == metric))
-        axis.set_ylim(bottom, top * 1.15 if top > 0 else 1.0)
+        axis.set_ylim(bottom, top * (1.3 if vertical_labels else 1.15) if top > 0 else 1.0)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=min(len(methods), 6), fontsize=8, frameon=False)
     if title:
         figure.suptitle(title, fontsize=12)
-    figure.tight_layout(rect=(0, 0.08, 1, 0.95 if title else 1))
+    legend_band = 0.08 * 420 / size[1]
+    figure.tight_layout(rect=(0, legend_band, 1, 1 - 0.05 * 420 / size[1] if title else 1))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # No bbox_inches="tight": the PNG keeps exactly the requested pixel size.

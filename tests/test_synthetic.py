@@ -229,6 +229,10 @@ def test_metric_bars_writes_a_png_of_the_asked_size(tmp_path):
     assert Image.open(out).size == (640, 320)
     grouped = {"recall@1": {"DINO": {"base": 0.2, "HA": [0.3, 0.32]}, "CLIP": {"base": 0.1, "HA": 0.2}}}
     assert Image.open(metric_bars(grouped, tmp_path / "grouped.png")).size == (960, 420)
+    eight = {f"metric {i}": {"base": [0.5, 0.6], "gLocal": 0.7, "LoRA": 0.8} for i in range(8)}
+    assert Image.open(metric_bars(eight, tmp_path / "eight.png")).size == (960, 750)  # two rows of four
+    with pytest.raises(ValueError, match="columns"):
+        metric_bars(eight, tmp_path / "bad.png", columns=0)
 
 
 def test_mean_ci_uses_the_t_distribution():

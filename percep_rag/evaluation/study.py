@@ -19,12 +19,14 @@ tables and pictures.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -143,6 +145,25 @@ class StudyResult:
     @property
     def metric_names(self) -> list[str]:
         return list(self.seeds[0].metrics)
+
+    def to_dict(self, *, examples: bool = True) -> dict[str, Any]:
+        """JSON-ready: the config and every seed (with its neighbour rows unless ``examples=False``)."""
+        seeds = [asdict(seed) for seed in self.seeds]
+        if not examples:
+            for seed in seeds:
+                seed.pop("examples")
+        return {"config": json.loads(self.config.model_dump_json()), "seeds": seeds}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudyResult:
+        """Inverse of :meth:`to_dict` (seeds saved without examples come back with none).
+
+        >>> result = StudyResult(StudyConfig.small(), [SeedResult(0, {"2AFC": {"base": 0.6}})])
+        >>> StudyResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+        True
+        """
+        config = StudyConfig.model_validate(data["config"])
+        return cls(config, [SeedResult(**seed) for seed in data["seeds"]])
 
     def table(self) -> str:
         """Markdown: one row per metric, one column per method, mean ± 95% CI over seeds."""
