@@ -211,6 +211,9 @@ StoreOption = Annotated[
     ),
 ]
 CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+FilterOption = Annotated[
+    list[str] | None, typer.Option("--filter", help="key=value or key=v1,v2 (any of); repeatable, all must hold.")
+]
 DF2_PREFIX = "deepfashion2:"
 
 
@@ -366,9 +369,7 @@ def search(
     store: StoreOption = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Neighbours per vector space.")] = 5,
     using: Annotated[str, typer.Option(help="'aligned', 'base' or 'both'.")] = "both",
-    filter: Annotated[
-        list[str] | None, typer.Option("--filter", help="key=value or key=v1,v2 (any of); repeatable, all must hold.")
-    ] = None,
+    filter: FilterOption = None,
     grid: Annotated[Path | None, typer.Option(help="Also draw query | base top-k | aligned top-k to this PNG.")] = None,
     backbone: BackboneOption = "dreamsim-ensemble",
     weights: WeightsOption = None,
@@ -406,9 +407,7 @@ def show(
     out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = Path("neighbours.png"),
     store: StoreOption = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=12, help="Neighbours per vector space.")] = 3,
-    filter: Annotated[
-        list[str] | None, typer.Option("--filter", help="key=value or key=v1,v2 (any of); repeatable, all must hold.")
-    ] = None,
+    filter: FilterOption = None,
     backbone: BackboneOption = "dreamsim-ensemble",
     weights: WeightsOption = None,
     pooling: PoolingOption = "cls",
