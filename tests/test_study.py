@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from percep_rag.datasets.synthetic_backbone import load_semantic_model
 from percep_rag.evaluation.study import METHODS, StudyConfig, run_study
@@ -118,3 +119,15 @@ def test_the_benchmark_script_draws_both_figures(tmp_path):
     module.draw_neighbours(result, tmp_path / "work", tmp_path, rows=4)
     for name in ("neighbours_count.png", "neighbours_instance.png"):
         assert Image.open(tmp_path / name).size == GridLayout(title=True).size(4, 3)
+
+
+def test_the_gpu_preset_builds_and_trains_on_cpu():
+    """No GPU here: at least the GPU preset's bigger ViT (8x8 patches, 192-d, 6 blocks) and
+    its recipes are valid and run an epoch (on a 60-scene world, on the CPU)."""
+    from percep_rag.datasets.synthetic_backbone import train_semantic_backbone
+
+    config = StudyConfig()
+    assert config.backbone.device == "cuda" and config.backbone.patch_size == 8
+    world = config.model_copy(update={"scenes": 60}).world(0)
+    model = train_semantic_backbone(world, config.backbone.model_copy(update={"device": "cpu", "epochs": 1}))
+    assert model.backbone.dim == 192 and model.backbone(torch.rand(2, 3, 64, 64)).patches.shape == (2, 64, 192)
