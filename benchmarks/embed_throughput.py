@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
+from percep_rag.evaluation.tables import markdown_table
 
 
 def make_jpegs(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> list[str]:
@@ -150,10 +151,8 @@ def main() -> None:
         "backbone", "weights", "bare fwd (img/s)", "embedder tensors (img/s)", "ratio",
         "plain loop JPEG (img/s)", "embedder JPEG (img/s)", "speed-up",
     ]  # fmt: skip
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        cells = [
+    cells = [
+        [
             row["backbone"],
             "random" if row["random_weights"] else "pretrained",
             f"{row['bare_tensors_img_s']:.1f}",
@@ -163,7 +162,9 @@ def main() -> None:
             f"{row['embedder_jpeg_img_s']:.1f}",
             f"{row['e2e_speedup_vs_plain']:.2f}x",
         ]
-        print("| " + " | ".join(cells) + " |")
+        for row in rows
+    ]
+    print(markdown_table(columns, cells))
     if args.json:
         args.json.write_text(json.dumps({**header, "results": rows}, indent=1))
 

@@ -33,6 +33,7 @@ from PIL import Image
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.datasets.records import ImageRecord
+from percep_rag.evaluation.tables import markdown_table
 from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES, index_records
 from percep_rag.store import content_hash, point_id
 from percep_rag.store.edge import EdgeStore
@@ -148,10 +149,8 @@ def main() -> None:
         "backbone", "dim", "embed (img/s)", "index (img/s)", "index/embed",
         "store upserts (pts/s)", "store fixed per run (s)", "store time / embed time",
     ]  # fmt: skip
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
-    for row in rows:
-        cells = [
+    cells = [
+        [
             row["backbone"],
             str(row["dim"]),
             f"{row['embed_img_s']:.1f}",
@@ -161,7 +160,9 @@ def main() -> None:
             f"{row['store_fixed_s']:.2f}",
             f"{100 * row['store_vs_embed']:.1f}%",
         ]
-        print("| " + " | ".join(cells) + " |")
+        for row in rows
+    ]
+    print(markdown_table(columns, cells))
     if args.json:
         args.json.write_text(json.dumps({**header, "results": rows}, indent=1))
 

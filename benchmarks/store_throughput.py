@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from percep_rag.config import Fingerprint
+from percep_rag.evaluation.tables import markdown_table
 from percep_rag.store import CollectionOptions, VectorStore, content_hash, point_id
 from percep_rag.store.client import QdrantClientStore
 from percep_rag.store.edge import EdgeStore
@@ -178,16 +179,24 @@ def bench_numpy(x: np.ndarray, q: np.ndarray, truth: np.ndarray, timed: int, k: 
 
 
 def table(rows: list[Row], k: int) -> str:
-    head = f"| backend | n | insert pts/s | index build s | p50 ms | p99 ms | recall@{k} | timed queries | note |"
-    lines = [head, "|" + "---|" * 9]
-    for r in rows:
-        ins = f"{r.insert_pts_per_s:,.0f}" if r.insert_pts_per_s else "-"
-        build = f"{r.index_build_s:.1f}" if r.index_build_s is not None else "-"
-        lines.append(
-            f"| {r.backend} | {r.n:,} | {ins} | {build} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-            f"| {r.recall_at_k:.3f} | {r.timed_queries} | {r.note} |"
-        )
-    return "\n".join(lines)
+    columns = [
+        "backend", "n", "insert pts/s", "index build s", "p50 ms", "p99 ms", f"recall@{k}", "timed queries", "note",
+    ]  # fmt: skip
+    cells = [
+        [
+            r.backend,
+            f"{r.n:,}",
+            f"{r.insert_pts_per_s:,.0f}" if r.insert_pts_per_s else "-",
+            f"{r.index_build_s:.1f}" if r.index_build_s is not None else "-",
+            f"{r.p50_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+            f"{r.recall_at_k:.3f}",
+            r.timed_queries,
+            r.note,
+        ]
+        for r in rows
+    ]
+    return markdown_table(columns, cells)
 
 
 def main(argv: list[str] | None = None) -> int:

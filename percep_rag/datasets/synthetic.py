@@ -39,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from percep_rag.alignment.triplets import TripletSet
+from percep_rag.alignment.triplets import NIGHTS_COLUMNS, TripletSet
 from percep_rag.errors import PercepRagError
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "cross")
@@ -931,20 +931,7 @@ class SyntheticTriplets:
         csv_path = root / "data.csv"
         with csv_path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(
-                [
-                    "id",
-                    "left_vote",
-                    "right_vote",
-                    "votes",
-                    "ref_path",
-                    "left_path",
-                    "right_path",
-                    "split",
-                    "is_imagenet",
-                    "prompt",
-                ]
-            )
+            writer.writerow([*NIGHTS_COLUMNS, "prompt"])
             for i in range(len(ts)):
                 votes = int(ts.extra["votes"][i])
                 writer.writerow(

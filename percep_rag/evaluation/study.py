@@ -39,6 +39,7 @@ from percep_rag.datasets.synthetic import SHAPES, World, generate_world, make_ni
 from percep_rag.datasets.synthetic_backbone import SemanticBackboneConfig, train_semantic_backbone
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.evaluation.stats import Interval, mean_ci95
+from percep_rag.evaluation.tables import markdown_table
 
 METHODS = ("base", "glocal", "lora-image", "base-patch", "glocal-patch", "lora-patch")
 LOWER_IS_BETTER = ("count MAE", "count RMSE")
@@ -168,12 +169,12 @@ class StudyResult:
 
     def table(self) -> str:
         """Markdown: one row per metric, one column per method, mean ± 95% CI over seeds."""
-        lines = ["| metric | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
-        for metric in self.metric_names:
-            arrow = " (lower better)" if metric in LOWER_IS_BETTER else ""
-            cells = [str(self.interval(metric, method)) for method in METHODS]
-            lines.append(f"| {metric}{arrow} | " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+        rows = [
+            [metric + (" (lower better)" if metric in LOWER_IS_BETTER else "")]
+            + [self.interval(metric, method) for method in METHODS]
+            for metric in self.metric_names
+        ]
+        return markdown_table(["metric", *METHODS], rows)
 
 
 def _write_triplets(world: World, n: int, seed: int, folder: Path, image_size: int):

@@ -27,6 +27,7 @@ from percep_rag.datasets.vtab import ClassificationTask
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ConfigError
 from percep_rag.evaluation.stats import Interval, mean_ci95
+from percep_rag.evaluation.tables import markdown_table
 from percep_rag.indexing import index_records
 from percep_rag.retrieval import Example, ExampleRetriever
 from percep_rag.store import VectorStore
@@ -53,14 +54,12 @@ class FewShotReport:
     def table(self) -> str:
         """A markdown table of the results."""
         note = " (RANDOM weights: not a finding)" if self.random_weights else ""
-        lines = [
+        title = (
             f"few-shot classification on {self.task}: {self.shots} shots, {len(self.seeds)} seeds x "
-            f"{self.queries_per_seed} queries{note}",
-            "| method | accuracy (mean ± 95% CI) |",
-            "|---|---|",
-        ]
-        lines += [f"| {method} | {self.interval(method)} |" for method in self.accuracy]
-        return "\n".join(lines)
+            f"{self.queries_per_seed} queries{note}"
+        )
+        rows = [[method, self.interval(method)] for method in self.accuracy]
+        return title + "\n" + markdown_table(["method", "accuracy (mean ± 95% CI)"], rows)
 
 
 def majority_label(examples: Sequence[Example]) -> str:
