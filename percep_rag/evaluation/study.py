@@ -148,13 +148,9 @@ class StudyResult:
     def metric_names(self) -> list[str]:
         return list(self.seeds[0].metrics)
 
-    def to_dict(self, *, examples: bool = True) -> dict[str, Any]:
-        """JSON-ready: the config and every seed (with its neighbour rows unless ``examples=False``)."""
-        seeds = [asdict(seed) for seed in self.seeds]
-        if not examples:
-            for seed in seeds:
-                seed.pop("examples")
-        return {"config": json.loads(self.config.model_dump_json()), "seeds": seeds}
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the config and every seed, neighbour rows included."""
+        return {"config": json.loads(self.config.model_dump_json()), "seeds": [asdict(seed) for seed in self.seeds]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyResult:
