@@ -68,7 +68,7 @@ class StudyConfig(BaseModel):
     backbone: SemanticBackboneConfig = SemanticBackboneConfig.gpu()
     #: No identity regulariser (``lam=0``) and a larger step than the ``0.1 / p`` default:
     #: on these 64-128-d features ``lam=0.1`` held W at the identity (test 2AFC +0.003)
-    #: while ``lam=0, lr=1e-2`` gained +0.05 (patch level); lr 2e-2 diverged.
+    #: while ``lam=0, lr=1e-2`` gained +0.05 (patch level); at lr 2e-2 no epoch beat the start.
     glocal: GlocalFitConfig = GlocalFitConfig(epochs=150, lr=1e-2, alpha=0.1, lam=0.0, patience=30)
     #: lr 1e-3 (DreamSim: 3e-4) reaches its best val 2AFC in 2-4 epochs on these small ViTs,
     #: with the same held-out 2AFC as 3e-4 after 6 epochs in a CPU run.
@@ -112,7 +112,7 @@ class StudyConfig(BaseModel):
                 "test_triplets": 600,
                 "backbone": full.backbone.model_copy(update={"epochs": 16, "lr": 1e-3}),
                 "glocal": full.glocal.model_copy(update={"epochs": 100, "patience": 20}),
-                # lr 1e-3 overfitted the 3,000 triplets from the first epoch here (val 2AFC fell).
+                # In a pilot of this setting lr 1e-3 overfitted from the first epoch (val 2AFC fell).
                 "lora": full.lora.model_copy(update={"epochs": 4, "lr": 3e-4}),
             }
         )
