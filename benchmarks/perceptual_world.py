@@ -45,6 +45,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.redraw:
+        if not (args.out / "results.json").is_file():
+            parser.error(f"--redraw needs {args.out / 'results.json'} from an earlier run")
         saved = json.loads((args.out / "results.json").read_text(encoding="utf-8"))
         draw(StudyResult.from_dict(saved), args.out, saved["command"].split("--preset ")[1].split()[0])
         return
