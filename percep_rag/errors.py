@@ -16,16 +16,24 @@ class ConfigError(PercepRagError, ValueError):
     """A configuration value is invalid or inconsistent."""
 
 
-class UnknownBackboneError(ConfigError, KeyError):
-    """A backbone name is not in the registry."""
+class UnknownNameError(ConfigError, KeyError):
+    """A name is not in a registry (backbones, alignment kinds, store kinds, VLM releases)."""
 
-    def __init__(self, name: str, known: list[str]):
+    def __init__(self, kind: str, name: str, known: list[str]):
+        self.kind = kind
         self.name = name
         self.known = known
-        super().__init__(f"unknown backbone {name!r}; known backbones: {', '.join(known)}")
+        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known) or '(none)'}")
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return self.args[0]
+
+
+class UnknownBackboneError(UnknownNameError):
+    """A backbone name is not in the registry."""
+
+    def __init__(self, name: str, known: list[str]):
+        super().__init__("backbone", name, known)
 
 
 class WeightsNotFoundError(PercepRagError, FileNotFoundError):
