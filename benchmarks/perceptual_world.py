@@ -1,6 +1,6 @@
 """The perceptual-world study: base vs gLocal vs LoRA-HA (image- and patch-level).
 
-Runs :func:`percep_rag.evaluation.study.run_study` over seeds and writes, under ``--out``:
+Runs :func:`percep_rag.study.run_study` over seeds and writes, under ``--out``:
 ``table.md`` (mean ± 95% CI over seeds), ``results.json`` (every seed's numbers, stage
 times, the config), ``metrics.png`` (bar charts), ``neighbours_count.png`` (query | base
 top-3 | aligned top-3 train scenes, captioned with their object counts, like the paper's
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from percep_rag.evaluation.study import LOWER_IS_BETTER, METHODS, StudyConfig, StudyResult, run_study
+from percep_rag.study import LOWER_IS_BETTER, METHODS, StudyConfig, StudyResult, run_study
 from percep_rag.viz import metric_bars, retrieval_grid
 
 PRESETS = {"small": StudyConfig.small, "cpu": StudyConfig.cpu, "gpu": StudyConfig}

@@ -13,16 +13,31 @@ read back. Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from percep_rag.errors import ConfigError
+from percep_rag.devices import DeviceName
+from percep_rag.errors import ConfigError, UnknownNameError
 
+# Each set of allowed values is stated once, as a Literal type; the tuples are derived from it.
 Pooling = Literal["cls", "cls+patchmean"]
 Normalization = Literal["l2", "center+l2"]
 Interpolation = Literal["bicubic", "bilinear"]
+#: ``crop``: shorter side to ``resize_size``, then a centre crop; ``squash``: straight to a square.
+ResizeMode = Literal["crop", "squash"]
+#: Where a timm ViT branch reads its tokens: after the final norm, or the last block's output.
+TokenSource = Literal["norm", "prenorm"]
+CompileMode = Literal["auto", "always", "never"]
 AlignmentKind = Literal["identity", "glocal", "lora"]
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
+INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
+RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
+TOKEN_SOURCES: tuple[str, ...] = get_args(TokenSource)
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
+#: The alignment kinds, stated once (as :data:`AlignmentKind`); :mod:`percep_rag.alignment.factory` loads each.
+ALIGNMENT_KINDS: tuple[str, ...] = get_args(AlignmentKind)
 
 
 class _Frozen(BaseModel):
@@ -39,7 +54,7 @@ class PreprocessSpec(_Frozen):
     """
 
     image_size: int = Field(224, gt=0)
-    resize: Literal["crop", "squash"] = "crop"
+    resize: ResizeMode = "crop"
     resize_size: int | None = None
     interpolation: Interpolation = "bicubic"
 
@@ -75,10 +90,14 @@ class AlignmentSpec(_Frozen):
 
     @classmethod
     def parse(cls, text: str | AlignmentSpec | None) -> AlignmentSpec:
-        """Read ``identity``, ``glocal:<file>`` or ``lora:<dir>``.
+        """Read ``identity``, ``glocal:<file>`` or ``lora:<dir>``; an unknown kind lists the known ones.
 
         >>> AlignmentSpec.parse("lora:runs/ha").path
         PosixPath('runs/ha')
+        >>> AlignmentSpec.parse("pca:x.npz")
+        Traceback (most recent call last):
+        ...
+        percep_rag.errors.UnknownNameError: unknown alignment kind 'pca'; known alignment kinds: identity, glocal, lora
         """
         if text is None:
             return cls()
@@ -86,8 +105,8 @@ class AlignmentSpec(_Frozen):
             return text
         kind, sep, path = str(text).partition(":")
         kind = kind.strip().lower()
-        if kind not in ("identity", "glocal", "lora"):
-            raise ConfigError(f"alignment must be 'identity', 'glocal:<file>' or 'lora:<dir>', got {text!r}")
+        if kind not in ALIGNMENT_KINDS:
+            raise UnknownNameError("alignment kind", kind, list(ALIGNMENT_KINDS))
         if kind == "identity":
             if path:
                 raise ConfigError("the identity alignment takes no path")
@@ -114,11 +133,11 @@ class EmbedderSpec(_Frozen):
     pooling: Pooling = "cls"
     alignment: AlignmentSpec = AlignmentSpec()
     normalization: Normalization | None = None
-    device: str = "auto"
+    device: DeviceName = "auto"
     batch_size: int = Field(64, gt=0)
     num_workers: int | None = Field(None, ge=0)
     amp: bool = True
-    compile: Literal["auto", "always", "never"] = "auto"
+    compile: CompileMode = "auto"
     seed: int = 0
 
     @field_validator("alignment", mode="before")

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,12 +20,17 @@ from tqdm.auto import tqdm
 from percep_rag.alignment.base import Alignment, IdentityAlignment
 from percep_rag.alignment.factory import load_alignment
 from percep_rag.backbones import Backbone, TokenFeatures, create_backbone
-from percep_rag.config import EmbedderSpec, Fingerprint, Normalization, Pooling
+from percep_rag.config import CompileMode, EmbedderSpec, Fingerprint, Normalization, Pooling
+from percep_rag.devices import resolve_device as resolve_device
 from percep_rag.errors import ConfigError, ImageDecodeError
-from percep_rag.io.device_decode import decode_jpegs, resize_on_device
-from percep_rag.io.images import ImageFailure, ImageSource, decode_image
-from percep_rag.io.loader import PixelBatch, iter_pixel_batches, preprocess_image
+from percep_rag.io.decode import ImageFailure, decode_image
+from percep_rag.io.device_decode import decode_jpegs
+from percep_rag.io.loader import PixelBatch, iter_pixel_batches
+from percep_rag.io.sources import ImageSource
+from percep_rag.io.transforms import preprocess_image, resize_and_crop
 from percep_rag.pooling import normalize, pool, pooled_dim
+
+__all__ = ["AlignedEmbedder", "EmbeddingResult", "Embeddings", "ImageInput", "resolve_device"]
 
 ImageInput = ImageSource | torch.Tensor | np.ndarray
 
@@ -52,20 +56,6 @@ class EmbeddingResult:
     failures: list[ImageFailure] = field(default_factory=list)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as torch reads it.
-
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} was asked for, but CUDA is not available on this machine")
-    return resolved
-
-
 class AlignedEmbedder:
     """Images in, human-aligned unit vectors out (float32 numpy).
 
@@ -86,7 +76,7 @@ class AlignedEmbedder:
         batch_size: int = 64,
         num_workers: int | None = None,
         amp: bool = True,
-        compile: str = "auto",
+        compile: CompileMode = "auto",
     ):
         self.device = resolve_device(device)
         self.backbone = backbone.to(self.device).eval()
@@ -126,7 +116,7 @@ class AlignedEmbedder:
         )
 
     # ----------------------------------------------------------------- set-up
-    def _prepare_for_device(self, compile_mode: str) -> None:
+    def _prepare_for_device(self, compile_mode: CompileMode) -> None:
         self._base_forward: Callable[[torch.Tensor], TokenFeatures] = self.backbone
         self._aligned_forward = self.aligned_backbone
         self._compiled = False
@@ -291,7 +281,7 @@ class AlignedEmbedder:
                     pixels = torch.cat([pixels, self._pixels_for(sources[index]).unsqueeze(0).to(self.device)])
                     indices.append(index)
                 except ImageDecodeError as error:
-                    failures.append(ImageFailure(index, error.source, error.reason))
+                    failures.append(ImageFailure(source=error.source, reason=error.reason, index=index))
         order = sorted(range(len(indices)), key=indices.__getitem__)
         embeddings = self._embed_pixels(pixels[order] if len(order) else pixels, normalized)
         return EmbeddingResult(embeddings.base, embeddings.aligned, [indices[i] for i in order], failures)
@@ -308,7 +298,7 @@ class AlignedEmbedder:
         if pixels.shape[-2:] == (size, size):
             return pixels
         as_uint8 = pixels if pixels.dtype == torch.uint8 else (pixels.clamp(0, 1) * 255).round().to(torch.uint8)
-        return torch.stack([resize_on_device(image, self.backbone.preprocess) for image in as_uint8])
+        return torch.stack([resize_and_crop(image, self.backbone.preprocess) for image in as_uint8])
 
 
 def _is_batch_array(images: torch.Tensor | np.ndarray) -> bool:
@@ -332,8 +322,3 @@ def _concat(arrays: list[np.ndarray], dim: int) -> np.ndarray:
 
 def _stack(parts: list[Embeddings], base_dim: int, dim: int) -> Embeddings:
     return Embeddings(_concat([p.base for p in parts], base_dim), _concat([p.aligned for p in parts], dim))
-
-
-def default_embedder_device() -> str:
-    """The device the CLI uses unless told otherwise (``$PERCEP_RAG_DEVICE`` or ``auto``)."""
-    return os.environ.get("PERCEP_RAG_DEVICE", "auto")

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from percep_rag.datasets.records import ImageRecord
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ImageDecodeError
+from percep_rag.failures import Failure
 from percep_rag.io.images import read_image_bytes
 from percep_rag.store import PayloadType, VectorStore, content_hash, point_id
 
@@ -45,13 +46,8 @@ DEFAULT_PAYLOAD_INDEXES: dict[str, PayloadType] = {
 }
 
 
-@dataclass(frozen=True)
-class IndexFailure:
-    """A record that was not indexed, and why."""
-
-    record_id: str
-    source: str
-    reason: str
+#: A record that was not indexed, and why (``record_id``, ``source``, ``reason``).
+IndexFailure = Failure
 
 
 @dataclass
@@ -129,7 +125,7 @@ def _index_chunk(
         try:
             data = read_image_bytes(record.uri)
         except ImageDecodeError as error:
-            report.failures.append(IndexFailure(record.id, error.source, error.reason))
+            report.failures.append(IndexFailure(record_id=record.id, source=error.source, reason=error.reason))
             continue
         digest = content_hash(data)
         pid = point_id(digest, collection)
@@ -154,7 +150,7 @@ def _index_chunk(
         report.indexed += written
         for failure in batch.failures:
             record = todo[failure.index][0]
-            report.failures.append(IndexFailure(record.id, record.uri, failure.reason))
+            report.failures.append(IndexFailure(record_id=record.id, source=record.uri, reason=failure.reason))
         if on_upsert is not None:
             on_upsert(written)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from percep_rag.backbones.base import TokenFeatures
-from percep_rag.config import Normalization, Pooling
+from percep_rag.config import NORMALIZATIONS, POOLINGS, Normalization, Pooling
 from percep_rag.errors import ConfigError
 
 
@@ -25,7 +25,7 @@ def pool(tokens: TokenFeatures, pooling: Pooling) -> torch.Tensor:
         if tokens.patches.shape[1] == 0:
             raise ConfigError("cls+patchmean pooling needs patch tokens, the backbone returned none")
         return torch.cat([tokens.cls, tokens.patches.mean(dim=1)], dim=-1)
-    raise ConfigError(f"unknown pooling {pooling!r}; use 'cls' or 'cls+patchmean'")
+    raise ConfigError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
 
 
 def pooled_dim(token_dim: int, pooling: Pooling) -> int:
@@ -43,5 +43,5 @@ def normalize(vectors: torch.Tensor, normalization: Normalization) -> torch.Tens
     if normalization == "center+l2":
         vectors = vectors - vectors.mean(dim=-1, keepdim=True)
     elif normalization != "l2":
-        raise ConfigError(f"unknown normalization {normalization!r}; use 'l2' or 'center+l2'")
+        raise ConfigError(f"unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}")
     return torch.nn.functional.normalize(vectors, dim=-1)

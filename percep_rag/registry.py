@@ -16,16 +16,19 @@ percep_rag.errors.UnknownNameError: unknown colour 'blue'; known colours: red
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 from percep_rag.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
 
-class Registry(Generic[T]):
-    """Name -> entry, filled at import time by the module that owns the entries."""
+class Registry(Mapping[str, T]):
+    """Name -> entry, filled at import time by the module that owns the entries.
+
+    A read-only :class:`~collections.abc.Mapping` too: ``registry[name]`` is ``get(name)``.
+    """
 
     def __init__(self, kind: str, *, error: Callable[[str, list[str]], Exception] | None = None):
         self.kind = kind
@@ -49,6 +52,9 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """Registered names, in registration order."""
         return list(self._entries)
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

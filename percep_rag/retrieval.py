@@ -28,26 +28,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from percep_rag.embedder import AlignedEmbedder, ImageInput
-from percep_rag.errors import ConfigError, FingerprintMismatchError, ImageDecodeError
+from percep_rag.errors import ConfigError, ImageDecodeError
 from percep_rag.io.images import read_image_bytes
 from percep_rag.store import ScoredPoint, VectorStore, content_hash, point_id
+from percep_rag.store.checks import check_same_embedder
 
 VectorName = Literal["base", "aligned"]
 
 
 def check_fingerprint(store: VectorStore, collection: str, embedder: AlignedEmbedder) -> None:
-    """Refuse to query ``collection`` with vectors from an embedder other than its writer's."""
-    stored = store.get_fingerprint(collection)
-    differences = stored.differences(embedder.fingerprint)
-    if differences:
-        raise FingerprintMismatchError(
-            f"collection {collection!r} was written by another embedder; stored vs this one: {'; '.join(differences)}"
-        )
+    """Refuse to query ``collection`` with vectors from an embedder other than its writer's.
+
+    Raises :class:`~percep_rag.errors.FingerprintMismatchError` listing the differing fields.
+    """
+    check_same_embedder(collection, store.get_fingerprint(collection), embedder.fingerprint)
 
 
 class Retriever:
@@ -105,8 +104,8 @@ class Retriever:
         exclude_ids: Iterable[str] = (),
     ) -> list[list[ScoredPoint]]:
         """:meth:`search` for many query images at once (one embedding pass, one batched query)."""
-        if using not in ("base", "aligned"):
-            raise ConfigError(f"using must be 'base' or 'aligned', got {using!r}")
+        if using not in get_args(VectorName):
+            raise ConfigError(f"using must be one of {', '.join(get_args(VectorName))}; got {using!r}")
         excluded = set(exclude_ids)
         per_query = [excluded | ({own} if own else set()) for own in self.query_ids(images)]
         vectors = self.vectors_for(images, using)
@@ -146,6 +145,7 @@ class ExampleRetriever(Retriever):
         filter: Mapping[str, object] | None = None,
         exclude_ids: Iterable[str] = (),
     ) -> list[Example]:
+        """The ``k`` stored examples nearest to ``image``, most similar last (see the module example)."""
         return self.examples_batch([image], k=k, using=using, filter=filter, exclude_ids=exclude_ids)[0]
 
     def examples_batch(
@@ -157,6 +157,7 @@ class ExampleRetriever(Retriever):
         filter: Mapping[str, object] | None = None,
         exclude_ids: Iterable[str] = (),
     ) -> list[list[Example]]:
+        """:meth:`examples` for many query images at once (one embedding pass, one batched query)."""
         hits = self.search_batch(images, k=k, using=using, filter=filter, exclude_ids=exclude_ids)
         # OpenFlamingo's RICES puts the most similar example right before the query.
         return [[_example(hit) for hit in reversed(found)] for found in hits]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -144,6 +146,16 @@ def test_fitted_save_load_roundtrip_keeps_metadata(tmp_path: Path):
     assert loaded.metadata["fit"]["epochs_run"] == 3 and loaded.mean.dtype == torch.float64
     with pytest.raises(AlignmentError, match="the file says backbone 'tiny-vit-random'"):
         GlocalTransform.load(tmp_path / "nested" / "t.safetensors", backbone="clip-vit-b-32")
+
+
+def test_saved_file_gets_umask_permissions(tmp_path: Path):
+    # Written through the one atomic write: a temporary file moved into place, yet the
+    # result has the permissions any new file gets (not mkstemp's 0600).
+    mask = os.umask(0)
+    os.umask(mask)
+    saved = GlocalTransform(np.eye(2, dtype=np.float32)).save(tmp_path / "t.safetensors")
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o666 & ~mask
+    assert [path.name for path in tmp_path.iterdir()] == ["t.safetensors"]  # no temporary left behind
 
 
 def test_from_arrays_and_torch_numpy_dtypes():

@@ -501,7 +501,7 @@ def test_batch_keeps_good_items_in_order_and_lists_failures(tmp_path):
     assert [image.size for image in batch.images] == [(5, 4), (3, 2), (2, 2)]
     assert all(image.mode == "RGB" for image in batch.images)
     missing, not_an_image = batch.failures
-    assert missing == ImageFailure(1, str(tmp_path / "missing.png"), "file not found")
+    assert missing == ImageFailure(index=1, source=str(tmp_path / "missing.png"), reason="file not found")
     assert (not_an_image.index, not_an_image.source) == (3, str(text))
     assert not_an_image.reason.startswith("not an image in a supported format (")
     assert not_an_image.reason.endswith("the data starts with b'hello'")

@@ -8,6 +8,8 @@ raise agreement on held-out images (a different set of images than training).
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -95,6 +97,17 @@ def test_adapter_metadata_and_merge_is_deterministic(trained):
     second = LoraAlignment.load(run / "adapter").adapt_backbone(backbone)
     assert first.weights_digest() == second.weights_digest() != backbone.weights_digest()
     assert not any("lora" in name for name in first.state_dict())  # merged, plain backbone
+
+
+def test_run_files_get_umask_permissions_and_the_checkpoint_needs_no_pickle(trained):
+    run, report, _ = trained
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (run / "adapter" / "percep_rag.json", run / "adapter" / "adapter_model.safetensors"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
+    assert stat.S_IMODE((run / "checkpoint.pt").stat().st_mode) == 0o666 & ~mask
+    checkpoint = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert checkpoint["epoch"] == len(report.history) and checkpoint["history"] == report.history
 
 
 def test_embedder_spec_with_lora_alignment(trained):

@@ -24,6 +24,7 @@ from percep_rag.alignment.triplets import (
     read_things_triplets,
     read_triplet_table,
 )
+from percep_rag.datasets.triplets import read_triplets
 from percep_rag.errors import DimensionMismatchError, PercepRagError
 
 HEADER = "id,left_vote,right_vote,votes,ref_path,left_path,right_path,split,is_imagenet,prompt"
@@ -136,6 +137,12 @@ def test_nights_missing_columns_and_empty_file(tmp_path: Path):
     path.write_text("")
     with pytest.raises(TripletFileError, match="empty file"):
         read_nights_csv(path)
+
+
+def test_read_triplets_recognises_nights_written_with_a_byte_order_mark(nights_csv: Path):
+    nights_csv.write_bytes(b"\xef\xbb\xbf" + nights_csv.read_bytes())  # as Excel saves CSV
+    triplets = read_triplets(nights_csv)
+    assert triplets.ids.tolist() == ["0", "2", "3", "4", "5"] and triplets.lines.tolist() == [2, 4, 5, 6, 7]
 
 
 def test_error_message_lists_first_twenty_then_counts():

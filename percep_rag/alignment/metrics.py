@@ -1,7 +1,7 @@
 """Human-agreement scores: 2AFC agreement (NIGHTS, BAPPS) and odd-one-out accuracy (THINGS).
 
 Inputs may be NumPy arrays, torch tensors (any device) or nested lists; scores come back
-as Python floats and distances as NumPy arrays. Everything is computed in float64 so
+as Python floats. Everything is computed in float64 so
 that ties and near-ties do not depend on the input precision::
 
     >>> two_afc_agreement(d_left=[0.1, 0.5], d_right=[0.3, 0.2], target=[0.0, 1.0])
@@ -11,7 +11,7 @@ that ties and near-ties do not depend on the input precision::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -20,6 +20,8 @@ from percep_rag.errors import DimensionMismatchError, PercepRagError
 
 Similarity = Literal["cosine", "dot", "euclidean"]
 Distance = Literal["cosine", "euclidean"]
+SIMILARITIES: tuple[str, ...] = get_args(Similarity)
+DISTANCES: tuple[str, ...] = get_args(Distance)
 ArrayLike = np.ndarray | torch.Tensor | Sequence[Any]
 
 # Rows gathered per chunk (times the feature dimension): bounds memory on THINGS-sized sets.
@@ -46,23 +48,25 @@ def _check_target(target: torch.Tensor, n: int) -> None:
         raise MetricInputError("target must be a share of votes in [0, 1]")
 
 
-def _cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    # Zero vectors get cosine 0 (distance 1) instead of NaN.
-    a_unit = torch.nn.functional.normalize(a, dim=-1, eps=1e-12)
-    b_unit = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
-    return 1.0 - (a_unit * b_unit).sum(-1)
-
-
-def cosine_distance(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+def cosine_distance(a: ArrayLike, b: ArrayLike) -> np.ndarray | torch.Tensor:
     """Row-wise ``1 - cos(a_i, b_i)`` of two ``(N, D)`` arrays (or two ``(D,)`` vectors).
+
+    Two torch tensors give a tensor, on ``a``'s device, in their dtype and differentiable
+    (LoRA training uses it as the loss's distance); anything else gives a float64 NumPy
+    array. A zero vector is at distance 1 from everything, not NaN.
 
     >>> cosine_distance([[1, 0], [1, 1]], [[0, 1], [2, 2]]).round(6).tolist()
     [1.0, 0.0]
+    >>> cosine_distance(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 0.0]]))
+    tensor([1.])
     """
-    left, right = _tensor(a, "a"), _tensor(b, "b")
-    if left.shape != right.shape:
-        raise DimensionMismatchError(f"shapes differ: {tuple(left.shape)} vs {tuple(right.shape)}")
-    return _cosine_distance(left, right.to(left.device)).cpu().numpy()
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        return cosine_distance(_tensor(a, "a"), _tensor(b, "b")).cpu().numpy()
+    if a.shape != b.shape:
+        raise DimensionMismatchError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    a_unit = torch.nn.functional.normalize(a, dim=-1, eps=1e-12)
+    b_unit = torch.nn.functional.normalize(b.to(a.device), dim=-1, eps=1e-12)
+    return 1.0 - (a_unit * b_unit).sum(-1)
 
 
 def _two_afc(d_left: torch.Tensor, d_right: torch.Tensor, target: torch.Tensor) -> float:
@@ -96,10 +100,10 @@ def two_afc_agreement(d_left: ArrayLike, d_right: ArrayLike, target: ArrayLike) 
 
 def _distance(a: torch.Tensor, b: torch.Tensor, distance: str) -> torch.Tensor:
     if distance == "cosine":
-        return _cosine_distance(a, b)
+        return cosine_distance(a, b)
     if distance == "euclidean":
         return (a - b).norm(dim=-1)
-    raise MetricInputError(f"unknown distance {distance!r}; use 'cosine' or 'euclidean'")
+    raise MetricInputError(f"unknown distance {distance!r}; use {' or '.join(DISTANCES)}")
 
 
 def two_afc_from_embeddings(
@@ -147,8 +151,8 @@ def odd_one_out_accuracy(features: ArrayLike, triplets: ArrayLike, similarity: S
     >>> odd_one_out_accuracy(feats, [[0, 1, 2], [0, 2, 1]])
     0.5
     """
-    if similarity not in ("cosine", "dot", "euclidean"):
-        raise MetricInputError(f"unknown similarity {similarity!r}; use 'cosine', 'dot' or 'euclidean'")
+    if similarity not in SIMILARITIES:
+        raise MetricInputError(f"unknown similarity {similarity!r}; use {', '.join(SIMILARITIES)}")
     matrix = _tensor(features, "features")
     if matrix.ndim != 2:
         raise DimensionMismatchError(f"features must be (n, D), got shape {tuple(matrix.shape)}")

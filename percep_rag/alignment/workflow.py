@@ -1,60 +1,23 @@
 """Alignment on images, end to end: read triplets, embed their images, fit, evaluate.
 
-This is what ``percep-rag align fit`` and ``percep-rag align eval`` run; the fitting
-methods themselves live in :mod:`~percep_rag.alignment.glocal` and
-:mod:`~percep_rag.alignment.lora`.
+This is what ``percep-rag align fit`` and ``percep-rag align eval`` run; the triplet files
+are read by :mod:`~percep_rag.datasets.triplets`, the fitting methods live in
+:mod:`~percep_rag.alignment.glocal` and :mod:`~percep_rag.alignment.lora`.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from percep_rag.alignment.glocal import FitReport, GlocalFitConfig, GlocalTransform, TripletFeatures, fit_glocal
 from percep_rag.alignment.metrics import two_afc_from_embeddings
-from percep_rag.alignment.triplets import (
-    TripletError,
-    TripletSet,
-    read_nights_csv,
-    read_things_triplets,
-    read_triplet_table,
-)
+from percep_rag.datasets.triplets import TripletError, TripletSet
+from percep_rag.datasets.triplets import read_triplets as read_triplets  # its old home: `align fit` reads here
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ImageDecodeError
-
-NIGHTS_COLUMNS = {"left_vote", "right_vote", "votes", "ref_path", "left_path", "right_path"}
-
-
-def read_triplets(
-    path: str | Path, *, root: str | Path | None = None, min_votes: int = 6, image_list: str | Path | None = None
-) -> TripletSet:
-    """Read a triplet file by its kind: NIGHTS ``data.csv`` (recognised by its columns),
-    a ranked table (``.jsonl``/``.csv``/``.tsv`` with anchor/positive/negative), or THINGS
-    ``.npy`` (with ``image_list``). Image references are resolved against ``root``
-    (default: the file's folder) and must exist.
-
-    >>> read_triplets("missing.csv")
-    Traceback (most recent call last):
-    ...
-    percep_rag.alignment.triplets.TripletError: triplet file missing.csv does not exist
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise TripletError(f"triplet file {path} does not exist")
-    if path.suffix == ".npy":
-        return read_things_triplets(path, image_list)
-    if path.suffix == ".csv" and NIGHTS_COLUMNS <= _csv_header(path):
-        return read_nights_csv(path, root=root, min_votes=min_votes)
-    return read_triplet_table(path, root=root if root is not None else path.parent, check_files=True)
-
-
-def _csv_header(path: Path) -> set[str]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return {name.strip() for name in next(csv.reader(handle), [])}
 
 
 def train_val_split(triplets: TripletSet, *, val_fraction: float = 0.2, seed: int = 0) -> tuple[TripletSet, TripletSet]:

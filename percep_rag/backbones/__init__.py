@@ -6,9 +6,10 @@
 """
 
 from percep_rag.backbones import catalog as _catalog  # noqa: F401  (registers the entries)
-from percep_rag.backbones.base import Backbone, Branch, TokenFeatures, state_digest
+from percep_rag.backbones.base import Backbone, Branch, NetworkCfg, TokenFeatures, state_digest
 from percep_rag.backbones.registry import (
     BackboneEntry,
+    add_backbone,
     create_backbone,
     get_backbone_entry,
     list_backbones,
@@ -22,7 +23,9 @@ __all__ = [
     "Backbone",
     "BackboneEntry",
     "Branch",
+    "NetworkCfg",
     "TokenFeatures",
+    "add_backbone",
     "create_backbone",
     "get_backbone_entry",
     "list_backbones",

@@ -8,13 +8,40 @@ pixels with its own mean/std on the device, so the loader only resizes and crops
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from percep_rag.config import Normalization, PreprocessSpec
+from percep_rag.config import Normalization, PreprocessSpec, TokenSource
 from percep_rag.errors import ConfigError
+
+#: The libraries a :class:`NetworkCfg` can name.
+Library = Literal["open_clip", "timm"]
+
+
+@dataclass(frozen=True)
+class NetworkCfg:
+    """One upstream network as data (the idea of timm's ``PretrainedCfg``): what builds it and its pixel statistics.
+
+    ``model`` is an open_clip model name (with the pretrained ``tag``) or a timm model name
+    (``architecture.tag``). ``mean``/``std`` left at ``None`` are read from the library's own
+    pretrained config, as is the Hugging Face repo of the weights. ``token_source`` says where
+    a timm ViT's tokens are read; ``model_args`` go to the library's ``create_model``.
+
+    >>> NetworkCfg("open_clip", "ViT-B-16", "laion400m_e31").token_source
+    'norm'
+    """
+
+    library: Library
+    model: str
+    tag: str = ""
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    token_source: TokenSource = "norm"
+    model_args: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass

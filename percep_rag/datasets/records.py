@@ -13,15 +13,13 @@ Folder layout ``root/<label>/<image>`` gives labels from sub-folder names.
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from percep_rag.errors import ConfigError, PercepRagError
+from percep_rag.io.tables import read_table
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 #: Manifest columns that may name the image, in order of preference.
@@ -76,7 +74,7 @@ def scan_folder(root: str | Path, *, recursive: bool = True, labels_from_folders
 
 
 def read_manifest(path: str | Path) -> list[ImageRecord]:
-    """Records from a CSV (header row) or JSONL manifest.
+    """Records from a CSV or TSV (header row) or JSONL manifest; a byte-order mark is fine.
 
     The image column is one of ``uri``, ``path``, ``image``, ``image_path``, ``file``;
     relative paths are taken relative to the manifest's folder. ``id`` defaults to the
@@ -87,36 +85,16 @@ def read_manifest(path: str | Path) -> list[ImageRecord]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"manifest {path} does not exist")
-    rows = _jsonl_rows(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _csv_rows(path)
     records, seen = [], {}
-    for line, row in rows:
+    for line, row in read_table(path):
+        if isinstance(row, str):
+            raise ManifestError(f"{path}:{line}: {row}")
         record = _record_from_row(row, path, line)
         if record.id in seen:
             raise ManifestError(f"{path}:{line}: duplicate id {record.id!r} (first on line {seen[record.id]})")
         seen[record.id] = line
         records.append(record)
     return records
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        for row in reader:
-            yield reader.line_num, {key: value for key, value in row.items() if value not in (None, "")}
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ManifestError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise ManifestError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-            yield line_number, row
 
 
 def _record_from_row(row: dict[str, Any], manifest: Path, line: int) -> ImageRecord:

@@ -5,34 +5,41 @@ each query is ranked against the whole gallery by cosine similarity, and recall@
 the fraction of queries with **any** ground-truth match among the top k. Queries with
 no match anywhere in the gallery cannot be scored; they are left out and counted.
 
-Three entry points, one protocol:
+Three entry points, one protocol (the metric itself is :mod:`percep_rag.evaluation.recall`):
 
-* :func:`recall_at_k` on vectors in memory (exact, numpy, chunked);
+* :func:`~percep_rag.evaluation.recall.recall_at_k` on vectors in memory (exact, numpy, chunked);
 * :func:`evaluate_records` embeds a :class:`RetrievalTask` once and scores both the base
   and the aligned vectors;
 * :func:`evaluate_collection` runs the queries through a store collection, so base and
   aligned come from the same stored points.
 
->>> import numpy as np
->>> gallery = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
->>> queries = np.array([[0.9, 0.1], [0.1, 0.9]])
->>> result = recall_at_k(queries, gallery, [{"a"}, {"a"}], [{"a"}, {"b"}, set()], ks=(1, 2))
->>> result.recall, result.n_queries, result.n_skipped
-({1: 0.5, 2: 0.5}, 2, 0)
+>>> recs = [ImageRecord(id="q", uri="q.jpg", extra={"role": "query", "instance_id": "1"}),
+...         ImageRecord(id="g", uri="g.jpg", extra={"role": "shop", "instance_id": "1"})]
+>>> [len(part) for part in (retrieval_task(recs).queries, retrieval_task(recs).gallery)]
+[1, 1]
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from percep_rag.datasets.records import ImageRecord
-from percep_rag.errors import ConfigError, DimensionMismatchError, PercepRagError
+from percep_rag.errors import ConfigError
+from percep_rag.evaluation.errors import EvaluationError
+from percep_rag.evaluation.recall import (
+    DEFAULT_KS,
+    RecallAtK,
+    check_ks,
+    parse_instances,
+    recall_at_k,
+    recall_from_rankings,
+)
+from percep_rag.failures import Failure
 
 if TYPE_CHECKING:
     from percep_rag.embedder import AlignedEmbedder
@@ -43,39 +50,29 @@ QUERY_ROLES = frozenset({"query", "user", "customer", "consumer"})
 GALLERY_ROLES = frozenset({"gallery", "shop"})
 #: A record with this role is both a query and a gallery item (never retrieved for itself).
 BOTH_ROLE = "both"
-DEFAULT_KS = (1, 3, 5)
-
-# Similarity blocks are at most this many float32 entries (64 MB), whatever the gallery size.
-_BLOCK_ENTRIES = 1 << 24
 _RECORD_ATTRIBUTES = ("id", "uri", "label", "prompt", "split")
 
+#: An image left out of an evaluation because it could not be read (``record_id`` names it).
+EvalFailure = Failure
 
-class EvaluationError(PercepRagError, ValueError):
-    """Evaluation data is inconsistent (a role or instance value that cannot be read,
-    arrays of different lengths); the message names the record or the argument."""
-
-
-@dataclass(frozen=True)
-class RecallAtK:
-    """recall@k of one vector space: ``recall[k]`` = ``hits[k] / n_queries``.
-
-    ``n_queries`` counts the scored queries (those with a match in the gallery);
-    ``n_skipped`` the queries left out because nothing in the gallery matches them.
-    """
-
-    recall: dict[int, float]
-    hits: dict[int, int]
-    n_queries: int
-    n_skipped: int
-
-
-@dataclass(frozen=True)
-class EvalFailure:
-    """An image left out of an evaluation because it could not be read."""
-
-    record_id: str
-    source: str
-    reason: str
+# The metric's names stay importable from here, where they used to live.
+__all__ = [
+    "BOTH_ROLE",
+    "DEFAULT_KS",
+    "GALLERY_ROLES",
+    "QUERY_ROLES",
+    "EvalFailure",
+    "EvaluationError",
+    "RecallAtK",
+    "RetrievalReport",
+    "RetrievalTask",
+    "evaluate_collection",
+    "evaluate_records",
+    "parse_instances",
+    "recall_at_k",
+    "recall_in_collection",
+    "retrieval_task",
+]
 
 
 @dataclass
@@ -93,7 +90,7 @@ class RetrievalReport:
     base: RecallAtK
     aligned: RecallAtK
     n_gallery: int
-    failures: list[EvalFailure] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     description: str = ""
 
     @property
@@ -134,164 +131,11 @@ class RetrievalReport:
             "n_queries": self.n_queries,
             "n_skipped": self.n_skipped,
             "n_gallery": self.n_gallery,
-            "failures": [asdict(failure) for failure in self.failures],
+            "failures": [
+                {"record_id": failure.record_id, "source": failure.source, "reason": failure.reason}
+                for failure in self.failures
+            ],
         }
-
-
-# --------------------------------------------------------------------------- the metric
-
-
-def recall_at_k(
-    query_vectors: np.ndarray,
-    gallery_vectors: np.ndarray,
-    query_instances: Sequence[Iterable[str]],
-    gallery_instances: Sequence[Iterable[str]],
-    ks: Sequence[int] = DEFAULT_KS,
-    *,
-    query_ids: Sequence[Hashable] | None = None,
-    gallery_ids: Sequence[Hashable] | None = None,
-    exclude_same_id: bool = True,
-    block_entries: int = _BLOCK_ENTRIES,
-) -> RecallAtK:
-    """Exact cosine recall@k: the share of queries with a gallery item sharing one of
-    their instance ids among their ``k`` most similar gallery items.
-
-    Vectors need not be normalised (cosine is computed). With ``query_ids`` and
-    ``gallery_ids`` and ``exclude_same_id``, a gallery item with the query's own id is
-    neither ranked nor counted as a match (for data where an image is both a query and a
-    gallery item). Ties rank the earlier gallery item first. Queries without any match
-    are skipped (``n_skipped``); with none left every recall is ``nan``.
-
-    Every image as query and gallery (leave-one-out); ``b`` has no other ``y`` so it is
-    skipped, ``a`` ties ``b`` and ``c`` at 0 and gets ``b`` first (a miss), ``c`` gets ``a``:
-
-    >>> import numpy as np
-    >>> v, ids, inst = np.eye(3), ["a", "b", "c"], [{"x"}, {"y"}, {"x"}]
-    >>> r = recall_at_k(v, v, inst, inst, ks=(1,), query_ids=ids, gallery_ids=ids)
-    >>> r.recall, r.n_queries, r.n_skipped
-    ({1: 0.5}, 2, 1)
-    """
-    ks = _check_ks(ks)
-    queries = _unit_rows(query_vectors, "query_vectors")
-    gallery = _unit_rows(gallery_vectors, "gallery_vectors")
-    if queries.shape[1] != gallery.shape[1]:
-        raise DimensionMismatchError(f"queries are {queries.shape[1]}-d but the gallery is {gallery.shape[1]}-d")
-    _check_length(query_instances, len(queries), "query_instances")
-    _check_length(gallery_instances, len(gallery), "gallery_instances")
-    own = _own_gallery_rows(query_ids, gallery_ids, len(queries), len(gallery), exclude_same_id)
-    relevant = _relevant_rows(query_instances, gallery_instances, own)
-    scored = [i for i, rows in enumerate(relevant) if rows]
-    depth = min(max(ks), len(gallery))
-    rankings: list[np.ndarray] = []
-    if scored and depth:
-        step = max(1, block_entries // max(len(gallery), 1))
-        for start in range(0, len(scored), step):
-            block = scored[start : start + step]
-            similarity = queries[block] @ gallery.T
-            for row, query in enumerate(block):
-                similarity[row, own[query]] = -np.inf
-            rankings.extend(_top_rows(similarity, depth))
-    hits = _count_hits(rankings, [relevant[i] for i in scored], ks)
-    return _result(hits, len(scored), len(queries) - len(scored), ks)
-
-
-def _top_rows(similarity: np.ndarray, depth: int) -> list[np.ndarray]:
-    """Indices of the ``depth`` largest entries per row, best first, earlier index on ties."""
-    if depth < similarity.shape[1]:
-        candidates = np.argpartition(-similarity, depth - 1, axis=1)[:, :depth]
-    else:
-        candidates = np.broadcast_to(np.arange(similarity.shape[1]), similarity.shape)
-    values = np.take_along_axis(similarity, candidates, axis=1)
-    # lexsort's last key is primary: score descending, then gallery index ascending.
-    order = np.lexsort((candidates, -values), axis=1)
-    return list(np.take_along_axis(candidates, order, axis=1))
-
-
-def _count_hits(
-    rankings: Iterable[Sequence[Hashable]], relevant: Iterable[set[Hashable]], ks: tuple[int, ...]
-) -> dict[int, int]:
-    hits = dict.fromkeys(ks, 0)
-    for ranked, wanted in zip(rankings, relevant, strict=True):
-        first = next((rank for rank, item in enumerate(ranked) if _item(item) in wanted), None)
-        if first is None:
-            continue
-        for k in ks:
-            if first < k:
-                hits[k] += 1
-    return hits
-
-
-def _item(value: Hashable) -> Hashable:
-    return int(value) if isinstance(value, np.integer) else value
-
-
-def _result(hits: dict[int, int], scored: int, skipped: int, ks: tuple[int, ...]) -> RecallAtK:
-    recall = {k: (hits[k] / scored if scored else math.nan) for k in ks}
-    return RecallAtK(recall=recall, hits=hits, n_queries=scored, n_skipped=skipped)
-
-
-def _own_gallery_rows(
-    query_ids: Sequence[Hashable] | None,
-    gallery_ids: Sequence[Hashable] | None,
-    n_queries: int,
-    n_gallery: int,
-    exclude: bool,
-) -> list[list[int]]:
-    if not exclude or query_ids is None or gallery_ids is None:
-        if exclude and (query_ids is None) != (gallery_ids is None):
-            raise ConfigError("give both query_ids and gallery_ids, or neither")
-        return [[] for _ in range(n_queries)]
-    _check_length(query_ids, n_queries, "query_ids")
-    _check_length(gallery_ids, n_gallery, "gallery_ids")
-    rows: dict[Hashable, list[int]] = defaultdict(list)
-    for row, gid in enumerate(gallery_ids):
-        rows[gid].append(row)
-    return [rows.get(qid, []) for qid in query_ids]
-
-
-def _relevant_rows(
-    query_instances: Sequence[Iterable[str]], gallery_instances: Sequence[Iterable[str]], own: list[list[int]]
-) -> list[set[int]]:
-    by_instance: dict[str, list[int]] = defaultdict(list)
-    for row, instances in enumerate(gallery_instances):
-        for instance in _as_set(instances):
-            by_instance[instance].append(row)
-    relevant = []
-    for instances, excluded in zip(query_instances, own, strict=True):
-        rows = {row for instance in _as_set(instances) for row in by_instance.get(instance, ())}
-        relevant.append(rows.difference(excluded))
-    return relevant
-
-
-def _as_set(instances: Iterable[str]) -> set[str]:
-    if isinstance(instances, str):  # a bare string would otherwise be read letter by letter
-        return {instances}
-    return set(instances)
-
-
-def _unit_rows(vectors: np.ndarray, name: str) -> np.ndarray:
-    array = np.asarray(vectors, dtype=np.float32)
-    if array.ndim != 2:
-        raise DimensionMismatchError(f"{name} must be an (n, d) array, got shape {array.shape}")
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
-    if len(array) and not (np.isfinite(norms).all() and (norms > 0).all()):
-        raise EvaluationError(f"{name} has a zero, NaN or infinite row; cosine is undefined for it")
-    return array / np.where(norms > 0, norms, 1.0)
-
-
-def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
-    values = tuple(sorted(set(ks)))
-    if not values or any(isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1 for k in values):
-        raise ConfigError(f"ks must be positive integers, got {list(ks)!r}")
-    return tuple(int(k) for k in values)
-
-
-def _check_length(values: Sequence[Any], expected: int, name: str) -> None:
-    if len(values) != expected:
-        raise EvaluationError(f"{name} has {len(values)} entries for {expected} vectors")
-
-
-# --------------------------------------------------------------------------- records -> task
 
 
 @dataclass(frozen=True)
@@ -305,30 +149,6 @@ class RetrievalTask:
     gallery: list[ImageRecord]
     query_instances: list[set[str]]
     gallery_instances: list[set[str]]
-
-
-def parse_instances(value: object, *, where: str = "") -> set[str]:
-    """Instance ids from a field value: one id, a ``;``-separated string or a list.
-
-    >>> sorted(parse_instances("3:1; 3:2")), parse_instances(7), parse_instances(None)
-    (['3:1', '3:2'], {'7'}, set())
-    """
-    if value is None:
-        return set()
-    if isinstance(value, str):
-        return {part.strip() for part in value.split(";") if part.strip()}
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return {str(value)}
-    if isinstance(value, list | tuple | set | frozenset):
-        out: set[str] = set()
-        for item in value:
-            if isinstance(item, list | tuple | set | frozenset | dict):
-                raise EvaluationError(
-                    f"{where}instance ids must be strings or integers, got a nested {type(item).__name__}"
-                )
-            out |= parse_instances(item, where=where)
-        return out
-    raise EvaluationError(f"{where}instance ids must be a string, an integer or a list, got {type(value).__name__}")
 
 
 def retrieval_task(
@@ -389,9 +209,6 @@ def _field(record: ImageRecord, name: str) -> Any:
     return record.extra.get(name)
 
 
-# --------------------------------------------------------------------------- embed and score
-
-
 def evaluate_records(
     task: RetrievalTask,
     embedder: AlignedEmbedder,
@@ -405,14 +222,14 @@ def evaluate_records(
     Unreadable images are left out (listed in the report's ``failures``); a query whose
     only matches were unreadable is then skipped like any query without a match.
     """
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     unique: dict[str, ImageRecord] = {}
     for record in [*task.queries, *task.gallery]:
         unique.setdefault(record.id, record)
     ordered = list(unique.values())
     result = embedder.embed_many([r.uri for r in ordered], progress="embedding" if progress else False)
     row_of = {ordered[index].id: row for row, index in enumerate(result.indices)}
-    failures = [EvalFailure(ordered[f.index].id, f.source, f.reason) for f in result.failures]
+    failures = [Failure(source=f.source, reason=f.reason, record_id=ordered[f.index].id) for f in result.failures]
     keep_q = [i for i, r in enumerate(task.queries) if r.id in row_of]
     keep_g = [i for i, r in enumerate(task.gallery) if r.id in row_of]
     q_rows = [row_of[task.queries[i].id] for i in keep_q]
@@ -446,7 +263,7 @@ def recall_in_collection(
     the points matching ``gallery_filter``; a query point never retrieves itself.
     ``exact=True`` bypasses HNSW/quantization so the numbers equal :func:`recall_at_k`'s.
     """
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     gallery_instances: dict[str, set[str]] = {}
     by_instance: dict[str, set[str]] = defaultdict(set)
     for point in store.iterate(collection, gallery_filter):
@@ -479,7 +296,7 @@ def recall_in_collection(
             exact=exact,
         )
         rankings = [[hit.id for hit in found] for found in hits]
-    return _result(_count_hits(rankings, relevant, ks), len(query_ids), skipped, ks)
+    return recall_from_rankings(rankings, relevant, ks, n_skipped=skipped)
 
 
 def evaluate_collection(
@@ -500,7 +317,7 @@ def evaluate_collection(
     """
     query_filter = {"source": "user"} if query_filter is None else query_filter
     gallery_filter = {"source": "shop"} if gallery_filter is None else gallery_filter
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     spaces = {
         using: recall_in_collection(
             store,

@@ -11,14 +11,16 @@ open-flamingo==2.0.1 einops einops-exts``); see :mod:`percep_rag.fewshot.compat`
 from percep_rag.fewshot.classify import FewShotClassifier
 from percep_rag.fewshot.compat import apply_compat, cached_media, check_checkpoint_keys, is_compat
 from percep_rag.fewshot.errors import CheckpointMismatchError, MediaStateError, PromptError
-from percep_rag.fewshot.flamingo import (
+from percep_rag.fewshot.flamingo import FlamingoBundle, load_openflamingo
+from percep_rag.fewshot.prompt import PromptTemplate, build_prompt, build_vision_x
+from percep_rag.fewshot.releases import (
     DEFAULT_RELEASE,
     RELEASES,
-    FlamingoBundle,
     FlamingoRelease,
-    load_openflamingo,
+    get_release,
+    list_releases,
+    register_release,
 )
-from percep_rag.fewshot.prompt import PromptTemplate, build_prompt, build_vision_x
 from percep_rag.fewshot.tiny import build_tiny_flamingo
 
 __all__ = [
@@ -36,6 +38,9 @@ __all__ = [
     "build_tiny_flamingo",
     "build_vision_x",
     "cached_media",
+    "get_release",
+    "list_releases",
+    "register_release",
     "check_checkpoint_keys",
     "is_compat",
     "load_openflamingo",

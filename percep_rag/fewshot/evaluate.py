@@ -14,7 +14,6 @@ random examples; accuracies are reported as mean ± 95% CI over seeds.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,6 +25,7 @@ from percep_rag.datasets.records import ImageRecord
 from percep_rag.datasets.vtab import ClassificationTask
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ConfigError
+from percep_rag.evaluation.neighbours import majority_vote
 from percep_rag.evaluation.stats import Interval, mean_ci95
 from percep_rag.evaluation.tables import markdown_table
 from percep_rag.indexing import index_records
@@ -63,17 +63,17 @@ class FewShotReport:
 
 
 def majority_label(examples: Sequence[Example]) -> str:
-    """Most frequent label; ties go to the label of the most similar example among them.
+    """Most frequent label; ties go to the label of the most similar example among them
+    (:func:`~percep_rag.evaluation.neighbours.majority_vote` over the examples ranked by score).
 
     >>> from percep_rag.retrieval import Example
     >>> ex = [Example(str(i), "", lab, None, s, {}) for i, (lab, s) in enumerate([("a", .1), ("b", .2), ("a", .3)])]
     >>> majority_label(ex)
     'a'
     """
-    counts = Counter(example.label for example in examples)
-    best = max(counts.values())
-    tied = {label for label, count in counts.items() if count == best}
-    return max((e for e in examples if e.label in tied), key=lambda e: e.score).label
+    # Retrieved examples come most-similar-last; the vote wants the best first.
+    ranked = sorted(examples, key=lambda example: example.score, reverse=True)
+    return majority_vote([example.label for example in ranked])
 
 
 def index_pool(

@@ -25,6 +25,12 @@ from torch import nn
 from percep_rag.backbones.weights import HubFile, local_weight_file, weights_dir
 from percep_rag.errors import ConfigError, WeightsNotFoundError
 from percep_rag.fewshot.compat import apply_compat, check_checkpoint_keys, extend_lm, remap_legacy_keys
+from percep_rag.fewshot.releases import (
+    DEFAULT_RELEASE,
+    RELEASES,
+    FlamingoRelease,
+    get_release,
+)
 
 __all__ = [
     "DEFAULT_RELEASE",
@@ -60,81 +66,6 @@ class FlamingoBundle:
     image_processor: ImageProcessor
     name: str
     random_weights: bool
-
-
-@dataclass(frozen=True)
-class FlamingoRelease:
-    """One released OpenFlamingo model (README table of mlfoundations/open_flamingo)."""
-
-    name: str
-    hub_repo: str
-    lm_repo: str
-    cross_attn_every_n_layers: int
-    decoder_layers_attr: str
-    #: transformers has a native class for the LM (no ``trust_remote_code``).
-    native_lm: bool
-    checkpoint_file: str = "checkpoint.pt"
-    #: open_clip config; ``-quickgelu`` because open_clip 3 no longer switches to it for "openai".
-    vision_model: str = "ViT-L-14-quickgelu"
-    #: percep-rag backbone whose weight lookup finds the CLIP file (same OpenAI ViT-L/14).
-    vision_backbone: str = "clip-vit-l-14"
-
-    @property
-    def checkpoint_hub(self) -> HubFile:
-        return HubFile(self.hub_repo, (self.checkpoint_file,))
-
-
-def _release(*args, **kwargs) -> tuple[str, FlamingoRelease]:
-    release = FlamingoRelease(*args, **kwargs)
-    return release.name, release
-
-
-RELEASES: dict[str, FlamingoRelease] = dict(
-    [
-        _release(
-            "OpenFlamingo-4B-vitl-rpj3b",
-            "openflamingo/OpenFlamingo-4B-vitl-rpj3b",
-            "togethercomputer/RedPajama-INCITE-Base-3B-v1",
-            2,
-            "gpt_neox.layers",
-            native_lm=True,
-        ),
-        _release(
-            "OpenFlamingo-4B-vitl-rpj3b-langinstruct",
-            "openflamingo/OpenFlamingo-4B-vitl-rpj3b-langinstruct",
-            "togethercomputer/RedPajama-INCITE-Instruct-3B-v1",
-            2,
-            "gpt_neox.layers",
-            native_lm=True,
-        ),
-        _release(
-            "OpenFlamingo-3B-vitl-mpt1b",
-            "openflamingo/OpenFlamingo-3B-vitl-mpt1b",
-            "anas-awadalla/mpt-1b-redpajama-200b",
-            1,
-            "transformer.blocks",
-            native_lm=False,
-        ),
-        _release(
-            "OpenFlamingo-3B-vitl-mpt1b-langinstruct",
-            "openflamingo/OpenFlamingo-3B-vitl-mpt1b-langinstruct",
-            "anas-awadalla/mpt-1b-redpajama-200b-dolly",
-            1,
-            "transformer.blocks",
-            native_lm=False,
-        ),
-        _release(
-            "OpenFlamingo-9B-vitl-mpt7b",
-            "openflamingo/OpenFlamingo-9B-vitl-mpt7b",
-            "anas-awadalla/mpt-7b",
-            4,
-            "transformer.blocks",
-            native_lm=False,
-        ),
-    ]
-)
-#: The only release whose LM (GPT-NeoX) needs no remote code on transformers 5.
-DEFAULT_RELEASE = "OpenFlamingo-4B-vitl-rpj3b"
 
 
 # --------------------------------------------------------------------------- assembly
@@ -235,7 +166,7 @@ def _resolve_file(what: str, explicit: str | os.PathLike | None, local_name: str
         [
             f"{weights_dir() / local_name}.pt (or .safetensors/.bin; folder set by $PERCEP_RAG_WEIGHTS)",
             f"the Hugging Face cache as repo {hub.repo_id!r}, file {hub.filenames[0]!r} "
-            f"(`huggingface-cli download {hub.repo_id} {hub.filenames[0]}` on a machine with internet)",
+            f"(`hf download {hub.repo_id} {hub.filenames[0]}` on a machine with internet)",
             "or pass the path explicitly",
         ],
     )
@@ -268,7 +199,7 @@ def _resolve_lm_dir(explicit: str | os.PathLike | None, repo: str) -> Path | _Mi
         f"language model + tokenizer {repo}",
         [
             f"the Hugging Face cache as repo {repo!r} (config.json, tokenizer files and weights): "
-            f"`huggingface-cli download {repo}` on a machine with internet",
+            f"`hf download {repo}` on a machine with internet",
             "or a local folder with those files, passed as lang=/path/to/folder",
         ],
     )
@@ -309,9 +240,7 @@ def load_openflamingo(
     ...
     percep_rag.errors.WeightsNotFoundError: cannot load OpenFlamingo-4B-vitl-rpj3b: 3 part(s) missing ...
     """
-    if release not in RELEASES:
-        raise ConfigError(f"unknown OpenFlamingo release {release!r}; known: {', '.join(RELEASES)}")
-    spec = RELEASES[release]
+    spec = get_release(release)
     vision = vision or spec.vision_model
     if vision in ("ViT-L-14", "ViT-B-32", "ViT-B-16"):
         raise ConfigError(

@@ -6,19 +6,16 @@
 'RGB'
 """
 
-from percep_rag.io.images import (
+from percep_rag.io.decode import (
     DEFAULT_MAX_PIXELS,
     DecodedBatch,
     ImageFailure,
-    ImageSource,
     decode_image,
     decode_image_bytes,
     decode_images,
-    describe_source,
-    is_jpeg,
-    read_image_bytes,
-    to_square_tensor,
 )
+from percep_rag.io.sources import ImageSource, describe_source, is_jpeg, read_image_bytes
+from percep_rag.io.transforms import to_square_tensor
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

@@ -1,8 +1,9 @@
 """Decoding JPEGs and resizing on the compute device (nvJPEG on CUDA).
 
 JPEG decode and resize are the bottleneck of end-to-end embedding on a GPU; torchvision's
-``decode_jpeg(device="cuda")`` moves both off the CPU. The same code runs on the CPU (it
-is how the tests check it); results differ from the PIL path by resampling round-off only.
+``decode_jpeg(device="cuda")`` moves decoding off the CPU and :mod:`percep_rag.io.transforms`
+resizes on the same device. The same code runs on the CPU (it is how the tests check it);
+results differ from the PIL path by resampling round-off only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import torch
 from PIL import Image
 
 from percep_rag.config import PreprocessSpec
-from percep_rag.io.images import DEFAULT_MAX_PIXELS
+from percep_rag.io.decode import DEFAULT_MAX_PIXELS
+from percep_rag.io.transforms import resize_and_crop
+
+# The old name of the tensor path of the one geometry in percep_rag.io.transforms.
+resize_on_device = resize_and_crop
+
+__all__ = ["decode_jpegs", "jpeg_fits_device_decode", "resize_on_device"]
 
 
 def jpeg_fits_device_decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
@@ -27,22 +34,6 @@ def jpeg_fits_device_decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
             return image.format == "JPEG" and image.mode in ("RGB", "L") and image.width * image.height <= max_pixels
     except Exception:  # noqa: BLE001 - any header problem means "use the careful path"
         return False
-
-
-def resize_on_device(image: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """Resize (and centre-crop) one ``(3, H, W)`` uint8 tensor as ``spec`` says.
-
-    >>> resize_on_device(torch.zeros(3, 50, 80, dtype=torch.uint8), PreprocessSpec(image_size=32)).shape
-    torch.Size([3, 32, 32])
-    """
-    from torchvision.transforms.v2 import InterpolationMode
-    from torchvision.transforms.v2 import functional as F
-
-    mode = InterpolationMode.BICUBIC if spec.interpolation == "bicubic" else InterpolationMode.BILINEAR
-    if spec.resize == "squash":
-        return F.resize(image, [spec.image_size, spec.image_size], interpolation=mode, antialias=True)
-    resized = F.resize(image, spec.shorter_side, interpolation=mode, antialias=True)
-    return F.center_crop(resized, [spec.image_size, spec.image_size])
 
 
 def decode_jpegs(
@@ -71,5 +62,5 @@ def decode_jpegs(
                 continue
     if not pairs:
         return torch.empty(0, 3, spec.image_size, spec.image_size, dtype=torch.uint8, device=device), []
-    pixels = torch.stack([resize_on_device(image, spec) for _, image in pairs])
+    pixels = torch.stack([resize_and_crop(image, spec) for _, image in pairs])
     return pixels, [position for position, _ in pairs]

@@ -15,17 +15,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from percep_rag.config import PreprocessSpec
 from percep_rag.errors import ImageDecodeError
+from percep_rag.io.decode import ImageFailure, decode_image, decode_image_bytes
 from percep_rag.io.device_decode import jpeg_fits_device_decode
-from percep_rag.io.images import (
-    ImageFailure,
-    ImageSource,
-    decode_image,
-    decode_image_bytes,
-    describe_source,
-    is_jpeg,
-    read_image_bytes,
-    to_square_tensor,
-)
+from percep_rag.io.sources import ImageSource, describe_source, is_jpeg, read_image_bytes
+from percep_rag.io.transforms import preprocess_image
+
+__all__ = [
+    "ImageSourceDataset",
+    "PixelBatch",
+    "collate_pixels",
+    "default_num_workers",
+    "iter_pixel_batches",
+    "preprocess_image",
+]
 
 
 @dataclass
@@ -38,17 +40,6 @@ class PixelBatch:
     failures: list[ImageFailure] = field(default_factory=list)
     jpeg_bytes: list[bytes] = field(default_factory=list)
     jpeg_indices: list[int] = field(default_factory=list)
-
-
-def preprocess_image(image, spec: PreprocessSpec) -> torch.Tensor:
-    """A decoded PIL image -> uint8 ``(3, S, S)`` tensor, per the backbone's spec."""
-    return to_square_tensor(
-        image,
-        image_size=spec.image_size,
-        resize=spec.resize,
-        shorter_side=spec.shorter_side,
-        interpolation=spec.interpolation,
-    )
 
 
 class ImageSourceDataset(Dataset):
@@ -77,7 +68,7 @@ class ImageSourceDataset(Dataset):
                 image = decode_image(source)
             return index, preprocess_image(image, self.spec), None, None
         except ImageDecodeError as error:
-            return index, None, ImageFailure(index, error.source, error.reason), None
+            return index, None, ImageFailure(source=error.source, reason=error.reason, index=index), None
 
 
 def collate_pixels(items) -> PixelBatch:

@@ -16,7 +16,6 @@ metadata in the schema.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from percep_rag.errors import ConfigError
+from percep_rag.io.files import atomic_write, atomic_write_text
 
 SUFFIXES = (".npy", ".parquet")
 
@@ -52,13 +52,6 @@ def check_output_path(out: str | Path) -> Path:
     return out
 
 
-def _atomic_write(path: Path, write) -> None:
-    # Write to a temporary name then rename, so an interrupted run never leaves a half file.
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_vectors(
     out: str | Path, *, ids: list[str], uris: list[str], base: np.ndarray, aligned: np.ndarray, meta: dict[str, Any]
 ) -> None:
@@ -69,11 +62,10 @@ def write_vectors(
     if out.suffix == ".parquet":
         _write_parquet(out, ids, uris, base, aligned, meta)
         return
-    _atomic_write(out, lambda tmp: _save_npy(tmp, aligned))
-    _atomic_write(sidecar(out, "base.npy"), lambda tmp: _save_npy(tmp, base))
-    _atomic_write(sidecar(out, "ids.txt"), lambda tmp: tmp.write_text("".join(f"{i}\n" for i in ids)))
-    document = {**meta, "uris": uris}
-    _atomic_write(sidecar(out, "meta.json"), lambda tmp: tmp.write_text(json.dumps(document, indent=1)))
+    atomic_write(out, lambda tmp: _save_npy(tmp, aligned))
+    atomic_write(sidecar(out, "base.npy"), lambda tmp: _save_npy(tmp, base))
+    atomic_write_text(sidecar(out, "ids.txt"), "".join(f"{i}\n" for i in ids))
+    atomic_write_text(sidecar(out, "meta.json"), json.dumps({**meta, "uris": uris}, indent=1))
 
 
 def _save_npy(path: Path, matrix: np.ndarray) -> None:
@@ -93,7 +85,7 @@ def _write_parquet(out: Path, ids, uris, base: np.ndarray, aligned: np.ndarray, 
 
     table = pa.table({"id": ids, "uri": uris, "base": fixed_list(base), "aligned": fixed_list(aligned)})
     table = table.replace_schema_metadata({"percep_rag": json.dumps(meta)})
-    _atomic_write(out, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(out, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_vectors(path: str | Path) -> VectorFile:
@@ -115,6 +107,6 @@ def read_vectors(path: str | Path) -> VectorFile:
         return VectorFile(
             table.column("id").to_pylist(), table.column("uri").to_pylist(), matrix("base"), matrix("aligned"), meta
         )
-    meta = json.loads(sidecar(path, "meta.json").read_text())
-    ids = sidecar(path, "ids.txt").read_text().splitlines()
+    meta = json.loads(sidecar(path, "meta.json").read_text(encoding="utf-8"))
+    ids = sidecar(path, "ids.txt").read_text(encoding="utf-8").splitlines()
     return VectorFile(ids, meta.pop("uris", []), np.load(sidecar(path, "base.npy")), np.load(path), meta)

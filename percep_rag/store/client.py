@@ -12,9 +12,6 @@
 
 Retried writes are safe because point ids are deterministic (same id = same point).
 
-Example::
-
-    Example: store = QdrantClientStore.remote("http://qdrant:6333", prefer_grpc=True)
     >>> store = QdrantClientStore.in_memory()
     >>> store.list_collections()
     []
@@ -22,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -33,23 +29,28 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from percep_rag.store.base import (
+from percep_rag.store import translate
+from percep_rag.store.base import VectorStore
+from percep_rag.store.errors import (
     CollectionExistsError,
-    CollectionInfo,
     CollectionNotFoundError,
-    PayloadType,
-    ScoredPoint,
-    StoredPoint,
     StoreError,
     StoreLockedError,
     StoreRequestError,
     StoreUnavailableError,
-    VectorStore,
 )
-from percep_rag.store.filters import META_KEY, MatchAny, MatchValue, ParsedFilter, Range
+from percep_rag.store.filters import ParsedFilter
 from percep_rag.store.ids import META_POINT_ID
 from percep_rag.store.retry import RetryPolicy, call_with_retries
-from percep_rag.store.schema import scored_point_from, stored_point_from
+from percep_rag.store.schema import (
+    CollectionInfo,
+    PayloadType,
+    ScoredPoint,
+    StoredPoint,
+    page_from,
+    scored_point_from,
+    stored_point_from,
+)
 
 try:  # grpcio comes with qdrant-client, but keep the REST path importable without it
     import grpc
@@ -58,12 +59,27 @@ except ImportError:  # pragma: no cover
 
 T = TypeVar("T")
 
-_PAYLOAD_TYPES: dict[str, qm.PayloadSchemaType] = {
-    "keyword": qm.PayloadSchemaType.KEYWORD,
-    "integer": qm.PayloadSchemaType.INTEGER,
-    "float": qm.PayloadSchemaType.FLOAT,
-    "bool": qm.PayloadSchemaType.BOOL,
-}
+#: qdrant-client's model classes, for :mod:`~percep_rag.store.translate`.
+CLIENT_MODELS = translate.QdrantModels(
+    field_condition=qm.FieldCondition,
+    match_value=qm.MatchValue,
+    match_any=qm.MatchAny,
+    range=qm.Range,
+    has_id=lambda ids: qm.HasIdCondition(has_id=ids),
+    filter=qm.Filter,
+    search_params=qm.SearchParams,
+    quantization_search_params=qm.QuantizationSearchParams,
+    scalar_int8=lambda quantile: qm.ScalarQuantization(
+        scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=quantile)
+    ),
+    point=qm.PointStruct,
+    payload_types={
+        "keyword": qm.PayloadSchemaType.KEYWORD,
+        "integer": qm.PayloadSchemaType.INTEGER,
+        "float": qm.PayloadSchemaType.FLOAT,
+        "bool": qm.PayloadSchemaType.BOOL,
+    },
+)
 _TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL"}
 _MAX_RETRY_AFTER_S = 60.0
 
@@ -108,7 +124,10 @@ class QdrantClientStore(VectorStore):
     def local(cls, path: str | os.PathLike[str]) -> QdrantClientStore:
         """qdrant-client's local mode persisted under ``path``.
 
-        Example: QdrantClientStore.local("/tmp/qdrant-local")
+        >>> import tempfile
+        >>> with QdrantClientStore.local(tempfile.mkdtemp()) as store:
+        ...     store.list_collections()
+        []
         """
         where = str(Path(path).expanduser())
         try:
@@ -134,7 +153,10 @@ class QdrantClientStore(VectorStore):
 
         Raises :class:`StoreUnavailableError` naming ``url`` when it does not.
 
-        Example: QdrantClientStore.remote("http://localhost:6333", timeout=5)
+        >>> QdrantClientStore.remote("http://127.0.0.1:9", timeout=1, retry=RetryPolicy(attempts=1))
+        Traceback (most recent call last):
+        ...
+        percep_rag.store.errors.StoreUnavailableError: vector store at http://127.0.0.1:9 is unavailable: connect: ...
         """
         client = QdrantClient(
             url=url,
@@ -198,10 +220,9 @@ class QdrantClientStore(VectorStore):
         opts = info.options
         kwargs: dict[str, Any] = {}
         if self._remote:
-            threshold_kb = max(1, math.ceil(opts.index_threshold * max(info.vectors.values()) * 4 / 1024))
             kwargs = {
                 "hnsw_config": qm.HnswConfigDiff(m=opts.hnsw_m, ef_construct=opts.hnsw_ef_construct),
-                "optimizers_config": qm.OptimizersConfigDiff(indexing_threshold=threshold_kb),
+                "optimizers_config": qm.OptimizersConfigDiff(indexing_threshold=translate.indexing_threshold_kb(info)),
                 "shard_number": opts.shard_number,
                 "replication_factor": opts.replication_factor,
                 "write_consistency_factor": opts.write_consistency_factor,
@@ -234,11 +255,7 @@ class QdrantClientStore(VectorStore):
             size=dim,
             distance=qm.Distance.COSINE,
             hnsw_config=None if opts.uses_hnsw(vec) else qm.HnswConfigDiff(m=0),
-            quantization_config=(
-                qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99))
-                if _quantized(info, vec)
-                else None
-            ),
+            quantization_config=translate.quantization_config(CLIENT_MODELS, info, vec),
             on_disk=True if opts.on_disk else None,
         )
 
@@ -254,8 +271,7 @@ class QdrantClientStore(VectorStore):
         return dict(recs[0].payload or {}) if recs else None
 
     def _write_meta(self, name: str, meta: dict[str, Any]) -> None:
-        # No vectors: the reserved point can never be a nearest neighbour.
-        point = qm.PointStruct(id=META_POINT_ID, vector={}, payload={META_KEY: meta})
+        point = translate.meta_point(CLIENT_MODELS, meta)
         self._call("write metadata", name, self._client.upsert, name, [point], wait=True)
 
     def _create_payload_index(self, name: str, field_name: str, kind: PayloadType) -> None:
@@ -267,7 +283,7 @@ class QdrantClientStore(VectorStore):
             self._client.create_payload_index,
             name,
             field_name,
-            _PAYLOAD_TYPES[kind],
+            translate.payload_schema(CLIENT_MODELS, kind),
             wait=True,
         )
 
@@ -303,7 +319,8 @@ class QdrantClientStore(VectorStore):
         return [stored_point_from(r, with_vectors) for r in recs]
 
     def _count(self, name: str, flt: ParsedFilter) -> int:
-        resp = self._call("count", name, self._client.count, name, count_filter=_client_filter(flt), exact=True)
+        flt_model = translate.qdrant_filter(CLIENT_MODELS, flt)
+        resp = self._call("count", name, self._client.count, name, count_filter=flt_model, exact=True)
         return int(resp.count)
 
     def _query_batch(
@@ -320,12 +337,12 @@ class QdrantClientStore(VectorStore):
         info: CollectionInfo,
     ) -> list[list[ScoredPoint]]:
         # Local mode is always exact and warns about search params, so send none there.
-        params = _search_params(info, using, exact) if self._remote else None
+        params = translate.search_params(CLIENT_MODELS, info, using, exact) if self._remote else None
         requests = [
             qm.QueryRequest(
                 query=row,
                 using=using,
-                filter=_client_filter(flt),
+                filter=translate.qdrant_filter(CLIENT_MODELS, flt),
                 limit=k,
                 params=params,
                 with_payload=with_payload,
@@ -351,13 +368,13 @@ class QdrantClientStore(VectorStore):
             name,
             self._client.scroll,
             name,
-            scroll_filter=_client_filter(flt),
+            scroll_filter=translate.qdrant_filter(CLIENT_MODELS, flt),
             limit=limit,
             offset=offset,
             with_payload=True,
             with_vectors=with_vectors,
         )
-        return [stored_point_from(r, with_vectors) for r in recs], (str(nxt) if nxt is not None else None)
+        return page_from(recs, nxt, with_vectors)
 
     # ----------------------------------------------------------------- maintenance
 
@@ -412,39 +429,3 @@ def _describe(exc: BaseException) -> str:
     if grpc is not None and isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
         return f"gRPC {exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
     return f"{type(exc).__name__}: {exc}"
-
-
-# --------------------------------------------------------------------------- translation
-
-
-def _quantized(info: CollectionInfo, vec: str) -> bool:
-    return info.options.quantization == "int8" and info.options.uses_hnsw(vec)
-
-
-def _search_params(info: CollectionInfo, using: str, exact: bool) -> qm.SearchParams:
-    if exact:
-        return qm.SearchParams(exact=True)
-    quant = (
-        qm.QuantizationSearchParams(rescore=True, oversampling=info.options.oversampling)
-        if _quantized(info, using)
-        else None
-    )
-    return qm.SearchParams(hnsw_ef=info.options.hnsw_ef, quantization=quant)
-
-
-def _client_condition(cond: MatchValue | MatchAny | Range) -> qm.FieldCondition:
-    if isinstance(cond, MatchValue):
-        return qm.FieldCondition(key=cond.key, match=qm.MatchValue(value=cond.value))
-    if isinstance(cond, MatchAny):
-        return qm.FieldCondition(key=cond.key, match=qm.MatchAny(any=list(cond.values)))
-    return qm.FieldCondition(key=cond.key, range=qm.Range(gt=cond.gt, gte=cond.gte, lt=cond.lt, lte=cond.lte))
-
-
-def _client_filter(flt: ParsedFilter) -> qm.Filter | None:
-    must: list[Any] = [_client_condition(c) for c in flt.must]
-    must_not: list[Any] = [_client_condition(c) for c in flt.must_not]
-    if flt.exclude_ids:
-        must_not.append(qm.HasIdCondition(has_id=sorted(flt.exclude_ids)))
-    if not must and not must_not:
-        return None
-    return qm.Filter(must=must or None, must_not=must_not or None)

@@ -21,16 +21,14 @@ needs the WAL on the platter: pass ``sync_writes=True`` to flush after every ups
 Collection creation is atomic: the shard is built and its metadata point written in
 a hidden temporary directory that is renamed into place.
 
-Example::
-
-    from percep_rag.store.edge import EdgeStore
-    with EdgeStore("/tmp/percep-store") as store:
-        store.ensure_collection("imgs", fingerprint)
+>>> import tempfile
+>>> with EdgeStore(tempfile.mkdtemp()) as store:
+...     store.list_collections()
+[]
 """
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import threading
@@ -43,30 +41,44 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from percep_rag.store.base import (
-    CollectionExistsError,
+from percep_rag.store import translate
+from percep_rag.store.base import VectorStore
+from percep_rag.store.errors import CollectionExistsError, CollectionNotFoundError, StoreError, StoreLockedError
+from percep_rag.store.filters import ParsedFilter
+from percep_rag.store.ids import META_POINT_ID
+from percep_rag.store.schema import (
     CollectionInfo,
-    CollectionNotFoundError,
     PayloadType,
     ScoredPoint,
     StoredPoint,
-    StoreError,
-    StoreLockedError,
-    VectorStore,
+    page_from,
+    scored_point_from,
+    stored_point_from,
 )
-from percep_rag.store.filters import META_KEY, MatchAny, MatchValue, ParsedFilter, Range
-from percep_rag.store.ids import META_POINT_ID
-from percep_rag.store.schema import scored_point_from, stored_point_from
 
 _CONFIG_FILE = "edge_config.json"
 # Qdrant's default: filtered searches whose candidates fit in 10 MB are scanned exactly.
 _FULL_SCAN_THRESHOLD_KB = 10_000
-_PAYLOAD_TYPES: dict[str, qe.PayloadSchemaType] = {
-    "keyword": qe.PayloadSchemaType.Keyword,
-    "integer": qe.PayloadSchemaType.Integer,
-    "float": qe.PayloadSchemaType.Float,
-    "bool": qe.PayloadSchemaType.Bool,
-}
+
+#: Qdrant Edge's model classes, for :mod:`~percep_rag.store.translate`.
+EDGE_MODELS = translate.QdrantModels(
+    field_condition=qe.FieldCondition,
+    match_value=qe.MatchValue,
+    match_any=qe.MatchAny,
+    range=qe.RangeFloat,
+    has_id=lambda ids: qe.HasIdCondition(point_ids=set(ids)),
+    filter=qe.Filter,
+    search_params=qe.SearchParams,
+    quantization_search_params=qe.QuantizationSearchParams,
+    scalar_int8=lambda quantile: qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=quantile),
+    point=qe.Point,
+    payload_types={
+        "keyword": qe.PayloadSchemaType.Keyword,
+        "integer": qe.PayloadSchemaType.Integer,
+        "float": qe.PayloadSchemaType.Float,
+        "bool": qe.PayloadSchemaType.Bool,
+    },
+)
 
 
 class EdgeStore(VectorStore):
@@ -78,8 +90,6 @@ class EdgeStore(VectorStore):
 
     Only one store may have a collection open at a time: a second process (or a second
     store object) opening it gets :class:`StoreLockedError`.
-
-    Example: store = EdgeStore("/data/percep-store")
     """
 
     upsert_batch_size = 1024
@@ -161,8 +171,8 @@ class EdgeStore(VectorStore):
                 shard = qe.EdgeShard.create(str(tmp), _edge_config(info))
                 try:
                     for field_name, kind in info.payload_indexes.items():
-                        shard.update(qe.UpdateOperation.create_field_index(field_name, _PAYLOAD_TYPES[kind]))
-                    shard.update(qe.UpdateOperation.upsert_points([_meta_point(info.to_payload())]))
+                        shard.update(_index_field(field_name, kind))
+                    shard.update(_put_meta(info.to_payload()))
                     shard.flush()
                 finally:
                     shard.close()
@@ -192,12 +202,12 @@ class EdgeStore(VectorStore):
     def _write_meta(self, name: str, meta: dict[str, Any]) -> None:
         shard = self._shard(name)
         with _edge_errors(name, "write metadata"):
-            shard.update(qe.UpdateOperation.upsert_points([_meta_point(meta)]))
+            shard.update(_put_meta(meta))
 
     def _create_payload_index(self, name: str, field_name: str, kind: PayloadType) -> None:
         shard = self._shard(name)
         with _edge_errors(name, f"index payload field {field_name!r}"):
-            shard.update(qe.UpdateOperation.create_field_index(field_name, _PAYLOAD_TYPES[kind]))
+            shard.update(_index_field(field_name, kind))
 
     # ----------------------------------------------------------------- writes
 
@@ -257,7 +267,7 @@ class EdgeStore(VectorStore):
     def _count(self, name: str, flt: ParsedFilter) -> int:
         shard = self._shard(name)
         with _edge_errors(name, "count"):
-            return int(shard.count(qe.CountRequest(exact=True, filter=_edge_filter(flt))))
+            return int(shard.count(qe.CountRequest(exact=True, filter=translate.qdrant_filter(EDGE_MODELS, flt))))
 
     def _query_batch(
         self,
@@ -273,12 +283,12 @@ class EdgeStore(VectorStore):
         info: CollectionInfo,
     ) -> list[list[ScoredPoint]]:
         shard = self._shard(name)
-        params = _search_params(info, using, exact)
+        params = translate.search_params(EDGE_MODELS, info, using, exact)
         requests = [
             qe.QueryRequest(
                 limit=k,
                 query=qe.Query.Nearest(row, using=using),
-                filter=_edge_filter(flt),
+                filter=translate.qdrant_filter(EDGE_MODELS, flt),
                 params=params,
                 with_payload=with_payload,
                 with_vector=with_vectors,
@@ -308,12 +318,12 @@ class EdgeStore(VectorStore):
                 qe.ScrollRequest(
                     offset=offset,
                     limit=limit,
-                    filter=_edge_filter(flt),
+                    filter=translate.qdrant_filter(EDGE_MODELS, flt),
                     with_payload=True,
                     with_vector=with_vectors,
                 )
             )
-        return [stored_point_from(r, with_vectors) for r in recs], (str(nxt) if nxt is not None else None)
+        return page_from(recs, nxt, with_vectors)
 
     # ----------------------------------------------------------------- maintenance
 
@@ -334,7 +344,7 @@ class EdgeStore(VectorStore):
             raise errors[0]
 
 
-# --------------------------------------------------------------------------- translation
+# --------------------------------------------------------------------------- binding specifics
 
 
 @contextmanager
@@ -353,17 +363,12 @@ def _edge_errors(name: str, op: str) -> Iterator[None]:
 
 def _edge_config(info: CollectionInfo) -> qe.EdgeConfig:
     opts = info.options
-    hnsw_dims = [d for v, d in info.vectors.items() if opts.uses_hnsw(v)] or list(info.vectors.values())
-    # Edge's threshold is in KB of one vector storage; convert from our point count.
-    threshold_kb = max(1, math.ceil(opts.index_threshold * max(hnsw_dims) * 4 / 1024))
     no_graph = qe.HnswIndexConfig(m=0, ef_construct=opts.hnsw_ef_construct, full_scan_threshold=_FULL_SCAN_THRESHOLD_KB)
     vectors = {
         vec: qe.EdgeVectorParams(
             size=dim,
             distance=qe.Distance.Cosine,
-            quantization_config=(
-                qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99) if _quantized(info, vec) else None
-            ),
+            quantization_config=translate.quantization_config(EDGE_MODELS, info, vec),
             hnsw_config=None if opts.uses_hnsw(vec) else no_graph,
             memory=qe.Memory.Cold if opts.on_disk else None,
         )
@@ -376,23 +381,8 @@ def _edge_config(info: CollectionInfo) -> qe.EdgeConfig:
             ef_construct=opts.hnsw_ef_construct,
             full_scan_threshold=_FULL_SCAN_THRESHOLD_KB,
         ),
-        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb),
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=translate.indexing_threshold_kb(info)),
     )
-
-
-def _quantized(info: CollectionInfo, vec: str) -> bool:
-    return info.options.quantization == "int8" and info.options.uses_hnsw(vec)
-
-
-def _search_params(info: CollectionInfo, using: str, exact: bool) -> qe.SearchParams:
-    if exact:
-        return qe.SearchParams(exact=True)
-    quant = (
-        qe.QuantizationSearchParams(rescore=True, oversampling=info.options.oversampling)
-        if _quantized(info, using)
-        else None
-    )
-    return qe.SearchParams(hnsw_ef=info.options.hnsw_ef, quantization=quant)
 
 
 def _index_state(shard: qe.EdgeShard, info: CollectionInfo) -> tuple[int, int]:
@@ -403,24 +393,9 @@ def _index_state(shard: qe.EdgeShard, info: CollectionInfo) -> tuple[int, int]:
     return max(0, total - indexed), indexed
 
 
-def _meta_point(meta: dict[str, Any]) -> qe.Point:
-    # No vectors: the reserved point can never be a nearest neighbour.
-    return qe.Point(META_POINT_ID, {}, {META_KEY: meta})
+def _index_field(field_name: str, kind: PayloadType) -> qe.UpdateOperation:
+    return qe.UpdateOperation.create_field_index(field_name, translate.payload_schema(EDGE_MODELS, kind))
 
 
-def _edge_condition(cond: MatchValue | MatchAny | Range) -> qe.FieldCondition:
-    if isinstance(cond, MatchValue):
-        return qe.FieldCondition(cond.key, match=qe.MatchValue(cond.value))
-    if isinstance(cond, MatchAny):
-        return qe.FieldCondition(cond.key, match=qe.MatchAny(list(cond.values)))
-    return qe.FieldCondition(cond.key, range=qe.RangeFloat(gt=cond.gt, gte=cond.gte, lt=cond.lt, lte=cond.lte))
-
-
-def _edge_filter(flt: ParsedFilter) -> qe.Filter | None:
-    must = [_edge_condition(c) for c in flt.must]
-    must_not: list[Any] = [_edge_condition(c) for c in flt.must_not]
-    if flt.exclude_ids:
-        must_not.append(qe.HasIdCondition(set(flt.exclude_ids)))
-    if not must and not must_not:
-        return None
-    return qe.Filter(must=must or None, must_not=must_not or None)
+def _put_meta(meta: dict[str, Any]) -> qe.UpdateOperation:
+    return qe.UpdateOperation.upsert_points([translate.meta_point(EDGE_MODELS, meta)])

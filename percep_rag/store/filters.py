@@ -22,8 +22,9 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from percep_rag.store.errors import FilterError
 
@@ -149,3 +150,99 @@ def _match(key: str, value: object) -> Condition:
     raise FilterError(
         f"filter on {key!r}: expected a str/int/bool, a list of them or an operator dict, got {type(value).__name__}"
     )
+
+
+# --------------------------------------------------------------------------- filters written as text
+# ``key=value`` / ``key=v1,v2`` strings (the CLI's ``--filter``) become the dict form above.
+# Text has no types, so each field's values are read as the type the stored field holds.
+
+#: How text is read for each payload index kind; other kinds (``float``) are read as text.
+TEXT_VALUE_TYPES: dict[str, type] = {"integer": int, "bool": bool, "keyword": str}
+
+
+def parse_filter_texts(
+    texts: Iterable[str], value_type: Callable[[str], type] = lambda key: str, *, name: str = "filter"
+) -> dict[str, object]:
+    """``key=value`` / ``key=v1,v2`` (any of) texts as a filter dict; all of them must hold.
+
+    ``value_type(key)`` says whether the field holds ``int``, ``bool`` or ``str`` values;
+    ``name`` is how error messages call a text (the CLI passes ``"--filter"``). Raises
+    :class:`FilterError` for a malformed text, a key given twice or a value of the wrong type.
+
+    >>> parse_filter_texts(["label=cat, dog", "pair_id=3"], lambda key: int if key == "pair_id" else str)
+    {'label': ['cat', 'dog'], 'pair_id': 3}
+    >>> parse_filter_texts(["pair_id=x"], lambda key: int)
+    Traceback (most recent call last):
+    ...
+    percep_rag.store.errors.FilterError: filter 'pair_id=x': field 'pair_id' holds int values
+    """
+    parsed: dict[str, object] = {}
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        values = [value.strip() for value in raw.split(",") if value.strip()]
+        if not sep or not key or not values:
+            raise FilterError(f"{name} {text!r}: write key=value, or key=v1,v2 for any of several values")
+        if key in parsed:
+            raise FilterError(f"{name} {key} given twice; write {key}=v1,v2 for any of several values")
+        kind = value_type(key)
+        try:
+            converted = [_from_text(value, kind) for value in values]
+        except (ValueError, KeyError):
+            raise FilterError(f"{name} {text!r}: field {key!r} holds {kind.__name__} values") from None
+        parsed[key] = converted[0] if len(converted) == 1 else converted
+    return parsed
+
+
+def _from_text(value: str, kind: type) -> Scalar:
+    if kind is bool:
+        return {"true": True, "false": False}[value.lower()]
+    return int(value) if kind is int else value
+
+
+def payload_value_type(indexes: Mapping[str, str], payloads: Iterable[Mapping[str, object]]) -> Callable[[str], type]:
+    """How a field's text values are read: by its payload index kind, else by the first stored value.
+
+    ``indexes`` maps fields to payload index kinds; ``payloads`` are sample stored payloads.
+    Fields that are neither indexed nor seen hold ``str``.
+
+    >>> value_type = payload_value_type({"pair_id": "integer"}, [{"flags": [True]}, {"label": "cat"}])
+    >>> [value_type(key).__name__ for key in ("pair_id", "flags", "label", "unknown")]
+    ['int', 'bool', 'str', 'str']
+    """
+    samples = list(payloads)
+
+    def value_type(key: str) -> type:
+        if key in indexes:
+            return TEXT_VALUE_TYPES.get(indexes[key], str)
+        for payload in samples:
+            value = payload.get(key)
+            sample = value[0] if isinstance(value, list) and value else value
+            if isinstance(sample, bool):
+                return bool
+            if isinstance(sample, int):
+                return int
+            if sample is not None:
+                return str
+        return str
+
+    return value_type
+
+
+def collection_value_type(store: Any, collection: str, *, sample: int = 64) -> Callable[[str], type]:
+    """:func:`payload_value_type` of a stored collection: its payload indexes and first ``sample`` payloads.
+
+    ``store`` is a :class:`~percep_rag.store.base.VectorStore`.
+
+    >>> from percep_rag.config import Fingerprint
+    >>> from percep_rag.store import open_store
+    >>> fp = Fingerprint(backbone="tiny", weights_digest="0", random_weights=True, pooling="cls",
+    ...     normalization="l2", alignment="identity", alignment_digest="-", base_dim=4, dim=4)
+    >>> with open_store(":memory:") as store:
+    ...     _ = store.ensure_collection("imgs", fp, payload_indexes={"pair_id": "integer"})
+    ...     parse_filter_texts(["pair_id=7"], collection_value_type(store, "imgs"))
+    {'pair_id': 7}
+    """
+    indexes = store.collection_info(collection).payload_indexes
+    points, _ = store.scroll(collection, limit=sample)
+    return payload_value_type(indexes, [point.payload for point in points])

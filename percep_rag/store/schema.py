@@ -74,6 +74,17 @@ def stored_point_from(record: Any, with_vectors: bool) -> StoredPoint:
     )
 
 
+def page_from(records: Any, next_offset: Any, with_vectors: bool) -> tuple[list[StoredPoint], str | None]:
+    """A back end's scroll result (records, next offset or ``None``) as one page of :class:`StoredPoint`.
+
+    >>> from types import SimpleNamespace as R
+    >>> page_from([R(id="a", payload=None, vector=None)], None, with_vectors=False)
+    ([StoredPoint(id='a', payload={}, vectors=None)], None)
+    """
+    points = [stored_point_from(r, with_vectors) for r in records]
+    return points, (str(next_offset) if next_offset is not None else None)
+
+
 def scored_point_from(hit: Any, with_vectors: bool) -> ScoredPoint:
     """A back end's query hit (``.id``, ``.score``, ``.payload``, ``.vector``) as a :class:`ScoredPoint`."""
     return ScoredPoint(

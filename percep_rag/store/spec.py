@@ -28,6 +28,11 @@ from percep_rag.errors import ConfigError
 from percep_rag.store.retry import RetryPolicy
 
 StoreKind = Literal["edge", "memory", "local", "url"]
+#: Kinds that live in a directory (written ``<kind>:<dir>``); the others take none.
+_PATH_KINDS: tuple[StoreKind, ...] = ("edge", "local")
+_URL_SCHEMES = ("http://", "https://")
+#: How a location is written, for messages.
+_FORMS = "edge:<dir>, :memory:, local:<dir> or http(s)://host:port"
 
 
 class StoreSpec(BaseModel):
@@ -55,15 +60,15 @@ class StoreSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_location(self) -> StoreSpec:
-        if self.kind in ("edge", "local") and self.path is None:
+        if self.kind in _PATH_KINDS and self.path is None:
             raise ValueError(f"a {self.kind!r} store needs a path")
         if self.kind == "url" and not self.url:
             raise ValueError("a 'url' store needs a url")
-        if self.kind == "url" and not self.url.startswith(("http://", "https://")):  # type: ignore[union-attr]
+        if self.kind == "url" and not self.url.startswith(_URL_SCHEMES):  # type: ignore[union-attr]
             raise ValueError(f"the url must start with http:// or https://, got {self.url!r}")
         if self.kind != "url" and self.url is not None:
             raise ValueError(f"a {self.kind!r} store takes no url")
-        if self.kind in ("memory", "url") and self.path is not None:
+        if self.kind not in _PATH_KINDS and self.path is not None:
             raise ValueError(f"a {self.kind!r} store takes no path")
         return self
 
@@ -81,22 +86,19 @@ class StoreSpec(BaseModel):
             return text.model_copy(update=options) if options else text
         raw = str(text).strip()
         if not raw:
-            raise ConfigError("empty store location; use edge:<dir>, :memory:, local:<dir> or a URL")
+            raise ConfigError(f"empty store location; use {_FORMS}")
         try:
             if raw in (":memory:", "memory", "memory:"):
                 return cls(kind="memory", **options)
-            if raw.startswith(("http://", "https://")):
+            if raw.startswith(_URL_SCHEMES):
                 return cls(kind="url", url=raw, **options)
             scheme, sep, rest = raw.partition(":")
-            if sep and scheme in ("edge", "local"):
+            if sep and scheme in _PATH_KINDS:
                 if not rest:
                     raise ConfigError(f"store {raw!r} needs a directory: write '{scheme}:<dir>'")
                 return cls(kind=scheme, path=Path(rest), **options)  # type: ignore[arg-type]
             if sep and len(scheme) > 1 and "/" not in scheme and "\\" not in scheme:
-                raise ConfigError(
-                    f"unknown store scheme {scheme!r} in {raw!r}; "
-                    "use edge:<dir>, :memory:, local:<dir> or http(s)://host:port"
-                )
+                raise ConfigError(f"unknown store scheme {scheme!r} in {raw!r}; use {_FORMS}")
             return cls(kind="edge", path=Path(raw), **options)
         except ValidationError as exc:
             raise ConfigError(f"invalid store {raw!r}: {exc}") from exc

@@ -3,13 +3,14 @@ projections, trained with a hinge loss on 2AFC triplets (NIGHTS format).
 
 The distance is ``1 - cos(f(x), f(y))`` with ``f`` the pooled feature (``cls`` for the
 image-level objective, ``cls+patchmean`` for the patch-level one), on the raw features as
-in DreamSim's training. Only the adapter is saved; at inference it is merged into a copy
-of the backbone, so the aligned model costs exactly one backbone forward.
+in DreamSim's training. Only the adapter is saved; inference merges it into a copy of the
+backbone (:mod:`percep_rag.alignment.lora.adapter`).
 
 A run directory holds::
 
     adapter/            the best adapter by validation 2AFC (peft format) + percep_rag.json
-    checkpoint.pt       the last epoch's adapter, optimizer and history (to resume)
+    checkpoint.pt       the last epoch's adapter, optimizer and history (to resume);
+                        tensors and numbers only, read with torch.load(weights_only=True)
 
 >>> LoraFitConfig().resolved(multi_branch=False).lora_alpha
 32.0
@@ -20,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,17 +33,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from percep_rag.alignment.metrics import two_afc_agreement
-from percep_rag.alignment.triplets import TripletSet
+from percep_rag.alignment.lora.adapter import ADAPTER_DIR, METADATA_FILE
+from percep_rag.alignment.metrics import cosine_distance, two_afc_agreement
 from percep_rag.backbones.base import Backbone
 from percep_rag.config import Pooling
+from percep_rag.datasets.triplet_set import TripletSet
+from percep_rag.devices import DeviceName, resolve_device
 from percep_rag.errors import AlignmentError, ConfigError
+from percep_rag.io.files import atomic_write, atomic_write_bytes, atomic_write_text
 from percep_rag.io.images import ImageSource, decode_image
 from percep_rag.io.loader import preprocess_image
 from percep_rag.pooling import pool, pooled_dim
 
-METADATA_FILE = "percep_rag.json"
-ADAPTER_DIR = "adapter"
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
@@ -67,7 +70,7 @@ class LoraFitConfig(BaseModel):
     epochs: int = Field(8, ge=0)
     patience: int | None = Field(None, gt=0, description="stop after this many epochs without a better val 2AFC")
     seed: int = 1234
-    device: str = "auto"
+    device: DeviceName = "auto"
     num_workers: int = Field(0, ge=0)
     amp: bool = True
 
@@ -105,11 +108,6 @@ def hinge_loss(d_left: torch.Tensor, d_right: torch.Tensor, target: torch.Tensor
     return torch.clamp(margin - (d_left - d_right) * sign, min=0).mean()
 
 
-def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise ``1 - cos(a, b)``."""
-    return 1 - torch.nn.functional.cosine_similarity(a, b, dim=-1)
-
-
 class TripletImages(Dataset):
     """Item ``i``: the anchor/left/right images of triplet ``i`` as uint8 tensors, and its target."""
 
@@ -143,12 +141,6 @@ def path_resolver(root: str | Path | None) -> Callable[[Any], ImageSource]:
     return resolve
 
 
-def _device(name: str) -> torch.device:
-    from percep_rag.embedder import resolve_device
-
-    return resolve_device(name)
-
-
 class _Trainer:
     """The training loop; one instance per fit."""
 
@@ -156,7 +148,7 @@ class _Trainer:
         import peft
 
         self.config = config.resolved(multi_branch=len(backbone.branches) > 1)
-        self.device = _device(self.config.device)
+        self.device = resolve_device(self.config.device)
         self.base_backbone = backbone
         self.run_dir = run_dir
         targets = backbone.lora_target_modules()
@@ -224,7 +216,12 @@ class _Trainer:
 
     def save_adapter(self, epoch: int, val_2afc: float, base_val_2afc: float) -> None:
         target = self.run_dir / ADAPTER_DIR
-        self.model.save_pretrained(str(target))
+        # peft writes its files in place with mode 0600: stage them, then move each into place
+        # with the one atomic write (umask permissions, never half a file).
+        with tempfile.TemporaryDirectory(prefix=f".{ADAPTER_DIR}.", dir=self.run_dir) as staging:
+            self.model.save_pretrained(staging)
+            for staged in sorted(Path(staging).iterdir()):
+                atomic_write_bytes(target / staged.name, staged.read_bytes())
         metadata = {
             "method": "lora",
             "backbone": self.base_backbone.name,
@@ -237,7 +234,7 @@ class _Trainer:
             "base_val_2afc": base_val_2afc,
             "config": json.loads(self.config.model_dump_json()),
         }
-        (target / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+        atomic_write_text(target / METADATA_FILE, json.dumps(metadata, indent=1))
 
     def save_checkpoint(self, epoch: int, state: dict[str, Any], data_digest: str) -> None:
         import peft
@@ -251,9 +248,9 @@ class _Trainer:
             "data_digest": data_digest,
             **state,
         }
-        tmp = self.run_dir / f".{CHECKPOINT_FILE}.tmp"
-        torch.save(payload, tmp)
-        tmp.replace(self.run_dir / CHECKPOINT_FILE)  # atomic: a crash never leaves half a checkpoint
+        # Atomic: a crash never leaves half a checkpoint. Tensors, numbers, strings and
+        # containers only, so it loads with weights_only=True (no pickled objects).
+        atomic_write(self.run_dir / CHECKPOINT_FILE, lambda temporary: torch.save(payload, temporary))
 
     def load_checkpoint(self, data_digest: str) -> dict[str, Any] | None:
         import peft
@@ -261,7 +258,7 @@ class _Trainer:
         path = self.run_dir / CHECKPOINT_FILE
         if not path.exists():
             return None
-        payload = torch.load(path, map_location=self.device, weights_only=False)
+        payload = torch.load(path, map_location=self.device, weights_only=True)
         if _training_identity(payload["config"]) != _training_identity(json.loads(self.config.model_dump_json())):
             raise AlignmentError(
                 f"{path} was written with another configuration (model, data or optimiser settings differ); "
@@ -353,77 +350,6 @@ def fit_lora(
         best_epoch=state["best_epoch"],
         history=state["history"],
     )
-
-
-class LoraAlignment:
-    """A trained HA adapter, merged into a copy of the backbone for inference.
-
-    ``path`` is a run directory (its ``adapter/``) or the adapter directory itself.
-    """
-
-    kind = "lora"
-
-    def __init__(self, adapter_dir: Path, metadata: dict[str, Any]):
-        self.adapter_dir = adapter_dir
-        self.metadata = metadata
-
-    @classmethod
-    def load(cls, path: str | Path) -> LoraAlignment:
-        path = Path(path)
-        adapter_dir = path / ADAPTER_DIR if (path / ADAPTER_DIR).is_dir() else path
-        meta_file = adapter_dir / METADATA_FILE
-        missing = [name for name in ("adapter_config.json", METADATA_FILE) if not (adapter_dir / name).is_file()]
-        if not adapter_dir.is_dir() or missing:
-            raise AlignmentError(
-                f"{path} is not a percep-rag LoRA adapter (missing {', '.join(missing) or 'folder'}); "
-                "it is written by `percep-rag align fit --method lora`"
-            )
-        try:
-            metadata = json.loads(meta_file.read_text())
-        except json.JSONDecodeError as error:
-            raise AlignmentError(f"{meta_file}: not valid JSON ({error.msg})") from None
-        return cls(adapter_dir, metadata)
-
-    @property
-    def digest(self) -> str:
-        hasher = hashlib.sha256()
-        for name in sorted(p.name for p in self.adapter_dir.iterdir() if p.suffix in (".safetensors", ".bin")):
-            hasher.update((self.adapter_dir / name).read_bytes())
-        return hasher.hexdigest()[:16]
-
-    @property
-    def pooling(self) -> str:
-        return self.metadata.get("pooling", "cls")
-
-    def check_compatible(self, backbone: Backbone, pooled_dim: int) -> None:
-        expected = self.metadata.get("backbone")
-        if expected != backbone.name:
-            raise AlignmentError(
-                f"LoRA adapter {self.adapter_dir} was trained on {expected!r}, not on {backbone.name!r}"
-            )
-        if self.metadata.get("pooled_dim") not in (None, pooled_dim):
-            raise AlignmentError(
-                f"LoRA adapter {self.adapter_dir} was trained with pooling {self.pooling!r} "
-                f"({self.metadata['pooled_dim']}-d); the embedder pools to {pooled_dim}-d: use the same pooling"
-            )
-        digest = self.metadata.get("base_weights_digest")
-        if digest is not None and digest != backbone.weights_digest():
-            raise AlignmentError(
-                f"LoRA adapter {self.adapter_dir} was trained on other weights of {backbone.name!r} "
-                f"(digest {digest}, these are {backbone.weights_digest()})"
-            )
-
-    def adapt_backbone(self, backbone: Backbone) -> Backbone:
-        """A copy of ``backbone`` with the adapter merged into its weights."""
-        import peft
-
-        model = peft.PeftModel.from_pretrained(copy.deepcopy(backbone), str(self.adapter_dir))
-        merged = model.merge_and_unload()
-        merged.random_weights = backbone.random_weights
-        return merged.eval()
-
-    def transform(self, pooled: torch.Tensor) -> torch.Tensor:
-        return pooled
 
 
 def summarize(report: LoraFitReport) -> str:

@@ -1,0 +1,43 @@
+"""The ``percep-rag`` command line: the command tree, and :func:`main`, its entry point.
+
+Each command lives in the module of its group and only parses options, calls the library
+and prints; :mod:`~percep_rag.cli.errors` turns library errors into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from percep_rag.cli import errors
+from percep_rag.cli.align import align_eval, align_fit
+from percep_rag.cli.embed import embed
+from percep_rag.cli.evaluate import eval_deepfashion2, eval_retrieval
+from percep_rag.cli.fewshot import classify, eval_fewshot
+from percep_rag.cli.index import index, search, show
+from percep_rag.cli.models import models
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Human-aligned image vectors, stored and retrieved.")
+app.command("models")(models)
+app.command("embed")(embed)
+app.command("index")(index)
+app.command("search")(search)
+app.command("show")(show)
+app.command("classify")(classify)
+
+align_app = typer.Typer(no_args_is_help=True, help="Fit and evaluate human alignments (gLocal, LoRA).")
+align_app.command("fit")(align_fit)
+align_app.command("eval")(align_eval)
+app.add_typer(align_app, name="align")
+
+eval_app = typer.Typer(no_args_is_help=True, help="The paper's evaluation protocols (instance retrieval).")
+eval_app.command("retrieval")(eval_retrieval)
+eval_app.command("deepfashion2")(eval_deepfashion2)
+eval_app.command("fewshot")(eval_fewshot)
+app.add_typer(eval_app, name="eval")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning library errors into a message and exit code 1."""
+    errors.run(app, argv)

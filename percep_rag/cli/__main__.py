@@ -1,0 +1,3 @@
+from percep_rag.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""``percep-rag align fit|eval``: human alignments (gLocal, LoRA) fitted and scored on triplets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from percep_rag.cli.errors import USAGE, fail
+from percep_rag.cli.options import EmbedderOptions, ProgressBarsOption, with_options
+from percep_rag.cli.output import random_note
+
+TripletsArgument = Annotated[Path, typer.Argument(help="NIGHTS data.csv, a ranked .jsonl/.csv table, or THINGS .npy.")]
+RootOption = Annotated[Path | None, typer.Option(help="Folder the triplet image paths are relative to.")]
+METHODS = ("glocal", "lora")
+
+
+@with_options(EmbedderOptions, without=("alignment",))
+def align_fit(
+    triplets: TripletsArgument,
+    out: Annotated[Path, typer.Option("--out", "-o", help="gLocal: a .safetensors file; lora: a run folder.")],
+    method: Annotated[str, typer.Option(help="'glocal' (affine map) or 'lora' (HA fine-tuning).")] = "glocal",
+    *,
+    embedder_options: EmbedderOptions,
+    root: RootOption = None,
+    epochs: Annotated[int | None, typer.Option(min=0, help="Training epochs (method default if unset).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (method default if unset).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Held-out image share when the file has no val split.")] = 0.2,
+    progress: ProgressBarsOption = True,
+) -> None:
+    """Fit an alignment on human triplet judgments; prints base vs best validation agreement."""
+    from percep_rag.alignment.workflow import read_triplets, train_val_split
+
+    if method not in METHODS:
+        fail(f"--method must be 'glocal' or 'lora', got {method!r}", USAGE)
+    train, val = train_val_split(read_triplets(triplets, root=root), val_fraction=val_fraction)
+    embedder = embedder_options.build()
+    random_weights = " (RANDOM backbone weights)" if embedder.backbone.random_weights else ""
+    typer.echo(f"{len(train)} train / {len(val)} val triplets; backbone {embedder_options.backbone}{random_weights}")
+    overrides = {key: value for key, value in {"epochs": epochs, "lr": lr}.items() if value is not None}
+    if method == "glocal":
+        from percep_rag.alignment.glocal import GlocalFitConfig
+        from percep_rag.alignment.workflow import fit_glocal_on_images
+
+        if out.suffix != ".safetensors":
+            fail("a gLocal transform is written as .safetensors: give --out <name>.safetensors", USAGE)
+        config = GlocalFitConfig(device=embedder_options.device, **overrides)
+        transform, report = fit_glocal_on_images(embedder, train, val, config=config, progress=progress)
+        transform.save(out)
+        typer.echo(report.summary())
+        typer.echo(f"saved {out}; use it with --alignment glocal:{out}")
+    else:
+        from percep_rag.alignment.lora import LoraFitConfig, fit_lora, summarize
+
+        config = LoraFitConfig(device=embedder_options.device, pooling=embedder_options.pooling, **overrides)
+        report = fit_lora(embedder.backbone, train, val, out, config=config, progress=progress)
+        typer.echo(summarize(report))
+        typer.echo(f"use it with --alignment lora:{out}")
+
+
+@with_options(EmbedderOptions)
+def align_eval(
+    triplets: TripletsArgument,
+    embedder_options: EmbedderOptions,
+    root: RootOption = None,
+    split: Annotated[str | None, typer.Option(help="Only this split (e.g. test, test_imagenet).")] = None,
+    progress: ProgressBarsOption = True,
+) -> None:
+    """Print base vs aligned 2AFC agreement on a triplet set."""
+    from percep_rag.alignment.workflow import evaluate_2afc, read_triplets
+
+    triplet_set = read_triplets(triplets, root=root)
+    if split:
+        triplet_set = triplet_set.by_split(split)
+        if not len(triplet_set):
+            fail(f"no triplets in split {split!r}")
+    embedder = embedder_options.build()
+    scores = evaluate_2afc(embedder, triplet_set, progress=progress)
+    typer.echo(f"{scores} with {embedder.alignment.kind} alignment{random_note(embedder)}")

@@ -1,0 +1,53 @@
+"""``percep-rag embed``: images to vectors plus ids, in a file."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from percep_rag.cli.errors import fail
+from percep_rag.cli.options import EmbedderOptions, ProgressOption, WorkersOption, with_options
+from percep_rag.cli.output import echo_skipped
+
+
+@with_options(EmbedderOptions)
+def embed(
+    source: Annotated[Path, typer.Argument(help="A folder of images or a manifest (.csv / .jsonl).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npy (with sidecars) or .parquet.")],
+    embedder_options: EmbedderOptions,
+    num_workers: WorkersOption = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Embed a folder or manifest of images into vectors plus ids; bad files are reported, not fatal."""
+    from percep_rag.datasets.records import load_records
+    from percep_rag.embedder import AlignedEmbedder
+    from percep_rag.io.vectors import check_output_path, write_vectors
+
+    check_output_path(out)
+    records = load_records(source)
+    if not records:
+        fail(f"no images found in {source}")
+    spec = embedder_options.spec(num_workers=num_workers)
+    embedder = AlignedEmbedder.from_spec(spec)
+    started = time.perf_counter()
+    result = embedder.embed_many([record.uri for record in records], progress="embedding" if progress else False)
+    elapsed = time.perf_counter() - started
+    kept = [records[i] for i in result.indices]
+    meta = {
+        "fingerprint": embedder.fingerprint.model_dump(),
+        "spec": json.loads(spec.model_dump_json()),
+        "failures": [{"id": records[f.index].id, "source": f.source, "reason": f.reason} for f in result.failures],
+    }
+    write_vectors(
+        out, ids=[r.id for r in kept], uris=[r.uri for r in kept], base=result.base, aligned=result.aligned, meta=meta
+    )
+    note = " (RANDOM weights: vectors are meaningless outside tests)" if embedder.backbone.random_weights else ""
+    typer.echo(
+        f"embedded {len(kept)} of {len(records)} images in {elapsed:.1f}s "
+        f"({len(kept) / max(elapsed, 1e-9):.1f} img/s) -> {out} [{embedder.dim}-d]{note}"
+    )
+    echo_skipped(result.failures)

@@ -1,0 +1,199 @@
+"""A retrieval grid as PNG: per row the query, its base top-k and its aligned top-k.
+
+A caption under every tile and optional green/red frames for right/wrong neighbours
+(the paper's Figures 4 and 7). Drawn with PIL only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from percep_rag.errors import ConfigError
+from percep_rag.io.files import atomic_write
+from percep_rag.io.images import ImageSource, decode_image
+
+_RIGHT = (46, 160, 67)
+_WRONG = (214, 39, 40)
+_INK = (20, 20, 20)
+_MUTED = (90, 90, 90)
+_PAPER = (255, 255, 255)
+_RULE = (200, 200, 200)
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Pixel geometry of :func:`retrieval_grid`; ``size(n_queries, k)`` is the PNG's size.
+
+    >>> GridLayout(tile=64).size(n_queries=2, k=3)
+    (532, 239)
+    """
+
+    tile: int = 128
+    pad: int = 6
+    group_gap: int = 18
+    caption_lines: int = 2
+    font_size: int = 12
+    title: bool = False
+
+    @property
+    def line_height(self) -> int:
+        return self.font_size + 3
+
+    @property
+    def header_height(self) -> int:
+        return self.line_height + 2 * self.pad + (self.font_size + 10 if self.title else 0)
+
+    @property
+    def row_height(self) -> int:
+        return self.tile + self.caption_lines * self.line_height + 2 * self.pad
+
+    def size(self, n_queries: int, k: int) -> tuple[int, int]:
+        width = self.pad + (1 + 2 * k) * (self.tile + self.pad) + 2 * self.group_gap
+        return width, self.header_height + n_queries * self.row_height
+
+
+def _column_x(layout: GridLayout, column: int, k: int) -> int:
+    """Left edge of tile column ``column`` (0 = query, 1..k base, k+1..2k aligned)."""
+    gaps = (column >= 1) + (column >= k + 1)
+    return layout.pad + column * (layout.tile + layout.pad) + gaps * layout.group_gap
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """``text`` cut with an ellipsis so that it fits in ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _tile(source: ImageSource, size: int) -> Image.Image:
+    image = decode_image(source)
+    width, height = image.size
+    scale = size / max(width, height)
+    # Whole-number upscaling keeps small synthetic renders crisp; anything else is resampled.
+    exact = scale >= 1 and scale == int(scale) and width == height
+    resample = Image.Resampling.NEAREST if exact else Image.Resampling.BICUBIC
+    resized = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), resample)
+    tile = Image.new("RGB", (size, size), _PAPER)
+    tile.paste(resized, ((size - resized.width) // 2, (size - resized.height) // 2))
+    return tile
+
+
+def _check_rows(name: str, rows: Sequence[Sequence] | None, n: int, k: int) -> None:
+    if rows is None:
+        return
+    if len(rows) != n or any(len(row) != k for row in rows):
+        shape = [len(row) for row in rows]
+        raise ConfigError(f"{name} must have {n} rows of {k}, got rows of lengths {shape}")
+
+
+def retrieval_grid(
+    query_images: Sequence[ImageSource],
+    base_neighbours: Sequence[Sequence[ImageSource]],
+    aligned_neighbours: Sequence[Sequence[ImageSource]],
+    out_path: str | Path,
+    *,
+    query_captions: Sequence[str] | None = None,
+    base_captions: Sequence[Sequence[str]] | None = None,
+    aligned_captions: Sequence[Sequence[str]] | None = None,
+    base_correct: Sequence[Sequence[bool | None]] | None = None,
+    aligned_correct: Sequence[Sequence[bool | None]] | None = None,
+    headers: tuple[str, str, str] = ("query", "base top-k", "aligned top-k"),
+    title: str | None = None,
+    layout: GridLayout | None = None,
+) -> Path:
+    """Write a grid: per row the query, its base top-k and its aligned top-k; returns the path.
+
+    Images are paths, bytes or PIL images (decoded safely, fitted into square tiles).
+    Captions (one string per tile; ``"\\n"`` starts a second line; long lines are cut
+    with an ellipsis) go under the tiles, e.g. the label and cosine similarity.
+    ``*_correct`` draws a green (True) or red (False) frame, or none (None). The PNG's
+    size is ``GridLayout(...).size(len(query_images), k)``.
+
+    >>> import tempfile, os
+    >>> red, blue = Image.new("RGB", (64, 64), "red"), Image.new("RGB", (64, 64), "blue")
+    >>> out = retrieval_grid([red], [[red, blue]], [[blue, red]], os.path.join(tempfile.mkdtemp(), "g.png"),
+    ...                      base_captions=[["count 4\\ncos 0.91", "count 10"]], base_correct=[[True, False]])
+    >>> Image.open(out).size == GridLayout().size(1, 2)
+    True
+    """
+    n = len(query_images)
+    if n == 0:
+        raise ConfigError("retrieval_grid needs at least one query")
+    k = len(base_neighbours[0]) if len(base_neighbours) else 0
+    if k == 0:
+        raise ConfigError("retrieval_grid needs at least one neighbour per query")
+    for name, rows in (
+        ("base_neighbours", base_neighbours),
+        ("aligned_neighbours", aligned_neighbours),
+        ("base_captions", base_captions),
+        ("aligned_captions", aligned_captions),
+        ("base_correct", base_correct),
+        ("aligned_correct", aligned_correct),
+    ):
+        _check_rows(name, rows, n, k)
+    if query_captions is not None and len(query_captions) != n:
+        raise ConfigError(f"query_captions has {len(query_captions)} entries for {n} queries")
+
+    layout = layout or GridLayout(title=title is not None)
+    if title is not None and not layout.title:
+        layout = GridLayout(**{**layout.__dict__, "title": True})
+    canvas = Image.new("RGB", layout.size(n, k), _PAPER)
+    draw = ImageDraw.Draw(canvas)
+    font, title_font = _font(layout.font_size), _font(layout.font_size + 4)
+
+    top = layout.pad
+    if title is not None:
+        draw.text(
+            (layout.pad, top), _fit(draw, title, title_font, canvas.width - 2 * layout.pad), fill=_INK, font=title_font
+        )
+        top += layout.font_size + 10
+    spans = [(0, 1), (1, k + 1), (k + 1, 2 * k + 1)]
+    for header, (first, stop) in zip(headers, spans, strict=True):
+        left = _column_x(layout, first, k)
+        width = _column_x(layout, stop - 1, k) + layout.tile - left
+        text = _fit(draw, header, font, width)
+        draw.text((left + (width - draw.textlength(text, font=font)) / 2, top), text, fill=_INK, font=font)
+    # Rules between the query, base and aligned groups.
+    for boundary in (1, k + 1):
+        x = _column_x(layout, boundary, k) - layout.group_gap // 2 - layout.pad // 2
+        draw.line((x, layout.header_height - layout.pad, x, canvas.height - layout.pad), fill=_RULE, width=1)
+
+    for row in range(n):
+        y = layout.header_height + row * layout.row_height
+        cells: list[tuple[ImageSource, str | None, bool | None]] = [
+            (query_images[row], query_captions[row] if query_captions else None, None)
+        ]
+        for neighbours, captions, correct in (
+            (base_neighbours, base_captions, base_correct),
+            (aligned_neighbours, aligned_captions, aligned_correct),
+        ):
+            for j in range(k):
+                cells.append(
+                    (neighbours[row][j], captions[row][j] if captions else None, correct[row][j] if correct else None)
+                )
+        for column, (source, caption, correct) in enumerate(cells):
+            x = _column_x(layout, column, k)
+            canvas.paste(_tile(source, layout.tile), (x, y))
+            if correct is not None:
+                colour = _RIGHT if correct else _WRONG
+                draw.rectangle((x, y, x + layout.tile - 1, y + layout.tile - 1), outline=colour, width=3)
+            if caption:
+                lines = caption.split("\n")[: layout.caption_lines]
+                for line_index, line in enumerate(lines):
+                    text = _fit(draw, line, font, layout.tile)
+                    ty = y + layout.tile + 2 + line_index * layout.line_height
+                    draw.text((x, ty), text, fill=_INK if line_index == 0 else _MUTED, font=font)
+    return atomic_write(out_path, lambda temporary: canvas.save(temporary, format="PNG"))
