@@ -218,16 +218,9 @@ DF2_PREFIX = "deepfashion2:"
 
 
 def _store_spec(text: str | None):
-    import os
-
     from percep_rag.store import StoreSpec
 
-    if text:
-        return StoreSpec.parse(text)
-    env = os.environ.get("PERCEP_RAG_STORE")
-    if env:
-        return StoreSpec.parse(env)
-    return StoreSpec(kind="edge", path=Path("~/.cache/percep_rag/store").expanduser())
+    return StoreSpec.parse(text) if text else StoreSpec.default()
 
 
 def _load_source(source: str, split: str):
@@ -593,6 +586,12 @@ def _vlm(vlm, checkpoint, lang, vision_weights, device):
     )
 
 
+DiversityOption = Annotated[
+    float,
+    typer.Option(min=0.0, max=1.0, help="Trade similarity for variety in the examples (MMR; 0 = nearest)."),
+]
+
+
 @app.command()
 def classify(
     query: Annotated[list[Path], typer.Argument(help="Query image(s).")],
@@ -603,6 +602,7 @@ def classify(
     store: StoreOption = None,
     shots: Annotated[int, typer.Option(min=1, help="Retrieved examples per query.")] = 3,
     using: Annotated[str, typer.Option(help="'aligned' or 'base' vectors for retrieval.")] = "aligned",
+    diversity: DiversityOption = 0.0,
     vlm: VlmOption = "tiny-flamingo-random",
     vlm_checkpoint: VlmCheckpointOption = None,
     vlm_lang: VlmLangOption = None,
@@ -627,7 +627,7 @@ def classify(
             names = sorted({p.payload["label"] for p in opened.iterate(collection) if p.payload.get("label")})
         if not names:
             _fail(f"no class names: pass --classes or index labelled images into {collection!r}")
-        found = retriever.examples_batch([str(q) for q in query], k=shots, using=using)
+        found = retriever.examples_batch([str(q) for q in query], k=shots, using=using, diversity=diversity)
     for image, examples in zip(query, found, strict=True):
         pairs = [(example.uri, example.label or example.text) for example in examples]
         prediction = classifier.predict(pairs, str(image), names)
@@ -643,8 +643,9 @@ def eval_fewshot(
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..n-1).")] = 5,
     queries: Annotated[int | None, typer.Option(min=1, help="Queries per seed (default: all).")] = None,
     methods: Annotated[
-        str, typer.Option(help="Comma-separated subset of aligned,base,random,knn-aligned,knn-base.")
+        str, typer.Option(help="Comma-separated subset of aligned,base,random,knn-{aligned,base},mmr-{aligned,base}.")
     ] = ("aligned,base,random,knn-aligned,knn-base"),
+    diversity: DiversityOption = 0.5,
     store: Annotated[str, typer.Option(help="Store for the example pool (default: in memory).")] = ":memory:",
     collection: Annotated[str, typer.Option(help="Collection of the example pool.")] = "fewshot-pool",
     vlm: VlmOption = "tiny-flamingo-random",
@@ -672,7 +673,7 @@ def eval_fewshot(
     with open_store(StoreSpec.parse(store)) as opened:
         report = evaluate_fewshot(
             classification, embedder=embedder, store=opened, collection=collection, classifier=classifier,
-            shots=shots, seeds=range(seeds), queries=queries, methods=chosen, progress=progress,
+            shots=shots, seeds=range(seeds), queries=queries, methods=chosen, diversity=diversity, progress=progress,
         )  # fmt: skip
     if getattr(classifier, "random_weights", False):
         report.random_weights = True
