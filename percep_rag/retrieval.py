@@ -21,6 +21,9 @@ in RICES order, most similar LAST, never returning the query itself.
 >>> examples = ExampleRetriever(store, "colours", embedder).examples(str(folder / "red.png"), k=2)
 >>> len(examples), "red" in [e.label for e in examples]
 (2, False)
+>>> diverse = ExampleRetriever(store, "colours", embedder).examples(str(folder / "red.png"), k=2, diversity=0.5)
+>>> sorted(e.label for e in diverse) == sorted(e.label for e in examples)  # only two candidates
+True
 """
 
 from __future__ import annotations
@@ -157,7 +160,11 @@ class Example:
 
     @classmethod
     def from_hit(cls, hit: ScoredPoint) -> Example:
-        """The example a search hit stands for (its payload's ``uri``, ``label`` and ``prompt``)."""
+        """The example a search hit stands for (its payload's ``uri``, ``label`` and ``prompt``).
+
+        >>> Example.from_hit(ScoredPoint("id", 0.9, {"uri": "a.png", "label": "cat"})).text
+        'cat'
+        """
         payload = hit.payload
         return cls(
             id=hit.id,

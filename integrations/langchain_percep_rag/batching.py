@@ -35,6 +35,14 @@ def batch_runs(
     ``search`` takes all the queries and returns their documents in order. When it fails
     for a batch of several, each query is searched alone so that the error ends the run of
     the query that caused it (and, with ``return_exceptions``, stands in its place).
+
+    >>> from langchain_core.retrievers import BaseRetriever
+    >>> class Echo(BaseRetriever):
+    ...     def _get_relevant_documents(self, query, *, run_manager):
+    ...         return [Document(page_content=query)]
+    >>> shout = lambda queries: [[Document(page_content=query.upper())] for query in queries]
+    >>> [found[0].page_content for found in batch_runs(Echo(), ["a", "b"], None, shout)]
+    ['A', 'B']
     """
     queries = list(inputs)
     if not queries:

@@ -33,6 +33,8 @@ in LangChain's ``VectorStoreRetriever``.
 ... )
 >>> len(diverse.invoke(str(folder / "red.png")))
 2
+>>> [len(found) for found in retriever.documents_for([str(folder / "red.png"), str(folder / "blue.png")], k=1)]
+[1, 1]
 """
 
 from __future__ import annotations

@@ -102,9 +102,9 @@ class PerceptualImageVectorStore(VectorStore):
             self._payload_indexes = {**DEFAULT_PAYLOAD_INDEXES, **self._payload_indexes}
         self._using = search_vector(embedding)
         self._lock = threading.Lock()  # serialises collection creation and writes
+        self._writer_checked = False
         try:
-            if self.store.has_collection(collection):
-                check_written_by(self.store.get_fingerprint(collection), embedding, collection)
+            self._exists()
         except BaseException:
             if self.store is not store:
                 self.store.close()
@@ -130,6 +130,7 @@ class PerceptualImageVectorStore(VectorStore):
     def delete_collection(self) -> None:
         """Drop the collection and every document in it (it is created again by the next write)."""
         self.store.delete_collection(self.collection, missing_ok=True)
+        self._writer_checked = False
 
     # ----------------------------------------------------------------- adding
 
@@ -198,6 +199,7 @@ class PerceptualImageVectorStore(VectorStore):
                 vectors=vector_names(self._embedding, dim),
                 payload_indexes=self._payload_indexes,
             )
+            self._writer_checked = True  # ensure_collection compared the whole fingerprint
             self.store.upsert_arrays(self.collection, [point_id_for(i) for i in document_ids], vectors, payloads)
         return document_ids
 
@@ -358,7 +360,12 @@ class PerceptualImageVectorStore(VectorStore):
         return await run_in_executor(None, cls.from_images, uris, embedding, **kwargs)
 
     def _exists(self) -> bool:
-        return self.store.has_collection(self.collection)
+        """Whether the collection exists; the first time it does, check who wrote it."""
+        exists = self.store.has_collection(self.collection)
+        if exists and not self._writer_checked:
+            check_written_by(self.store.get_fingerprint(self.collection), self._embedding, self.collection)
+            self._writer_checked = True
+        return exists
 
 
 def _aligned(items: list[str], metadatas: Metadatas, ids: Sequence[str | None] | None) -> tuple[list[Any], list[Any]]:
