@@ -113,13 +113,16 @@ class Retriever:
         """:meth:`search` for many query images at once (one embedding pass, one batched query).
 
         ``lambda_mult < 1`` picks the ``k`` by maximal marginal relevance among the ``fetch_k``
-        most similar (default :data:`~percep_rag.mmr.DEFAULT_FETCH_K`), in pick order (see
-        :mod:`percep_rag.mmr`); ``1`` is plain similarity, most similar first.
+        most similar (default ``4 * k``, at least :data:`~percep_rag.mmr.DEFAULT_FETCH_K`), in
+        pick order (see :mod:`percep_rag.mmr`); ``1`` is plain similarity, most similar first.
         """
         if using not in ("base", "aligned"):
             raise ConfigError(f"using must be 'base' or 'aligned', got {using!r}")
         diverse = check_lambda_mult(lambda_mult) < 1
-        fetch = (DEFAULT_FETCH_K if fetch_k is None else check_positive_int(fetch_k, "fetch_k")) if diverse else k
+        if not diverse:
+            fetch = k
+        else:
+            fetch = max(DEFAULT_FETCH_K, 4 * k) if fetch_k is None else check_positive_int(fetch_k, "fetch_k")
         excluded = set(exclude_ids)
         per_query = [excluded | ({own} if own else set()) for own in self.query_ids(images)]
         vectors = self.vectors_for(images, using)

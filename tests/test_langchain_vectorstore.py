@@ -290,6 +290,7 @@ def test_mmr_lambda_one_is_similarity_and_zero_avoids_near_duplicates(images):
     assert _ids(store.max_marginal_relevance_search(images.query, k=4, lambda_mult=1.0)) == _ids(
         store.similarity_search(images.query, k=4)
     )
+    assert _ids(store.max_marginal_relevance_search(images.query, k=4, lambda_mult=0.0)) == _ids(zero)
     examples = ExampleRetriever(images.store, "shapes", images.embedder)
     diverse = examples.examples(images.query, k=4, diversity=1.0)
     assert [e.id for e in diverse] == _ids(zero)[::-1]  # most similar last
