@@ -38,6 +38,11 @@ TOKEN_SOURCES: tuple[str, ...] = get_args(TokenSource)
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 #: The alignment kinds, stated once (as :data:`AlignmentKind`); :mod:`percep_rag.alignment.factory` loads each.
 ALIGNMENT_KINDS: tuple[str, ...] = get_args(AlignmentKind)
+#: Ways to pick few-shot examples (and the kNN baselines) in the few-shot protocol.
+FewShotMethod = Literal["aligned", "base", "random", "knn-aligned", "knn-base", "mmr-aligned", "mmr-base"]
+FEWSHOT_METHODS: tuple[str, ...] = get_args(FewShotMethod)
+#: What the few-shot protocol runs when no methods are named (the MMR ones are opt-in).
+DEFAULT_FEWSHOT_METHODS: tuple[str, ...] = FEWSHOT_METHODS[:5]
 
 
 class _Frozen(BaseModel):

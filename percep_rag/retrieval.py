@@ -21,6 +21,9 @@ in RICES order, most similar LAST, never returning the query itself.
 >>> examples = ExampleRetriever(store, "colours", embedder).examples(str(folder / "red.png"), k=2)
 >>> len(examples), "red" in [e.label for e in examples]
 (2, False)
+>>> diverse = ExampleRetriever(store, "colours", embedder).examples(str(folder / "red.png"), k=2, diversity=0.5)
+>>> sorted(e.label for e in diverse) == sorted(e.label for e in examples)  # only two candidates
+True
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import numpy as np
 from percep_rag.embedder import AlignedEmbedder, ImageInput
 from percep_rag.errors import ConfigError, ImageDecodeError
 from percep_rag.io.images import read_image_bytes
+from percep_rag.mmr import DEFAULT_FETCH_K, check_lambda_mult, check_positive_int, rerank_hits
 from percep_rag.store import ScoredPoint, VectorStore, content_hash, point_id
 from percep_rag.store.checks import check_same_embedder
 
@@ -102,18 +106,42 @@ class Retriever:
         using: VectorName = "aligned",
         filter: Mapping[str, object] | None = None,
         exclude_ids: Iterable[str] = (),
+        lambda_mult: float = 1.0,
+        fetch_k: int | None = None,
     ) -> list[list[ScoredPoint]]:
-        """:meth:`search` for many query images at once (one embedding pass, one batched query)."""
+        """:meth:`search` for many query images at once (one embedding pass, one batched query).
+
+        ``lambda_mult < 1`` picks the ``k`` by maximal marginal relevance among the ``fetch_k``
+        most similar (default ``4 * k``, at least :data:`~percep_rag.mmr.DEFAULT_FETCH_K`), in
+        pick order (see :mod:`percep_rag.mmr`); ``1`` is plain similarity, most similar first.
+        """
         if using not in get_args(VectorName):
             raise ConfigError(f"using must be one of {', '.join(get_args(VectorName))}; got {using!r}")
+        diverse = check_lambda_mult(lambda_mult) < 1
+        if not diverse:
+            fetch = k
+        else:
+            fetch = max(DEFAULT_FETCH_K, 4 * k) if fetch_k is None else check_positive_int(fetch_k, "fetch_k")
         excluded = set(exclude_ids)
         per_query = [excluded | ({own} if own else set()) for own in self.query_ids(images)]
         vectors = self.vectors_for(images, using)
         # One extra hit per query covers a query image stored under another id (e.g. a PIL copy).
         hits = self.store.query_batch(
-            self.collection, vectors, using=using, k=k + 1, filter=filter, exclude_per_query=per_query
+            self.collection,
+            vectors,
+            using=using,
+            k=fetch + 1,
+            filter=filter,
+            exclude_per_query=per_query,
+            with_vectors=diverse,
         )
-        return [_drop_same_uri(found, image)[:k] for found, image in zip(hits, images, strict=True)]
+        found = [_drop_same_uri(row, image)[:fetch] for row, image in zip(hits, images, strict=True)]
+        if not diverse:
+            return found
+        return [
+            rerank_hits(vector, row, using=using, k=k, lambda_mult=lambda_mult)
+            for vector, row in zip(vectors, found, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -132,9 +160,32 @@ class Example:
         """What the example says in a prompt: its prompt text, else its label."""
         return self.prompt if self.prompt is not None else (self.label or "")
 
+    @classmethod
+    def from_hit(cls, hit: ScoredPoint) -> Example:
+        """The example a search hit stands for (its payload's ``uri``, ``label`` and ``prompt``).
+
+        >>> Example.from_hit(ScoredPoint("id", 0.9, {"uri": "a.png", "label": "cat"})).text
+        'cat'
+        """
+        payload = hit.payload
+        return cls(
+            id=hit.id,
+            uri=str(payload.get("uri", "")),
+            label=payload.get("label"),
+            prompt=payload.get("prompt"),
+            score=hit.score,
+            payload=payload,
+        )
+
 
 class ExampleRetriever(Retriever):
-    """Few-shot examples for a query image (RICES): top-k by similarity, most similar LAST."""
+    """Few-shot examples for a query image (RICES): top-k by similarity, most similar LAST.
+
+    ``diversity`` > 0 trades similarity for variety: the ``k`` examples are picked by
+    maximal marginal relevance (``lambda_mult = 1 - diversity``, see :mod:`percep_rag.mmr`)
+    among the ``fetch_k`` most similar, and come in reverse pick order, so the most
+    similar example is still last. ``diversity=0`` is plain nearest neighbours.
+    """
 
     def examples(
         self,
@@ -144,9 +195,13 @@ class ExampleRetriever(Retriever):
         using: VectorName = "aligned",
         filter: Mapping[str, object] | None = None,
         exclude_ids: Iterable[str] = (),
+        diversity: float = 0.0,
+        fetch_k: int | None = None,
     ) -> list[Example]:
-        """The ``k`` stored examples nearest to ``image``, most similar last (see the module example)."""
-        return self.examples_batch([image], k=k, using=using, filter=filter, exclude_ids=exclude_ids)[0]
+        """The ``k`` examples for ``image``, most similar last (see the class docstring)."""
+        return self.examples_batch(
+            [image], k=k, using=using, filter=filter, exclude_ids=exclude_ids, diversity=diversity, fetch_k=fetch_k
+        )[0]
 
     def examples_batch(
         self,
@@ -156,23 +211,23 @@ class ExampleRetriever(Retriever):
         using: VectorName = "aligned",
         filter: Mapping[str, object] | None = None,
         exclude_ids: Iterable[str] = (),
+        diversity: float = 0.0,
+        fetch_k: int | None = None,
     ) -> list[list[Example]]:
-        """:meth:`examples` for many query images at once (one embedding pass, one batched query)."""
-        hits = self.search_batch(images, k=k, using=using, filter=filter, exclude_ids=exclude_ids)
+        """:meth:`examples` for many query images, embedded in one pass."""
+        if isinstance(diversity, bool) or not isinstance(diversity, int | float) or not 0 <= diversity <= 1:
+            raise ConfigError(f"diversity must be a number in [0, 1], got {diversity!r}")
+        hits = self.search_batch(
+            images,
+            k=k,
+            using=using,
+            filter=filter,
+            exclude_ids=exclude_ids,
+            lambda_mult=1.0 - diversity,
+            fetch_k=fetch_k,
+        )
         # OpenFlamingo's RICES puts the most similar example right before the query.
-        return [[_example(hit) for hit in reversed(found)] for found in hits]
-
-
-def _example(hit: ScoredPoint) -> Example:
-    payload = hit.payload
-    return Example(
-        id=hit.id,
-        uri=str(payload.get("uri", "")),
-        label=payload.get("label"),
-        prompt=payload.get("prompt"),
-        score=hit.score,
-        payload=payload,
-    )
+        return [[Example.from_hit(hit) for hit in reversed(found)] for found in hits]
 
 
 def _point_id_of(image: ImageInput, collection: str) -> str | None:

@@ -99,3 +99,42 @@ def test_cli_eval_fewshot_and_classify(task_root, tmp_path, capsys):
     code, out, err = run("classify", str(query), "-c", "pool", "--store", store, "-b", "tiny-vit-random")
     assert code == 0, err
     assert out.startswith(f"{query}: ") and "examples: red, red, red" in out and "random weights" in out
+
+
+def test_mmr_methods_in_the_protocol_and_the_cli(task_root, tmp_path, capsys):
+    from percep_rag.cli import main
+
+    task = read_task(task_root)
+    embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random"))
+    vlm = load_vlm()
+    with open_store(":memory:") as store:
+        report = evaluate_fewshot(
+            task, embedder=embedder, store=store, collection="vtab", classifier=vlm, shots=2, seeds=(0,),
+            queries=3, methods=("aligned", "mmr-aligned"), diversity=0.0,
+        )  # fmt: skip
+        assert report.accuracy["mmr-aligned"] == report.accuracy["aligned"]  # diversity 0: the same examples
+        with pytest.raises(ConfigError, match="diversity"):
+            evaluate_fewshot(task, embedder=embedder, store=store, collection="vtab", classifier=vlm,
+                             methods=("mmr-base",), seeds=(0,), queries=1, diversity=1.5)  # fmt: skip
+
+    def run(*args: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as done:
+            main(list(args))
+        out = capsys.readouterr()
+        return done.value.code or 0, out.out, out.err
+
+    common = ("-b", "tiny-vit-random", "--seeds", "1", "--queries", "2", "--no-progress")
+    code, out, err = run("eval", "fewshot", str(task_root), *common, "--methods", "mmr-base", "--diversity", "0.7")
+    assert code == 0, err
+    assert "| mmr-base |" in out
+    store = f"edge:{tmp_path / 'store'}"
+    code, _, err = run("index", str(task_root / "train"), "-c", "pool", "--store", store, "-b", "tiny-vit-random")
+    assert code == 0, err
+    query = task_root / "test" / "red" / "0.png"
+    code, out, err = run(
+        "classify", str(query), "-c", "pool", "--store", store, "-b", "tiny-vit-random", "--diversity", "1"
+    )
+    assert code == 0, err
+    assert out.startswith(f"{query}: ") and out.count(",") >= 2  # three examples listed
+    code, _, err = run("classify", str(query), "-c", "pool", "--store", store, "--diversity", "2")
+    assert code == 2 and "diversity" in err

@@ -34,7 +34,9 @@ from pydantic import ValidationError  # noqa: E402
 import langchain_percep_rag  # noqa: E402
 from langchain_percep_rag import PerceptualImageEmbeddings, PerceptualImageRetriever  # noqa: E402
 from langchain_percep_rag import embeddings as embeddings_module  # noqa: E402
+from langchain_percep_rag import example_selector as example_selector_module  # noqa: E402
 from langchain_percep_rag import retriever as retriever_module  # noqa: E402
+from langchain_percep_rag import vectorstore as vectorstore_module  # noqa: E402
 from percep_rag import AlignedEmbedder, EmbedderSpec, create_backbone  # noqa: E402
 from percep_rag.alignment.glocal import GlocalTransform  # noqa: E402
 from percep_rag.datasets.records import ImageRecord  # noqa: E402
@@ -474,17 +476,46 @@ def _readme_blocks(after_heading: str) -> str:
     return "\n".join(re.findall(r"```python\n(.*?)```", text[start:], flags=re.DOTALL))
 
 
-def test_readme_chain_example_runs(tmp_path, monkeypatch):
+def test_readme_examples_run(tmp_path, monkeypatch):
+    """Every ``python`` block of the README, in order, from the example data to the end."""
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {}
-    exec(compile(_readme_blocks("## Chain example"), str(README), "exec"), namespace)  # noqa: S102
+    exec(compile(_readme_blocks("## Example data"), str(README), "exec"), namespace)  # noqa: S102
 
+    # The vector store: images by image, texts by any Embeddings, MMR, filters, as_retriever.
+    assert [d.page_content for d in namespace["nearest"]][0] == "fruit/plum-1.png"
+    assert {d.metadata["label"] for d in namespace["nearest"]} == {"plum"}
+    assert all(d.metadata["shade"] >= 1 for d, _ in namespace["scored"])
+    assert len({d.metadata["label"] for d in namespace["diverse"]}) > 1  # MMR reaches past the other plums
+    assert len(namespace["documents"]) == 2 and {d.metadata["label"] for d in namespace["documents"]} <= {
+        "lime",
+        "plum",
+    }
+    plum_note = namespace["plum_note"]
+    assert (plum_note.id, plum_note.page_content, plum_note.metadata) == (
+        "plum",
+        "sweet and dark",
+        {"season": "autumn"},
+    )
+
+    # The retriever: MMR search kwargs, batch.
+    assert len(namespace["shots"]) == 3 and [len(r) for r in namespace["batched"]] == [3, 3]
+    assert namespace["batched"][0] == namespace["shots"]
+
+    # The example selector in a few-shot chat prompt: system, 3 x (image, label), query image.
+    few_shot = namespace["few_shot_messages"]
+    assert isinstance(few_shot[0], SystemMessage) and len(few_shot) == 1 + 2 * 3 + 1
+    lime_shots = namespace["selector"].retriever.invoke("fruit/lime-1.png")[::-1]
+    assert [m.content for m in few_shot[2:-1:2]] == [d.page_content for d in lime_shots]
+    assert few_shot[-1].content[0]["image_url"]["url"].startswith("data:image/png;base64,")
+
+    # The chain.
     assert namespace["answer"] in ("tomato", "lime", "plum")
     messages = namespace["messages"]
     assert isinstance(messages[0], SystemMessage) and len(messages) == 1 + 2 * 3
     shots = namespace["retriever"].invoke(namespace["query"])  # most_similar_last=True
     for (image_turn, label_turn), shot in zip(zip(messages[1::2], messages[2::2], strict=True), shots, strict=True):
-        assert isinstance(image_turn, HumanMessage) and image_turn.content[0]["type"] == "image"
+        assert isinstance(image_turn, HumanMessage) and image_turn.content[0]["type"] == "image_url"
         assert isinstance(label_turn, AIMessage) and label_turn.content == shot.page_content
     assert namespace["answer"] == shots[-1].page_content  # the stand-in VLM echoes the nearest label
     assert "fruit/plum-1.png" not in {d.metadata["image_uri"] for d in shots}
@@ -492,7 +523,11 @@ def test_readme_chain_example_runs(tmp_path, monkeypatch):
     namespace["store"].close()
 
 
-@pytest.mark.parametrize("module", [retriever_module, embeddings_module], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module",
+    [retriever_module, embeddings_module, vectorstore_module, example_selector_module],
+    ids=lambda m: m.__name__,
+)
 def test_module_doctests(module):
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     result = doctest.testmod(module, optionflags=flags, verbose=False)

@@ -15,6 +15,8 @@ that embeds "documents" and "queries" works with images.
 >>> vectors = embeddings.embed_image([str(path), path.as_uri()])
 >>> len(vectors), len(vectors[0]), vectors[0] == vectors[1]
 (2, 64, True)
+>>> embeddings.embed_both([str(path)]).base.shape  # both vector spaces, as a collection stores them
+(1, 64)
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Self
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict
 
 from percep_rag.config import EmbedderSpec
 from percep_rag.embedder import AlignedEmbedder
+from percep_rag.embedder import Embeddings as EmbedderOutput
 from percep_rag.io.images import ImageSource
 from percep_rag.retrieval import VectorName
 
@@ -61,17 +65,23 @@ class PerceptualImageEmbeddings(BaseModel, Embeddings):
 
     def embed_image(self, uris: Sequence[ImageSource]) -> list[list[float]]:
         """One vector per image, in input order."""
+        both = self.embed_both(uris)
+        return (both.aligned if self.using == "aligned" else both.base).tolist()
+
+    def embed_both(self, uris: Sequence[ImageSource]) -> EmbedderOutput:
+        """Base and aligned vectors of every image (what a percep-rag collection stores)."""
         if isinstance(uris, (str, bytes)):
             # A lone string is a Sequence too: it would be embedded character by character.
             raise TypeError("embed_image takes a list of image sources; use embed_query for a single one")
-        vectors: list[list[float]] = []
         # Chunks bound memory: each chunk's pixels are decoded before the forward pass.
         step = self.embedder.batch_size
-        for start in range(0, len(uris), step):
-            both = self.embedder.embed_both(list(uris[start : start + step]))
-            chosen = both.aligned if self.using == "aligned" else both.base
-            vectors.extend(chosen.tolist())
-        return vectors
+        parts = [self.embedder.embed_both(list(uris[start : start + step])) for start in range(0, len(uris), step)]
+        if not parts:
+            empty = np.zeros((0, self.embedder.base_dim), np.float32), np.zeros((0, self.embedder.dim), np.float32)
+            return EmbedderOutput(*empty)
+        return EmbedderOutput(
+            base=np.concatenate([part.base for part in parts]), aligned=np.concatenate([part.aligned for part in parts])
+        )
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """:meth:`embed_image` under LangChain's name: ``texts`` are image sources."""

@@ -18,8 +18,16 @@ from percep_rag.cli.options import (
     store_spec,
     with_options,
 )
+from percep_rag.config import DEFAULT_FEWSHOT_METHODS, FEWSHOT_METHODS
 
-ALL_METHODS = "aligned,base,random,knn-aligned,knn-base"
+DiversityOption = Annotated[
+    float,
+    typer.Option(min=0.0, max=1.0, help="Trade similarity for variety in the examples (MMR; 0 = nearest)."),
+]
+
+
+def _method_list(methods: tuple[str, ...]) -> str:
+    return ",".join(methods)
 
 
 @with_options(VlmOptions)
@@ -33,6 +41,7 @@ def classify(
     store: StoreOption = None,
     shots: Annotated[int, typer.Option(min=1, help="Retrieved examples per query.")] = 3,
     using: Annotated[str, typer.Option(help="'aligned' or 'base' vectors for retrieval.")] = "aligned",
+    diversity: DiversityOption = 0.0,
     *,
     vlm_options: VlmOptions,
     embedder_options: EmbedderOptions,
@@ -51,7 +60,7 @@ def classify(
             names = sorted({p.payload["label"] for p in opened.iterate(collection) if p.payload.get("label")})
         if not names:
             fail(f"no class names: pass --classes or index labelled images into {collection!r}")
-        found = retriever.examples_batch([str(q) for q in query], k=shots, using=using)
+        found = retriever.examples_batch([str(q) for q in query], k=shots, using=using, diversity=diversity)
     for image, examples in zip(query, found, strict=True):
         pairs = [(example.uri, example.label or example.text) for example in examples]
         prediction = classifier.predict(pairs, str(image), names)
@@ -67,7 +76,12 @@ def eval_fewshot(
     shots: Annotated[int, typer.Option(min=1)] = 3,
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..n-1).")] = 5,
     queries: Annotated[int | None, typer.Option(min=1, help="Queries per seed (default: all).")] = None,
-    methods: Annotated[str, typer.Option(help=f"Comma-separated subset of {ALL_METHODS}.")] = ALL_METHODS,
+    methods: Annotated[
+        str, typer.Option(help=f"Comma-separated subset of {_method_list(FEWSHOT_METHODS)}.")
+    ] = _method_list(DEFAULT_FEWSHOT_METHODS),
+    diversity: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Diversity of the mmr-* methods' examples (MMR; 0 = nearest).")
+    ] = 0.5,
     store: Annotated[str, typer.Option(help="Store for the example pool (default: in memory).")] = ":memory:",
     collection: Annotated[str, typer.Option(help="Collection of the example pool.")] = "fewshot-pool",
     *,
@@ -90,7 +104,8 @@ def eval_fewshot(
     with open_store(StoreSpec.parse(store)) as opened:
         report = evaluate_fewshot(
             classification, embedder=embedder, store=opened, collection=collection, classifier=classifier,
-            shots=shots, seeds=range(seeds), queries=queries, methods=chosen, progress=progress,
+            shots=shots, seeds=range(seeds), queries=queries, methods=chosen, diversity=diversity,
+            progress=progress,
         )  # fmt: skip
     if getattr(classifier, "random_weights", False):
         report.random_weights = True

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -173,7 +172,4 @@ def store_spec(text: str | None) -> StoreSpec:
     """
     from percep_rag.store import StoreSpec
 
-    text = text or os.environ.get("PERCEP_RAG_STORE")
-    if text:
-        return StoreSpec.parse(text)
-    return StoreSpec(kind="edge", path=DEFAULT_STORE.expanduser())
+    return StoreSpec.parse(text) if text else StoreSpec.default()

@@ -6,6 +6,9 @@ ranked by mean token log-probability. Methods compared on the same queries:
 
 * ``aligned`` / ``base``: examples retrieved with the aligned / base vectors;
 * ``random``: ``shots`` examples drawn at random from the pool (per seed);
+* ``mmr-aligned`` / ``mmr-base``: examples picked for similarity AND variety (maximal marginal
+  relevance with ``diversity``, see :meth:`~percep_rag.retrieval.ExampleRetriever.examples`), to
+  see whether diverse examples beat plain nearest neighbours (not run unless asked for);
 * ``knn-aligned`` / ``knn-base``: no VLM, the majority label of the retrieved examples.
 
 Seeds draw the query subset (``queries`` per seed, all queries when ``None``) and the
@@ -16,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from percep_rag.config import DEFAULT_FEWSHOT_METHODS, FEWSHOT_METHODS, FewShotMethod
 from percep_rag.datasets.records import ImageRecord
 from percep_rag.datasets.vtab import ClassificationTask
 from percep_rag.embedder import AlignedEmbedder
@@ -32,9 +35,11 @@ from percep_rag.indexing import index_records
 from percep_rag.retrieval import Example, ExampleRetriever
 from percep_rag.store import VectorStore
 
-Method = Literal["aligned", "base", "random", "knn-aligned", "knn-base"]
-ALL_METHODS: tuple[Method, ...] = ("aligned", "base", "random", "knn-aligned", "knn-base")
-VLM_METHODS = frozenset({"aligned", "base", "random"})
+Method = FewShotMethod
+#: What :func:`evaluate_fewshot` runs when no methods are named.
+DEFAULT_METHODS: tuple[Method, ...] = DEFAULT_FEWSHOT_METHODS
+ALL_METHODS: tuple[Method, ...] = FEWSHOT_METHODS
+VLM_METHODS = frozenset({"aligned", "base", "random", "mmr-aligned", "mmr-base"})
 
 
 @dataclass
@@ -98,11 +103,13 @@ def evaluate_fewshot(
     shots: int = 3,
     seeds: Sequence[int] = (0, 1, 2, 3, 4),
     queries: int | None = None,
-    methods: Sequence[Method] = ALL_METHODS,
+    methods: Sequence[Method] = DEFAULT_METHODS,
+    diversity: float = 0.5,
     progress: bool = False,
 ) -> FewShotReport:
     """Run the protocol; ``classifier`` (a :class:`~percep_rag.fewshot.classify.FewShotClassifier`)
-    is needed for the VLM methods, the ``knn-*`` methods run without one."""
+    is needed for the VLM methods, the ``knn-*`` methods run without one. ``diversity`` is the
+    ``mmr-*`` methods' trade of similarity for variety (0 = the plain nearest neighbours)."""
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown:
         raise ConfigError(f"unknown methods {unknown}; choose from {list(ALL_METHODS)}")
@@ -117,8 +124,13 @@ def evaluate_fewshot(
     retrieved = {
         using: retriever.examples_batch(uris, k=shots, using=using, filter=pool_filter)
         for using in ("aligned", "base")
-        if any(m.endswith(using) for m in methods)
+        if {using, f"knn-{using}"} & set(methods)
     }
+    for using in ("aligned", "base"):
+        if f"mmr-{using}" in methods:
+            retrieved[f"mmr-{using}"] = retriever.examples_batch(
+                uris, k=shots, using=using, filter=pool_filter, diversity=diversity
+            )
     class_names = task.class_names
     report = FewShotReport(task.name, shots, list(seeds), queries or len(uris), embedder.backbone.random_weights)
     for method in methods:

@@ -13,6 +13,11 @@ nested objects) and all conditions must hold (AND):
 Operators combine: ``{"count": {"gte": 2, "not": 3}}``. Floats cannot be matched
 exactly (Qdrant has no float equality); write a range instead.
 
+A qdrant-client ``models.Filter`` is accepted too, as far as this language reaches: ``must``
+and ``must_not`` of ``FieldCondition`` s with ``MatchValue``, ``MatchAny``, ``MatchExcept`` or a
+numeric ``Range``, nested ``must``-only filters, and ``HasIdCondition`` under ``must_not``.
+Anything else (``should``, geo, text, datetime, ...) raises :class:`FilterError`.
+
 Example::
 
     >>> f = parse_filter({"label": "cat", "split": ["train", "val"], "count": {"gte": 2}})
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from percep_rag.store.errors import FilterError
+from percep_rag.store.ids import normalize_id
 
 #: Payload key that holds the collection metadata on the reserved point.
 META_KEY = "__percep_rag_meta__"
@@ -95,6 +101,8 @@ def parse_filter(spec: Mapping[str, object] | ParsedFilter | None) -> ParsedFilt
         return ParsedFilter()
     if isinstance(spec, ParsedFilter):
         return spec
+    if type(spec).__module__.startswith("qdrant_client."):
+        return _from_qdrant(spec)
     if not isinstance(spec, Mapping):
         raise FilterError(f"a filter is a dict of field -> condition, got {type(spec).__name__}")
     must: list[Condition] = []
@@ -246,3 +254,76 @@ def collection_value_type(store: Any, collection: str, *, sample: int = 64) -> C
     indexes = store.collection_info(collection).payload_indexes
     points, _ = store.scroll(collection, limit=sample)
     return payload_value_type(indexes, [point.payload for point in points])
+
+
+def _from_qdrant(spec: object) -> ParsedFilter:
+    """A qdrant-client ``models.Filter`` in this language (see the module docstring).
+
+    >>> from qdrant_client import models
+    >>> parse_filter(models.Filter(must=[models.FieldCondition(key="n", range=models.Range(gte=2))]))
+    ParsedFilter(must=(Range(key='n', gt=None, gte=2.0, lt=None, lte=None),), must_not=(), exclude_ids=frozenset())
+    """
+    from qdrant_client import models
+
+    if not isinstance(spec, models.Filter):
+        raise FilterError(f"a qdrant-client filter must be a models.Filter, got {type(spec).__name__}")
+    if spec.should or spec.min_should:
+        raise FilterError("qdrant filters with 'should' or 'min_should' (OR) are not supported; use must/must_not")
+    must: list[Condition] = []
+    must_not: list[Condition] = []
+    excluded: set[str] = set()
+    for condition in _listed(spec.must):
+        if isinstance(condition, models.Filter):
+            nested = _from_qdrant(condition)
+            must.extend(nested.must)
+            must_not.extend(nested.must_not)
+            excluded.update(nested.exclude_ids)
+        else:
+            parsed, negated = _qdrant_field(condition)
+            (must_not if negated else must).append(parsed)
+    for condition in _listed(spec.must_not):
+        if isinstance(condition, models.HasIdCondition):
+            excluded.update(_uuid(point) for point in condition.has_id)
+        else:
+            parsed, negated = _qdrant_field(condition)
+            (must if negated else must_not).append(parsed)
+    return ParsedFilter(tuple(must), tuple(must_not), frozenset(excluded))
+
+
+def _uuid(point: object) -> str:
+    try:
+        return normalize_id(point)
+    except ValueError as error:
+        raise FilterError(f"HasIdCondition: {error}") from None
+
+
+def _listed(conditions: object) -> list[object]:
+    if conditions is None:
+        return []
+    return list(conditions) if isinstance(conditions, list | tuple) else [conditions]
+
+
+def _qdrant_field(condition: object) -> tuple[Condition, bool]:
+    """One ``FieldCondition`` and whether it is negated (``MatchExcept``)."""
+    from qdrant_client import models
+
+    if not isinstance(condition, models.FieldCondition):
+        raise FilterError(f"qdrant condition {type(condition).__name__} is not supported; use FieldCondition")
+    key = condition.key
+    if key == META_KEY or key.startswith(META_KEY + "."):
+        raise FilterError(f"{META_KEY!r} is reserved by percep-rag and cannot be filtered on")
+    others = ("geo_bounding_box", "geo_radius", "geo_polygon", "values_count", "is_empty", "is_null")
+    used = [name for name in others if getattr(condition, name) is not None]
+    if used or (condition.match is None) == (condition.range is None):
+        raise FilterError(f"qdrant condition on {key!r}: give exactly one of match or a numeric range (got {used})")
+    if isinstance(condition.range, models.Range):
+        bounds = {op: getattr(condition.range, op) for op in _RANGE_OPS}
+        return Range(key, **{op: float(v) for op, v in bounds.items() if v is not None}), False
+    match = condition.match
+    if isinstance(match, models.MatchValue):
+        return _match(key, match.value), False
+    if isinstance(match, models.MatchAny):
+        return _match(key, list(match.any)), False
+    if isinstance(match, models.MatchExcept):
+        return _match(key, list(match.except_)), True
+    raise FilterError(f"qdrant condition on {key!r}: {type(condition.range or match).__name__} is not supported")

@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,6 +103,18 @@ class StoreSpec(BaseModel):
             return cls(kind="edge", path=Path(raw), **options)
         except ValidationError as exc:
             raise ConfigError(f"invalid store {raw!r}: {exc}") from exc
+
+    @classmethod
+    def default(cls) -> StoreSpec:
+        """``$PERCEP_RAG_STORE`` when set, else a Qdrant Edge store in ``~/.cache/percep_rag/store``.
+
+        >>> StoreSpec.default().kind in ("edge", "memory", "local", "url")
+        True
+        """
+        env = os.environ.get("PERCEP_RAG_STORE")
+        if env:
+            return cls.parse(env)
+        return cls(kind="edge", path=Path("~/.cache/percep_rag/store").expanduser())
 
     def __str__(self) -> str:
         if self.kind == "memory":
