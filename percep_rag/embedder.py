@@ -132,7 +132,8 @@ class AlignedEmbedder:
             self._base_forward = compute_copy(self.backbone, self.compute_dtype)
             if self.aligned_backbone is not None:
                 self._aligned_forward = compute_copy(self.aligned_backbone, self.compute_dtype)
-            if compile_mode == "always":  # measured: no gain on CPU for ViTs (benchmarks/embed_throughput.py)
+            # Opt-in on CPU: not shown to help there yet (benchmarks/embed_throughput.py --compile).
+            if compile_mode == "always":
                 self._compiled = True
                 self._base_forward = torch.compile(self._base_forward, dynamic=False)
                 if self._aligned_forward is not None:
