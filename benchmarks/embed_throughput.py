@@ -149,6 +149,7 @@ def bench_backbone(name: str, args: argparse.Namespace, paths: list[str], peaks:
         "random_weights": fp32.backbone.random_weights,
         "gflop_per_image": gflops,
         "bf16_limit_img_s": limit,
+        "fp32_limit_img_s": peaks["fp32"] / gflops,
         "precision": args.precision,
         "embedder_dtype": str(chosen.compute_dtype).removeprefix("torch."),
         "bare_fp32_img_s": bare(fp32.backbone),
@@ -249,11 +250,16 @@ def main() -> None:
             f"JPEG vs tensors {row['jpeg_vs_tensors']:.2f}"
         )
         cells = [
-            [label, f"{row[key]:.2f}", f"{row[key] / row['bf16_limit_img_s']:.2f}"]
+            [
+                label,
+                f"{row[key]:.2f}",
+                f"{row[key] / row['bf16_limit_img_s']:.2f}",
+                f"{row[key] / row['fp32_limit_img_s']:.2f}",
+            ]
             for label, key in SPEED_COLUMNS
             if key in row
         ]
-        print(markdown_table(["path", "img/s", "of bf16 limit"], cells))
+        print(markdown_table(["path", "img/s", "of bf16 limit", "of fp32 limit"], cells))
     if args.json:
         args.json.write_text(json.dumps({**header, "results": rows}, indent=1))
 
