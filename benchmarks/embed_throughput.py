@@ -1,15 +1,20 @@
-"""Embedding throughput: images/s from JPEG files end to end and from preprocessed tensors.
+"""Embedding throughput against the machine's limit, in one run.
 
-Compares, in one run and on the same backbone:
-  * ``bare``      the backbone's forward on preprocessed tensors (no pooling/alignment/normalisation),
-  * ``embedder``  ``AlignedEmbedder.embed_tensors`` on the same tensors,
-  * ``plain``     a per-batch loop written the way open_clip's README shows it
-                  (PIL open -> torchvision transform -> stack -> model, under no_grad/autocast),
-  * ``e2e``       ``AlignedEmbedder.embed_many`` on the JPEG files (workers; nvJPEG on CUDA).
+For each backbone it measures:
+  * the matmul peak of the device in fp32 and bf16 (GFLOP/s, 2048x2048), and from the model's
+    FLOPs per image (counted by torch's FlopCounterMode) the bf16 limit in images/s,
+  * ``bare``      the backbone's forward on preprocessed tensors, fp32 and bf16 (bf16 weights on
+                  CPU, as the embedder runs them; ``--autocast`` adds CPU autocast for comparison),
+  * ``embedder``  ``AlignedEmbedder.embed_tensors`` in fp32 and at ``--precision`` (default auto),
+  * ``jpeg``      ``AlignedEmbedder.embed_many`` on JPEG files end to end (decode in workers),
+  * ``compiled``  with ``--compile``: the embedder with ``compile="always"`` (torch.compile),
+  * ``plain``     with ``--plain``: a per-batch loop written the way open_clip's README shows it,
+and prints each as a fraction of the bf16 limit. bf16 pays off on CPUs with AMX / AVX-512 BF16
+only; ``precision=auto`` stays fp32 elsewhere (see percep_rag.precision).
 
 Weights are random unless --weights says otherwise (speed does not depend on the values).
 
-    python benchmarks/embed_throughput.py --backbones clip-vit-b-16 dreamsim-ensemble --images 256
+    python benchmarks/embed_throughput.py --backbones clip-vit-b-16 dreamsim-ensemble --images 256 --json out.json
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
+from percep_rag.config import PRECISIONS
 from percep_rag.evaluation.tables import markdown_table
+from percep_rag.precision import FAST_BF16_CPU_FLAGS, compute_copy, cpu_flags, cpu_has_fast_bf16
 
 
 def make_jpegs(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> list[str]:
@@ -62,6 +70,21 @@ def timed(fn, device: torch.device, repeats: int) -> float:
     return best
 
 
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a ``size`` x ``size`` matmul in ``dtype`` (best of ``repeats`` after a warm-up)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    seconds = timed(lambda: torch.mm(a, b), device, repeats)
+    return 2 * size**3 / seconds / 1e9
+
+
+def gflops_per_image(backbone: torch.nn.Module, size: int) -> float:
+    """FLOPs of one image's forward (matmuls and convolutions, as torch counts them), in GFLOP."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        backbone(torch.rand(1, 3, size, size, device=next(backbone.parameters()).device))
+    return counter.get_total_flops() / 1e9
+
+
 def plain_loop(paths: list[str], embedder: AlignedEmbedder, batch_size: int) -> None:
     """What a user writes from open_clip's README: PIL + torchvision transform per image."""
     from torchvision import transforms as T
@@ -82,35 +105,89 @@ def plain_loop(paths: list[str], embedder: AlignedEmbedder, batch_size: int) -> 
         features.cpu()
 
 
-def bench_backbone(name: str, args: argparse.Namespace, paths: list[str]) -> dict:
-    spec = EmbedderSpec(backbone=name, weights=args.weights, device=args.device, batch_size=args.batch_size)
-    embedder = AlignedEmbedder.from_spec(spec)
-    device = embedder.device
-    size = embedder.backbone.preprocess.image_size
+def bench_backbone(name: str, args: argparse.Namespace, paths: list[str], peaks: dict[str, float]) -> dict:
+    def build(precision: str, compile: str = "auto") -> AlignedEmbedder:
+        spec = EmbedderSpec(
+            backbone=name,
+            weights=args.weights,
+            device=args.device,
+            batch_size=args.batch_size,
+            precision=precision,
+            compile=compile,
+        )
+        return AlignedEmbedder.from_spec(spec)
+
+    fp32 = build("fp32")
+    chosen = build(args.precision)
+    if chosen.compute_dtype == torch.float32:  # auto on a CPU without native bf16: the same embedder
+        chosen = fp32
+    device = fp32.device
+    size = fp32.backbone.preprocess.image_size
     pixels = torch.randint(0, 256, (args.tensor_images, 3, size, size), dtype=torch.uint8)
     if device.type == "cuda":
         pixels = pixels.to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if embedder.on_cuda else contextlib.nullcontext()
+    count = len(pixels)
 
-    def bare() -> None:
-        with torch.inference_mode(), autocast:
-            for start in range(0, len(pixels), args.batch_size):
-                embedder.backbone(pixels[start : start + args.batch_size].float().div(255)).cls.float().cpu()
+    def bare(module: torch.nn.Module, autocast: bool = False, images: int | None = None) -> float:
+        images = count if images is None else images
 
-    def ours_tensors() -> None:
-        embedder.embed_tensors(pixels)
+        def run() -> None:
+            context = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+            with torch.inference_mode(), context:
+                for start in range(0, images, args.batch_size):
+                    batch = pixels[start : min(start + args.batch_size, images)].float().div(255)
+                    module(batch).cls.float().cpu()
 
-    results = {
+        return images / timed(run, device, args.repeats)
+
+    on_cpu = device.type == "cpu"
+    bf16_module = compute_copy(fp32.backbone, torch.bfloat16) if on_cpu else fp32.backbone
+    gflops = gflops_per_image(fp32.backbone, size)
+    limit = peaks["bf16"] / gflops
+    results: dict = {
         "backbone": name,
-        "random_weights": embedder.backbone.random_weights,
-        "bare_tensors_img_s": len(pixels) / timed(bare, device, args.repeats),
-        "embedder_tensors_img_s": len(pixels) / timed(ours_tensors, device, args.repeats),
-        "plain_loop_jpeg_img_s": len(paths) / timed(lambda: plain_loop(paths, embedder, args.batch_size), device, 1),
-        "embedder_jpeg_img_s": len(paths) / timed(lambda: embedder.embed_many(paths), device, 1),
+        "random_weights": fp32.backbone.random_weights,
+        "gflop_per_image": gflops,
+        "bf16_limit_img_s": limit,
+        "fp32_limit_img_s": peaks["fp32"] / gflops,
+        "precision": args.precision,
+        "embedder_dtype": str(chosen.compute_dtype).removeprefix("torch."),
+        "bare_fp32_img_s": bare(fp32.backbone),
     }
-    results["embedder_vs_bare"] = results["embedder_tensors_img_s"] / results["bare_tensors_img_s"]
-    results["e2e_speedup_vs_plain"] = results["embedder_jpeg_img_s"] / results["plain_loop_jpeg_img_s"]
+    bf16_images = count if args.bf16_images is None else min(args.bf16_images, count)
+    if bf16_images:  # an emulated-bf16 CPU (AVX2) runs bf16 many times slower: --bf16-images keeps it short
+        results["bare_bf16_img_s"] = bare(bf16_module, autocast=not on_cpu, images=bf16_images)
+        if args.autocast and on_cpu:
+            results["bare_bf16_autocast_img_s"] = bare(fp32.backbone, autocast=True, images=bf16_images)
+    results["embedder_fp32_tensors_img_s"] = count / timed(lambda: fp32.embed_tensors(pixels), device, args.repeats)
+    results["embedder_tensors_img_s"] = count / timed(lambda: chosen.embed_tensors(pixels), device, args.repeats)
+    results["embedder_jpeg_img_s"] = len(paths) / timed(lambda: chosen.embed_many(paths), device, 1)
+    if args.compile:
+        compiled = build(args.precision, compile="always")
+        results["embedder_compiled_tensors_img_s"] = count / timed(
+            lambda: compiled.embed_tensors(pixels), device, args.repeats
+        )
+    if args.plain:
+        results["plain_loop_jpeg_img_s"] = len(paths) / timed(
+            lambda: plain_loop(paths, fp32, args.batch_size), device, 1
+        )
+    results["embedder_vs_fp32"] = results["embedder_tensors_img_s"] / results["embedder_fp32_tensors_img_s"]
+    results["jpeg_vs_tensors"] = results["embedder_jpeg_img_s"] / results["embedder_tensors_img_s"]
     return results
+
+
+DTYPES = (("fp32", "float32"), ("bf16", "bfloat16"))
+#: (column, result key) of the images/s figures, each also shown as a fraction of the bf16 limit.
+SPEED_COLUMNS = [
+    ("bare fp32", "bare_fp32_img_s"),
+    ("bare bf16", "bare_bf16_img_s"),
+    ("bare bf16 autocast", "bare_bf16_autocast_img_s"),
+    ("embedder fp32", "embedder_fp32_tensors_img_s"),
+    ("embedder", "embedder_tensors_img_s"),
+    ("embedder JPEG", "embedder_jpeg_img_s"),
+    ("embedder compiled", "embedder_compiled_tensors_img_s"),
+    ("plain loop JPEG", "plain_loop_jpeg_img_s"),
+]
 
 
 def main() -> None:
@@ -118,53 +195,71 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=["clip-vit-b-16", "dreamsim-ensemble"])
     parser.add_argument("--weights", default="random", help="'random' (default) or empty for local pretrained weights")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="the embedder's precision")
     parser.add_argument("--images", type=int, default=256, help="JPEG files for the end-to-end runs")
     parser.add_argument("--tensor-images", type=int, default=256, help="tensor batch size total for forward runs")
     parser.add_argument("--jpeg-size", type=int, nargs=2, default=(500, 375))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--matmul-size", type=int, default=2048, help="square matmul size for the peaks")
+    parser.add_argument(
+        "--bf16-images", type=int, default=None, help="images for the bare bf16 forward (default all; 0 skips it)"
+    )
+    parser.add_argument("--autocast", action="store_true", help="also time the bare forward under CPU autocast")
+    parser.add_argument("--compile", action="store_true", help="also time the embedder with torch.compile")
+    parser.add_argument("--plain", action="store_true", help="also time a plain open_clip-README loop on the JPEGs")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     args.weights = args.weights or None
 
+    device = torch.device(
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
+    )
+    peaks = {dtype: matmul_peak(device, getattr(torch, name), args.matmul_size) for dtype, name in DTYPES}
     with tempfile.TemporaryDirectory() as folder:
         paths = make_jpegs(Path(folder), args.images, tuple(args.jpeg_size))
-        rows = [bench_backbone(name, args, paths) for name in args.backbones]
+        rows = [bench_backbone(name, args, paths, peaks) for name in args.backbones]
 
-    device = (
-        torch.cuda.get_device_name()
-        if torch.cuda.is_available() and args.device != "cpu"
-        else platform.processor() or "cpu"
-    )
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     header = {
         "date": datetime.date.today().isoformat(),
-        "device": device,
+        "device": name,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_flags": sorted(set(FAST_BF16_CPU_FLAGS) & cpu_flags()),
+        "cpu_fast_bf16": cpu_has_fast_bf16(),
+        "matmul_gflop_s": peaks,
         "args": {
             k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
             for k, v in vars(args).items()
         },
     }
-    print(f"# embed throughput ({header['date']}, {device}, torch {torch.__version__})")
-    columns = [
-        "backbone", "weights", "bare fwd (img/s)", "embedder tensors (img/s)", "ratio",
-        "plain loop JPEG (img/s)", "embedder JPEG (img/s)", "speed-up",
-    ]  # fmt: skip
-    cells = [
-        [
-            row["backbone"],
-            "random" if row["random_weights"] else "pretrained",
-            f"{row['bare_tensors_img_s']:.1f}",
-            f"{row['embedder_tensors_img_s']:.1f}",
-            f"{row['embedder_vs_bare']:.2f}",
-            f"{row['plain_loop_jpeg_img_s']:.1f}",
-            f"{row['embedder_jpeg_img_s']:.1f}",
-            f"{row['e2e_speedup_vs_plain']:.2f}x",
+    print(f"# embed throughput ({header['date']}, {name}, torch {torch.__version__}, {header['threads']} threads)")
+    print(
+        f"CPU capability {header['cpu_capability']}, native bf16: {header['cpu_fast_bf16']} "
+        f"{header['cpu_bf16_flags'] or ''}; matmul {args.matmul_size}^2: "
+        f"fp32 {peaks['fp32']:.1f}, bf16 {peaks['bf16']:.1f} GFLOP/s"
+    )
+    for row in rows:
+        weights = "random" if row["random_weights"] else "pretrained"
+        print(
+            f"\n## {row['backbone']} ({weights}): {row['gflop_per_image']:.1f} GFLOP/image, "
+            f"bf16 limit {row['bf16_limit_img_s']:.1f} img/s; embedder precision {row['precision']} "
+            f"-> {row['embedder_dtype']}; embedder vs fp32 {row['embedder_vs_fp32']:.2f}x, "
+            f"JPEG vs tensors {row['jpeg_vs_tensors']:.2f}"
+        )
+        cells = [
+            [
+                label,
+                f"{row[key]:.2f}",
+                f"{row[key] / row['bf16_limit_img_s']:.2f}",
+                f"{row[key] / row['fp32_limit_img_s']:.2f}",
+            ]
+            for label, key in SPEED_COLUMNS
+            if key in row
         ]
-        for row in rows
-    ]
-    print(markdown_table(columns, cells))
+        print(markdown_table(["path", "img/s", "of bf16 limit", "of fp32 limit"], cells))
     if args.json:
         args.json.write_text(json.dumps({**header, "results": rows}, indent=1))
 

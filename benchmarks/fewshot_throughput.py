@@ -40,6 +40,7 @@ import torch
 from percep_rag.fewshot import FewShotClassifier, build_tiny_flamingo
 from percep_rag.fewshot.flamingo import FlamingoBundle, assemble_flamingo, open_gates
 from percep_rag.fewshot.tiny import make_test_image, train_tiny_tokenizer
+from percep_rag.precision import resolve_precision
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck", "apple"]
 
@@ -125,7 +126,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tiny", action="store_true", help="tiny random Flamingo (CPU smoke run)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
-        "--dtype", choices=["bf16", "fp16", "fp32"], default=None, help="default: bf16 on GPU, else fp32"
+        "--dtype",
+        choices=["auto", "bf16", "fp16", "fp32"],
+        default="auto",
+        help="auto: bf16 on GPU and on CPUs with AMX/AVX-512 BF16, else fp32 (percep_rag.precision)",
     )
     parser.add_argument("--shots", type=int, default=3)
     parser.add_argument("--classes", type=int, default=10)
@@ -137,9 +141,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[
-        args.dtype or ("bf16" if device.type == "cuda" else "fp32")
-    ]
+    if args.dtype == "auto":
+        dtype = resolve_precision("auto", device)
+    else:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     if not 1 <= args.classes <= len(CLASS_NAMES):
         parser.error(f"--classes must be in 1..{len(CLASS_NAMES)}")
     queries = args.queries or (20 if device.type == "cuda" else 10)

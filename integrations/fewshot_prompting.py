@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
+from percep_rag.config import PRECISIONS
 from percep_rag.datasets.records import scan_folder
 from percep_rag.fewshot.prompt import PromptTemplate, build_prompt
 from percep_rag.indexing import index_records
@@ -41,10 +42,17 @@ def main() -> None:
     parser.add_argument("--vlm-lang", default=None)
     parser.add_argument("--vlm-vision-weights", default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: bf16 on AMX/AVX-512 BF16 CPUs")
     args = parser.parse_args()
 
     embedder = AlignedEmbedder.from_spec(
-        EmbedderSpec(backbone=args.backbone, weights=args.weights, alignment=args.alignment, device=args.device)
+        EmbedderSpec(
+            backbone=args.backbone,
+            weights=args.weights,
+            alignment=args.alignment,
+            device=args.device,
+            precision=args.precision,
+        )
     )
     records = scan_folder(args.folder)
     labels = sorted({r.label for r in records if r.label})
@@ -60,6 +68,7 @@ def main() -> None:
             lang=args.vlm_lang,
             vision_weights=args.vlm_vision_weights,
             device=str(embedder.device),
+            precision=args.precision,
         )
     store_spec = args.store or f"edge:{args.folder / '.percep_rag_store'}"
     with open_store(store_spec) as store:

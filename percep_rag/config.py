@@ -29,6 +29,8 @@ ResizeMode = Literal["crop", "squash"]
 #: Where a timm ViT branch reads its tokens: after the final norm, or the last block's output.
 TokenSource = Literal["norm", "prenorm"]
 CompileMode = Literal["auto", "always", "never"]
+#: What a model computes in: ``auto`` is bf16 on CUDA and on CPUs with AMX/AVX-512 BF16, fp32 elsewhere.
+Precision = Literal["auto", "fp32", "bf16"]
 AlignmentKind = Literal["identity", "glocal", "lora"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
@@ -36,6 +38,7 @@ INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
 RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
 TOKEN_SOURCES: tuple[str, ...] = get_args(TokenSource)
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 #: The alignment kinds, stated once (as :data:`AlignmentKind`); :mod:`percep_rag.alignment.factory` loads each.
 ALIGNMENT_KINDS: tuple[str, ...] = get_args(AlignmentKind)
 #: Ways to pick few-shot examples (and the kNN baselines) in the few-shot protocol.
@@ -131,6 +134,8 @@ class EmbedderSpec(_Frozen):
     never downloaded), ``"random"`` for random initialisation, a pretrained tag known to
     open_clip, or a path to a checkpoint file. ``normalization=None`` takes the
     backbone's own default (``center+l2`` for the DreamSim ensemble, ``l2`` otherwise).
+    ``precision`` is what the backbone computes in (see :mod:`percep_rag.precision`); it is
+    not part of the fingerprint: bf16 and fp32 vectors agree within cosine 0.999.
     """
 
     backbone: str
@@ -143,6 +148,7 @@ class EmbedderSpec(_Frozen):
     num_workers: int | None = Field(None, ge=0)
     amp: bool = True
     compile: CompileMode = "auto"
+    precision: Precision = "auto"
     seed: int = 0
 
     @field_validator("alignment", mode="before")

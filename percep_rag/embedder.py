@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from percep_rag.alignment.base import Alignment, IdentityAlignment
 from percep_rag.alignment.factory import load_alignment
 from percep_rag.backbones import Backbone, TokenFeatures, create_backbone
-from percep_rag.config import CompileMode, EmbedderSpec, Fingerprint, Normalization, Pooling
+from percep_rag.config import CompileMode, EmbedderSpec, Fingerprint, Normalization, Pooling, Precision
 from percep_rag.devices import resolve_device as resolve_device
 from percep_rag.errors import ConfigError, ImageDecodeError
 from percep_rag.io.decode import ImageFailure, decode_image
@@ -29,6 +29,7 @@ from percep_rag.io.loader import PixelBatch, iter_pixel_batches
 from percep_rag.io.sources import ImageSource
 from percep_rag.io.transforms import preprocess_image, resize_and_crop
 from percep_rag.pooling import normalize, pool, pooled_dim
+from percep_rag.precision import compute_copy, resolve_precision
 
 __all__ = ["AlignedEmbedder", "EmbeddingResult", "Embeddings", "ImageInput", "resolve_device"]
 
@@ -62,7 +63,9 @@ class AlignedEmbedder:
     One backbone pass gives both the base and the aligned vector for a feature-level
     alignment (gLocal); a LoRA alignment runs its fine-tuned copy of the backbone as well.
     On CUDA it uses bf16 autocast, channels-last and ``torch.compile`` and decodes
-    JPEGs on the GPU; on CPU it decodes in DataLoader workers.
+    JPEGs on the GPU; on CPU it decodes in DataLoader workers, overlapping the forward, and
+    runs a bf16 copy of the weights where the CPU has native bf16 (``precision="auto"``;
+    see :mod:`percep_rag.precision`). Pooling, alignment and normalisation are always fp32.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class AlignedEmbedder:
         num_workers: int | None = None,
         amp: bool = True,
         compile: CompileMode = "auto",
+        precision: Precision = "auto",
     ):
         self.device = resolve_device(device)
         self.backbone = backbone.to(self.device).eval()
@@ -86,7 +90,9 @@ class AlignedEmbedder:
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.on_cuda = self.device.type == "cuda"
-        self.amp = amp and self.on_cuda
+        # ``amp=False`` keeps meaning fp32 unless a precision is asked for explicitly.
+        self.compute_dtype = resolve_precision(precision if amp or precision != "auto" else "fp32", self.device)
+        self.amp = self.on_cuda and self.compute_dtype == torch.bfloat16
         self.base_dim = pooled_dim(backbone.dim, pooling)
         self.alignment.check_compatible(backbone, self.base_dim)
         adapted = self.alignment.adapt_backbone(self.backbone)
@@ -113,6 +119,7 @@ class AlignedEmbedder:
             num_workers=spec.num_workers,
             amp=spec.amp,
             compile=spec.compile,
+            precision=spec.precision,
         )
 
     # ----------------------------------------------------------------- set-up
@@ -121,6 +128,16 @@ class AlignedEmbedder:
         self._aligned_forward = self.aligned_backbone
         self._compiled = False
         if not self.on_cuda:
+            # bf16 weights (a copy: the fp32 original keeps the fingerprint) beat CPU autocast.
+            self._base_forward = compute_copy(self.backbone, self.compute_dtype)
+            if self.aligned_backbone is not None:
+                self._aligned_forward = compute_copy(self.aligned_backbone, self.compute_dtype)
+            # Opt-in on CPU: not shown to help there yet (benchmarks/embed_throughput.py --compile).
+            if compile_mode == "always":
+                self._compiled = True
+                self._base_forward = torch.compile(self._base_forward, dynamic=False)
+                if self._aligned_forward is not None:
+                    self._aligned_forward = torch.compile(self._aligned_forward, dynamic=False)
             return
         self.backbone.to(memory_format=torch.channels_last)
         if self.aligned_backbone is not None:
@@ -179,11 +196,10 @@ class AlignedEmbedder:
         if self.on_cuda:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            base = pool(self._base_forward(pixels), self.pooling).float()
-            if self._aligned_forward is None:
-                aligned_input = base
-            else:
-                aligned_input = pool(self._aligned_forward(pixels), self.pooling).float()
+            base_tokens = self._base_forward(pixels)
+            aligned_tokens = None if self._aligned_forward is None else self._aligned_forward(pixels)
+        base = pool(_in_fp32(base_tokens), self.pooling)
+        aligned_input = base if aligned_tokens is None else pool(_in_fp32(aligned_tokens), self.pooling)
         aligned = self.alignment.transform(aligned_input)
         if not normalized:
             return Embeddings(base[:count].cpu().numpy(), aligned[:count].float().cpu().numpy())
@@ -299,6 +315,10 @@ class AlignedEmbedder:
             return pixels
         as_uint8 = pixels if pixels.dtype == torch.uint8 else (pixels.clamp(0, 1) * 255).round().to(torch.uint8)
         return torch.stack([resize_and_crop(image, self.backbone.preprocess) for image in as_uint8])
+
+
+def _in_fp32(tokens: TokenFeatures) -> TokenFeatures:
+    return TokenFeatures(tokens.cls.float(), tokens.patches.float())
 
 
 def _is_batch_array(images: torch.Tensor | np.ndarray) -> bool:

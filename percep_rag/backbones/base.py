@@ -80,7 +80,13 @@ class Branch(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> TokenFeatures:
         normalized = (pixels - self.pixel_mean.to(pixels.dtype)) / self.pixel_std.to(pixels.dtype)
-        return self.tokens(normalized)
+        # A bf16 copy (percep_rag.precision.compute_copy) takes bf16 input: normalise in fp32 first.
+        return self.tokens(normalized.to(self.compute_dtype))
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype of the branch's weights, which its input is cast to."""
+        return next(self.parameters()).dtype
 
     def tokens(self, normalized: torch.Tensor) -> TokenFeatures:
         raise NotImplementedError

@@ -51,7 +51,7 @@ def classify(
     from percep_rag.store import open_store
 
     embedder = embedder_options.build()
-    classifier = vlm_options.load(embedder_options.device)
+    classifier = vlm_options.load(embedder_options.device, embedder_options.precision)
     with open_store(store_spec(store)) as opened:
         retriever = ExampleRetriever(opened, collection, embedder)
         if classes:
@@ -100,7 +100,7 @@ def eval_fewshot(
     embedder = embedder_options.build()
     classifier = None
     if VLM_METHODS & set(chosen):
-        classifier = vlm_options.load(embedder_options.device)
+        classifier = vlm_options.load(embedder_options.device, embedder_options.precision)
     with open_store(StoreSpec.parse(store)) as opened:
         report = evaluate_fewshot(
             classification, embedder=embedder, store=opened, collection=collection, classifier=classifier,

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
+from percep_rag.config import Precision
+
 if TYPE_CHECKING:
     from percep_rag.config import EmbedderSpec
     from percep_rag.embedder import AlignedEmbedder
@@ -33,6 +35,9 @@ PoolingOption = Annotated[str, typer.Option(help="'cls' or 'cls+patchmean'.")]
 AlignmentOption = Annotated[str, typer.Option(help="'identity', 'glocal:<file>' or 'lora:<dir>'.")]
 DeviceOption = Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda', 'cuda:1', ...")]
 BatchOption = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
+PrecisionOption = Annotated[
+    Precision, typer.Option(help="'auto' (bf16 on CUDA and AMX/AVX-512 BF16 CPUs, else fp32), 'fp32' or 'bf16'.")
+]
 WorkersOption = Annotated[int | None, typer.Option(min=0, help="Decoding workers (default: by input size).")]
 ProgressOption = Annotated[bool, typer.Option(help="Show a progress bar.")]
 ProgressBarsOption = Annotated[bool, typer.Option(help="Show progress bars.")]
@@ -73,6 +78,7 @@ class EmbedderOptions:
     alignment: AlignmentOption = "identity"
     device: DeviceOption = "auto"
     batch_size: BatchOption = 64
+    precision: PrecisionOption = "auto"
 
     def spec(self, **extra: Any) -> EmbedderSpec:
         """The :class:`~percep_rag.config.EmbedderSpec`; an empty ``--weights`` means the default weights."""
@@ -85,6 +91,7 @@ class EmbedderOptions:
             alignment=self.alignment,
             device=self.device,
             batch_size=self.batch_size,
+            precision=self.precision,
             **extra,
         )
 
@@ -104,8 +111,8 @@ class VlmOptions:
     vlm_lang: VlmLangOption = None
     vlm_vision_weights: VlmVisionOption = None
 
-    def load(self, device: str) -> Any:
-        """The :class:`~percep_rag.fewshot.classify.FewShotClassifier` on ``device``."""
+    def load(self, device: str, precision: str = "auto") -> Any:
+        """The :class:`~percep_rag.fewshot.classify.FewShotClassifier` on ``device``, computing in ``precision``."""
         from percep_rag.devices import resolve_device
         from percep_rag.fewshot.evaluate import load_vlm
 
@@ -115,6 +122,7 @@ class VlmOptions:
             lang=self.vlm_lang,
             vision_weights=self.vlm_vision_weights,
             device=str(resolve_device(device)),
+            precision=precision,
         )
 
 
@@ -128,7 +136,7 @@ def with_options(group: type, *, without: tuple[str, ...] = ()) -> Callable[[Cal
     ... def command(query: str, *, embedder: EmbedderOptions) -> EmbedderOptions:
     ...     return embedder
     >>> list(inspect.signature(command).parameters)
-    ['query', 'backbone', 'weights', 'pooling', 'alignment', 'device']
+    ['query', 'backbone', 'weights', 'pooling', 'alignment', 'device', 'precision']
     >>> command(query="q", backbone="tiny-vit-random").backbone
     'tiny-vit-random'
     """

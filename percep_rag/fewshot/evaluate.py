@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from percep_rag.config import DEFAULT_FEWSHOT_METHODS, FEWSHOT_METHODS, FewShotMethod
+from percep_rag.config import DEFAULT_FEWSHOT_METHODS, FEWSHOT_METHODS, FewShotMethod, Precision
 from percep_rag.datasets.records import ImageRecord
 from percep_rag.datasets.vtab import ClassificationTask
 from percep_rag.embedder import AlignedEmbedder
@@ -32,6 +32,7 @@ from percep_rag.evaluation.neighbours import majority_vote
 from percep_rag.evaluation.stats import Interval, mean_ci95
 from percep_rag.evaluation.tables import markdown_table
 from percep_rag.indexing import index_records
+from percep_rag.precision import resolve_precision
 from percep_rag.retrieval import Example, ExampleRetriever
 from percep_rag.store import VectorStore
 
@@ -180,9 +181,13 @@ def load_vlm(
     lang: str | None = None,
     vision_weights: str | None = None,
     device: str = "cpu",
+    precision: Precision = "auto",
 ):
     """A :class:`~percep_rag.fewshot.classify.FewShotClassifier` for ``name``: the tiny
     random-weight test model, or a released OpenFlamingo loaded from local files.
+
+    ``precision="auto"`` loads bf16 weights on CUDA and on CPUs with native bf16 (AMX,
+    AVX-512 BF16), fp32 elsewhere (:func:`percep_rag.precision.resolve_precision`).
 
     >>> load_vlm("tiny-flamingo-random").predict([], "nonexistent.png", ["a"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -193,11 +198,14 @@ def load_vlm(
     from percep_rag.fewshot.flamingo import load_openflamingo
     from percep_rag.fewshot.tiny import build_tiny_flamingo
 
+    dtype = resolve_precision(precision, device)
     if name == "tiny-flamingo-random":
         bundle = build_tiny_flamingo()
-        bundle.model.to(device)
+        bundle.model.to(device=device, dtype=dtype)
     else:
-        bundle = load_openflamingo(checkpoint, release=name, lang=lang, vision_weights=vision_weights, device=device)
+        bundle = load_openflamingo(
+            checkpoint, release=name, lang=lang, vision_weights=vision_weights, device=device, dtype=dtype
+        )
     classifier = FewShotClassifier.from_bundle(bundle)
     classifier.random_weights = bundle.random_weights
     return classifier

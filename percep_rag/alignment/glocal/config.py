@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from percep_rag.config import Precision
 from percep_rag.devices import DeviceName
 
 
@@ -56,6 +57,9 @@ class GlocalFitConfig(BaseModel):
     sigma_init: float = Field(1e-3, gt=0)
     soft_targets: Literal["expected", "majority"] = "expected"
     standardize_local: bool = True
+    #: The loss under bf16 autocast (``auto``: on CUDA and AMX/AVX-512 BF16 CPUs). fp32 by default:
+    #: the map is a few small matmuls, and bf16 rounds away the small moves from the identity start.
+    precision: Precision = "fp32"
 
     def learning_rate(self, dim: int) -> float:
         """``lr``, or the automatic choice for ``dim``-d features.

@@ -17,6 +17,7 @@ from percep_rag.alignment.glocal.transform import ArrayLike, GlocalDimensionErro
 from percep_rag.alignment.metrics import odd_one_out_accuracy, two_afc_from_embeddings
 from percep_rag.devices import resolve_device
 from percep_rag.errors import AlignmentError
+from percep_rag.precision import autocast, resolve_precision
 
 
 def fit_glocal(
@@ -162,10 +163,13 @@ def _train_epoch(
     batch_size = config.triplet_batch_size or count
     order = torch.randperm(count, generator=generator).to(data.raw.device)
     sums = torch.zeros(4, device=data.raw.device)
+    dtype = resolve_precision(config.precision, data.raw.device)
     for start in range(0, count, batch_size):
         index = order[start : start + batch_size]
         optimizer.zero_grad(set_to_none=True)
-        total, parts = data.objective.step_loss(data.triplets.batch(index), weights, bias, generator)
+        with autocast(data.raw.device, dtype):
+            total, parts = data.objective.step_loss(data.triplets.batch(index), weights, bias, generator)
+        total, parts = total.float(), parts.float()
         total.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)

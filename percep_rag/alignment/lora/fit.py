@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from percep_rag.alignment.lora.adapter import ADAPTER_DIR, METADATA_FILE
 from percep_rag.alignment.metrics import cosine_distance, two_afc_agreement
 from percep_rag.backbones.base import Backbone
-from percep_rag.config import Pooling
+from percep_rag.config import Pooling, Precision
 from percep_rag.datasets.triplet_set import TripletSet
 from percep_rag.devices import DeviceName, resolve_device
 from percep_rag.errors import AlignmentError, ConfigError
@@ -44,6 +44,7 @@ from percep_rag.io.files import atomic_write, atomic_write_bytes, atomic_write_t
 from percep_rag.io.images import ImageSource, decode_image
 from percep_rag.io.loader import preprocess_image
 from percep_rag.pooling import pool, pooled_dim
+from percep_rag.precision import autocast, resolve_precision
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -73,6 +74,8 @@ class LoraFitConfig(BaseModel):
     device: DeviceName = "auto"
     num_workers: int = Field(0, ge=0)
     amp: bool = True
+    #: bf16 autocast (fp32 master weights): ``auto`` on CUDA and AMX/AVX-512 BF16 CPUs; ``amp=False`` means fp32.
+    precision: Precision = "auto"
 
     def resolved(self, *, multi_branch: bool) -> LoraFitConfig:
         """This config with the backbone-dependent defaults filled in."""
@@ -168,11 +171,12 @@ class _Trainer:
         self.optimizer = torch.optim.Adam(
             trainable, lr=self.config.lr, betas=self.config.betas, weight_decay=self.config.weight_decay
         )
-        self.autocast = self.config.amp and self.device.type == "cuda"
+        precision = self.config.precision if self.config.amp or self.config.precision != "auto" else "fp32"
+        self.compute_dtype = resolve_precision(precision, self.device)
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.to(self.device, non_blocking=True).float().div_(255)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+        with autocast(self.device, self.compute_dtype):
             return pool(self.model(pixels), self.config.pooling).float()
 
     def loader(self, dataset: Dataset, shuffle: bool, epoch: int) -> DataLoader:
