@@ -24,6 +24,14 @@ AlignmentOption = Annotated[str, typer.Option(help="'identity', 'glocal:<file>' 
 DeviceOption = Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda', 'cuda:1', ...")]
 BatchOption = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
 WorkersOption = Annotated[int | None, typer.Option(min=0, help="Decoding workers (default: by input size).")]
+EngineOption = Annotated[str, typer.Option(help="'local' (this process) or 'ray' (Ray Data; docs/scale-out.md).")]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(help="--engine ray: 'auto', 'ray://host:10001' or 'local' (default: $RAY_ADDRESS, else a local Ray)."),
+]
+ActorsOption = Annotated[int | None, typer.Option(min=1, help="--engine ray: embedding actors (default: 1 per GPU).")]
+GpusPerActorOption = Annotated[float | None, typer.Option(min=0, help="--engine ray: GPUs per embedding actor.")]
+CpusPerActorOption = Annotated[float, typer.Option(min=0.01, help="--engine ray: CPUs (torch threads) per actor.")]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -61,26 +69,27 @@ def embed(
     batch_size: BatchOption = 64,
     num_workers: WorkersOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    actors: ActorsOption = None,
+    gpus_per_actor: GpusPerActorOption = None,
+    cpus_per_actor: CpusPerActorOption = 1.0,
 ) -> None:
-    """Embed a folder or manifest of images into vectors plus ids; bad files are reported, not fatal."""
-    from percep_rag.config import EmbedderSpec
+    """Embed a folder or manifest of images into vectors plus ids; bad files are reported, not fatal.
+
+    With --engine ray, --out is a folder of parquet shards (see docs/scale-out.md)."""
     from percep_rag.datasets.records import load_records
     from percep_rag.embedder import AlignedEmbedder
     from percep_rag.io.vectors import check_output_path, write_vectors
 
+    spec = _embedder_spec(backbone, weights, pooling, alignment, device, batch_size, num_workers)
+    if _engine(engine) == "ray":
+        _embed_on_ray(source, out, spec, _ray_options(ray_address, actors, gpus_per_actor, cpus_per_actor), progress)
+        return
     check_output_path(out)
     records = load_records(source)
     if not records:
         _fail(f"no images found in {source}")
-    spec = EmbedderSpec(
-        backbone=backbone,
-        weights=weights or None,
-        pooling=pooling,
-        alignment=alignment,
-        device=device,
-        batch_size=batch_size,
-        num_workers=num_workers,
-    )
     embedder = AlignedEmbedder.from_spec(spec)
     started = time.perf_counter()
     result = embedder.embed_many([record.uri for record in records], progress="embedding" if progress else False)
@@ -103,6 +112,42 @@ def embed(
         typer.secho(f"skipped {failure.source}: {failure.reason}", err=True, fg=typer.colors.YELLOW)
 
 
+# ============================================================================ --engine ray
+# Options and helpers of the distributed engine (percep_rag.distributed, docs/scale-out.md).
+
+
+def _embed_on_ray(source: Path, out: Path, spec, options, progress: bool) -> None:
+    from percep_rag.datasets.records import load_records
+    from percep_rag.distributed import embed_with_ray
+    from percep_rag.distributed.embed import check_shard_folder
+
+    check_shard_folder(out)  # before Ray starts
+    records = load_records(source)
+    if not records:
+        _fail(f"no images found in {source}")
+    report = embed_with_ray(records, spec=spec, out=out, options=options, progress=progress)
+    note = " (RANDOM weights: vectors are meaningless outside tests)" if report.fingerprint.random_weights else ""
+    typer.echo(
+        f"embedded {report.embedded} of {report.records} images in {report.seconds:.1f}s "
+        f"({report.images_per_second:.1f} img/s, {report.actors} Ray actors) -> {out}/ "
+        f"(parquet shards) [{report.fingerprint.dim}-d]{note}"
+    )
+    for failure in report.failures:
+        typer.secho(f"skipped {failure.source}: {failure.reason}", err=True, fg=typer.colors.YELLOW)
+
+
+def _engine(engine: str) -> str:
+    if engine not in ("local", "ray"):
+        _fail(f"--engine must be 'local' or 'ray', got {engine!r}", 2)
+    return engine
+
+
+def _ray_options(address, actors, gpus_per_actor, cpus_per_actor):
+    from percep_rag.distributed import RayOptions
+
+    return RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor)
+
+
 align_app = typer.Typer(no_args_is_help=True, help="Fit and evaluate human alignments (gLocal, LoRA).")
 app.add_typer(align_app, name="align")
 
@@ -110,19 +155,24 @@ TripletsArgument = Annotated[Path, typer.Argument(help="NIGHTS data.csv, a ranke
 RootOption = Annotated[Path | None, typer.Option(help="Folder the triplet image paths are relative to.")]
 
 
-def _embedder(backbone, weights, pooling, alignment, device, batch_size):
+def _embedder_spec(backbone, weights, pooling, alignment, device, batch_size, num_workers=None):
     from percep_rag.config import EmbedderSpec
-    from percep_rag.embedder import AlignedEmbedder
 
-    spec = EmbedderSpec(
+    return EmbedderSpec(
         backbone=backbone,
         weights=weights or None,
         pooling=pooling,
         alignment=alignment,
         device=device,
         batch_size=batch_size,
+        num_workers=num_workers,
     )
-    return AlignedEmbedder.from_spec(spec)
+
+
+def _embedder(backbone, weights, pooling, alignment, device, batch_size):
+    from percep_rag.embedder import AlignedEmbedder
+
+    return AlignedEmbedder.from_spec(_embedder_spec(backbone, weights, pooling, alignment, device, batch_size))
 
 
 @align_app.command("fit")
@@ -332,6 +382,11 @@ def index(
     device: DeviceOption = "auto",
     batch_size: BatchOption = 64,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    actors: ActorsOption = None,
+    gpus_per_actor: GpusPerActorOption = None,
+    cpus_per_actor: CpusPerActorOption = 1.0,
 ) -> None:
     """Embed images (base + aligned) into a collection; re-running adds only new images.
 
@@ -343,20 +398,38 @@ def index(
     records, default_dataset, indexes = _load_source(source, split)
     if not records:
         _fail(f"no images found in {source}")
-    embedder = _embedder(backbone, weights, pooling, alignment, device, batch_size)
     spec = _store_spec(store)
-    with open_store(spec) as opened:
-        report = index_records(
+    if _engine(engine) == "ray":
+        from percep_rag.distributed import index_with_ray
+
+        report = index_with_ray(
             records,
-            embedder=embedder,
-            store=opened,
+            spec=_embedder_spec(backbone, weights, pooling, alignment, device, batch_size),
+            store=spec,
             collection=collection,
             dataset=dataset or default_dataset,
             payload_indexes=indexes,
+            options=_ray_options(ray_address, actors, gpus_per_actor, cpus_per_actor),
             progress=progress,
         )
-        total = opened.count(collection)
-    typer.echo(f"{report}{_random_note(embedder)}")
+        random_weights = report.fingerprint is not None and report.fingerprint.random_weights
+        with open_store(spec) as opened:
+            total = opened.count(collection)
+    else:
+        embedder = _embedder(backbone, weights, pooling, alignment, device, batch_size)
+        with open_store(spec) as opened:
+            report = index_records(
+                records,
+                embedder=embedder,
+                store=opened,
+                collection=collection,
+                dataset=dataset or default_dataset,
+                payload_indexes=indexes,
+                progress=progress,
+            )
+            total = opened.count(collection)
+        random_weights = embedder.backbone.random_weights
+    typer.echo(f"{report}{' [RANDOM backbone weights]' if random_weights else ''}")
     typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
     for failure in report.failures:
         typer.secho(f"skipped {failure.source}: {failure.reason}", err=True, fg=typer.colors.YELLOW)
