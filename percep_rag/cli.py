@@ -32,6 +32,12 @@ RayAddressOption = Annotated[
 ActorsOption = Annotated[int | None, typer.Option(min=1, help="--engine ray: embedding actors (default: 1 per GPU).")]
 GpusPerActorOption = Annotated[float | None, typer.Option(min=0, help="--engine ray: GPUs per embedding actor.")]
 CpusPerActorOption = Annotated[float, typer.Option(min=0.01, help="--engine ray: CPUs (torch threads) per actor.")]
+WritersOption = Annotated[int, typer.Option(min=1, help="--engine ray: parallel writers to a Qdrant server.")]
+ShardsOption = Annotated[int | None, typer.Option(min=1, help="New collection on a Qdrant cluster: shards.")]
+ReplicasOption = Annotated[int | None, typer.Option(min=1, help="New collection on a Qdrant cluster: shard copies.")]
+WriteConsistencyOption = Annotated[
+    int | None, typer.Option(min=1, help="New collection on a Qdrant cluster: replicas that confirm each write.")
+]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -142,10 +148,26 @@ def _engine(engine: str) -> str:
     return engine
 
 
-def _ray_options(address, actors, gpus_per_actor, cpus_per_actor):
+def _ray_options(address, actors, gpus_per_actor, cpus_per_actor, writers=2):
     from percep_rag.distributed import RayOptions
 
-    return RayOptions(address=address, actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor)
+    return RayOptions(
+        address=address, actors=actors, gpus_per_actor=gpus_per_actor, cpus_per_actor=cpus_per_actor, writers=writers
+    )
+
+
+def _collection_options(shard_number, replication_factor, write_consistency_factor):
+    """Options of a collection created on a Qdrant server or cluster (``None``: the defaults)."""
+    given = {
+        "shard_number": shard_number,
+        "replication_factor": replication_factor,
+        "write_consistency_factor": write_consistency_factor,
+    }
+    if all(value is None for value in given.values()):
+        return None
+    from percep_rag.store import CollectionOptions
+
+    return CollectionOptions(**given)
 
 
 align_app = typer.Typer(no_args_is_help=True, help="Fit and evaluate human alignments (gLocal, LoRA).")
@@ -387,6 +409,10 @@ def index(
     actors: ActorsOption = None,
     gpus_per_actor: GpusPerActorOption = None,
     cpus_per_actor: CpusPerActorOption = 1.0,
+    writers: WritersOption = 2,
+    shard_number: ShardsOption = None,
+    replication_factor: ReplicasOption = None,
+    write_consistency_factor: WriteConsistencyOption = None,
 ) -> None:
     """Embed images (base + aligned) into a collection; re-running adds only new images.
 
@@ -399,6 +425,7 @@ def index(
     if not records:
         _fail(f"no images found in {source}")
     spec = _store_spec(store)
+    options = _collection_options(shard_number, replication_factor, write_consistency_factor)
     if _engine(engine) == "ray":
         from percep_rag.distributed import index_with_ray
 
@@ -409,8 +436,9 @@ def index(
             collection=collection,
             dataset=dataset or default_dataset,
             payload_indexes=indexes,
-            options=_ray_options(ray_address, actors, gpus_per_actor, cpus_per_actor),
+            options=_ray_options(ray_address, actors, gpus_per_actor, cpus_per_actor, writers),
             progress=progress,
+            collection_options=options,
         )
         random_weights = report.fingerprint is not None and report.fingerprint.random_weights
         with open_store(spec) as opened:
@@ -426,6 +454,7 @@ def index(
                 dataset=dataset or default_dataset,
                 payload_indexes=indexes,
                 progress=progress,
+                collection_options=options,
             )
             total = opened.count(collection)
         random_weights = embedder.backbone.random_weights

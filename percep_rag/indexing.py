@@ -34,7 +34,7 @@ from percep_rag.datasets.records import ImageRecord
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ImageDecodeError
 from percep_rag.io.images import read_image_bytes
-from percep_rag.store import PayloadType, VectorStore, content_hash, point_id
+from percep_rag.store import CollectionOptions, PayloadType, VectorStore, content_hash, point_id
 
 #: Payload fields users filter on; each gets a payload index.
 DEFAULT_PAYLOAD_INDEXES: dict[str, PayloadType] = {
@@ -89,6 +89,7 @@ def index_records(
     chunk_size: int | None = None,
     progress: bool = True,
     on_upsert: Callable[[int], None] | None = None,
+    collection_options: CollectionOptions | None = None,
 ) -> IndexReport:
     """Embed ``records`` and upsert them into ``collection`` (created if needed).
 
@@ -96,10 +97,11 @@ def index_records(
     another embedder raises :class:`~percep_rag.errors.FingerprintMismatchError`. Bad
     images are reported in the result's ``failures`` and the rest are indexed.
     ``on_upsert(n)`` is called after each durable write of ``n`` points.
+    ``collection_options`` (shards, replicas, HNSW) apply when the collection is created.
     """
     started = time.perf_counter()
     indexes = {**DEFAULT_PAYLOAD_INDEXES, **(payload_indexes or {})}
-    store.ensure_collection(collection, embedder.fingerprint, payload_indexes=indexes)
+    store.ensure_collection(collection, embedder.fingerprint, payload_indexes=indexes, options=collection_options)
     report = IndexReport(collection=collection, records=len(records))
     chunk = chunk_size or max(embedder.batch_size * 8, 256)
     seen: set[str] = set()

@@ -36,8 +36,9 @@ from .conftest import make_image  # noqa: E402
 
 COLLECTION = "shapes"
 SPEC = EmbedderSpec(backbone="tiny-vit-random", device="cpu", batch_size=4)
-# One actor of 1 CPU leaves 1 CPU of the 2 to the read tasks and writers.
-OPTIONS = RayOptions(actors=1, cpus_per_actor=1, read_cpus=0.5)
+# One actor of 1 CPU leaves 1 CPU of the 2 to reading and writing; one read task at a time keeps
+# the worker processes (each loads torch) few.
+OPTIONS = RayOptions(actors=1, cpus_per_actor=1, read_cpus=0.5, read_tasks=1)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +89,11 @@ def test_ray_and_local_paths_write_the_same_points_and_a_rerun_adds_nothing(
         np.testing.assert_allclose(got[pid][1], base, atol=1e-5)
         np.testing.assert_allclose(got[pid][2], aligned, atol=1e-5)
 
-    again = index_with_ray(records, spec=SPEC, store=spec, collection=COLLECTION, options=OPTIONS, progress=False)
-    assert (again.indexed, again.already_present, again.duplicates, len(again.failures)) == (0, 12, 1, 2)
+    # The bad files left out, a rerun has nothing to embed: no actor even starts.
+    readable = [r for r in records if r.id not in {"circle/corrupt.jpg", "triangle/text.png"}]
+    again = index_with_ray(readable, spec=SPEC, store=spec, collection=COLLECTION, options=OPTIONS, progress=False)
+    assert (again.indexed, again.already_present, again.duplicates, again.failures) == (0, 12, 1, [])
+    assert "embed" not in again.stage_seconds
 
     other = SPEC.model_copy(update={"backbone": "tiny-clip-random"})
     with pytest.raises(FingerprintMismatchError, match="backbone: tiny-vit-random != tiny-clip-random"):
@@ -136,7 +140,7 @@ _DRIVER = textwrap.dedent(
 
     index_with_ray(scan_folder(folder), spec=EmbedderSpec(backbone="tiny-vit-random", device="cpu", batch_size=4),
                    store=store, collection="shapes", progress=False, on_upsert=acknowledged,
-                   options=RayOptions(address=address, actors=1, cpus_per_actor=1, read_cpus=0.5))
+                   options=RayOptions(address=address, actors=1, cpus_per_actor=1, read_cpus=0.5, read_tasks=1))
     print("done", flush=True)
     """
 )
@@ -175,7 +179,7 @@ def test_driver_killed_then_rerun_with_a_dying_actor_ends_with_each_good_image_o
     )
     acknowledged = 0
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a new driver starts its own workers: slow on a busy machine
         while acknowledged < 8 and time.monotonic() < deadline:
             line = driver.stdout.readline()
             if not line or line.startswith("done"):

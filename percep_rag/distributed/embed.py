@@ -1,8 +1,8 @@
 """Embedding on Ray into sharded parquet: vectors without a store, for very large sets.
 
 The output is a **folder** (``vectors.parquet/`` by convention, like Spark and Ray datasets)
-of ``part-<first row>-<last row>.parquet`` shards, written by writer actors in parallel,
-one per batch, plus ``_percep_rag.json`` (fingerprint, embedder spec, failures, counts)
+of ``part-<first row>-<last row>.parquet`` shards, written by tasks in parallel,
+one a batch, plus ``_percep_rag.json`` (fingerprint, embedder spec, failures, counts)
 written last: a folder without it is an unfinished run. Each shard has the columns ``row``
 (position in the input), ``id``, ``uri``, ``content_hash``, ``base`` and ``aligned``
 (fixed-size float32 lists). Any parquet reader takes the folder (``pyarrow.dataset``,
@@ -34,7 +34,7 @@ from percep_rag.datasets.records import ImageRecord
 from percep_rag.distributed.options import RayOptions
 from percep_rag.distributed.pipeline import Sink, cluster_fingerprint, embedding_pipeline, records_dataset
 from percep_rag.distributed.runtime import plan_resources, ray_session
-from percep_rag.distributed.sinks import SHARD_PATTERN, TIMING_COLUMNS, ShardWriter
+from percep_rag.distributed.sinks import SHARD_PATTERN, TIMING_COLUMNS, write_shard
 from percep_rag.errors import ConfigError
 from percep_rag.failures import Failure
 from percep_rag.io.files import atomic_write_text
@@ -93,7 +93,7 @@ def embed_with_ray(
         plan = plan_resources(options, resources, spec_batch_size=spec.batch_size).for_rows(len(records))
         report.actors = plan.actors
         fingerprint = report.fingerprint = cluster_fingerprint(spec, plan)
-        sink = Sink(ShardWriter, {"folder": str(folder)})
+        sink = Sink(write_shard, {"folder": str(folder)})
         pipeline = embedding_pipeline(
             records_dataset(records, range(len(records)), plan), spec, fingerprint, plan, sink=sink
         )

@@ -38,7 +38,7 @@ from percep_rag.distributed.pipeline import (
 from percep_rag.distributed.runtime import ResourcePlan, plan_resources, ray_session
 from percep_rag.distributed.sinks import TIMING_COLUMNS, StoreWriter, write_to_store
 from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES, IndexFailure, IndexReport, select_new
-from percep_rag.store import PayloadType, StoreSpec, VectorStore, open_store
+from percep_rag.store import CollectionOptions, PayloadType, StoreSpec, VectorStore, open_store
 
 #: Point ids checked against the store per request in the hash-only pass.
 EXISTENCE_CHECK_BATCH = 1024
@@ -70,12 +70,14 @@ def index_with_ray(
     options: RayOptions | None = None,
     progress: bool = True,
     on_upsert: Callable[[int], None] | None = None,
+    collection_options: CollectionOptions | None = None,
 ) -> RayIndexReport:
     """Embed ``records`` on Ray and upsert them into ``collection`` of ``store`` (created if needed).
 
     As in the local path: a collection made by another embedder raises
     :class:`~percep_rag.errors.FingerprintMismatchError` before anything is embedded, bad
-    images are reported in ``failures`` and ``on_upsert(n)`` follows each durable write.
+    images are reported in ``failures``, ``on_upsert(n)`` follows each durable write and
+    ``collection_options`` (shards, replicas, HNSW) apply when the collection is created.
     """
     started = time.perf_counter()
     records = records if isinstance(records, list) else list(records)
@@ -87,7 +89,7 @@ def index_with_ray(
         plan = plan_resources(options, resources, spec_batch_size=spec.batch_size)
         fingerprint = report.fingerprint = cluster_fingerprint(spec, plan)
         indexes = {**DEFAULT_PAYLOAD_INDEXES, **(payload_indexes or {})}
-        opened.ensure_collection(collection, fingerprint, payload_indexes=indexes)
+        opened.ensure_collection(collection, fingerprint, payload_indexes=indexes, options=collection_options)
 
         mark = time.perf_counter()
         todo = _new_positions(records, collection, plan, opened, report)

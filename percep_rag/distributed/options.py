@@ -26,8 +26,10 @@ class RayOptions(BaseModel):
     each with ``gpus_per_actor`` GPUs (default: 1 when the cluster has GPUs, else 0) and
     ``cpus_per_actor`` CPUs (also its torch threads, rounded up). ``batch_size`` images go
     to an actor per call (default: the embedder spec's batch size). Reading and hashing
-    files runs in CPU tasks of ``read_cpus`` each; a Qdrant server and parquet shards are
-    written by ``writers`` actors in parallel. An actor that dies is restarted up to
+    files runs in CPU tasks of ``read_cpus`` each, at most ``read_tasks`` at once (default:
+    2 per embedding actor; each task's worker process loads torch, so more cost memory and
+    gain nothing once the actors are fed); a Qdrant server is written by ``writers`` actors
+    and parquet shards by as many tasks, in parallel. An actor that dies is restarted up to
     ``max_restarts`` times and its batch retried up to ``max_task_retries`` times.
     ``num_cpus`` caps a Ray started here (e.g. 2 in CI). ``verbose`` shows Ray's own logs.
     """
@@ -40,6 +42,7 @@ class RayOptions(BaseModel):
     cpus_per_actor: float = Field(1.0, gt=0)
     batch_size: int | None = Field(None, ge=1)
     read_cpus: float = Field(0.25, gt=0)
+    read_tasks: int | None = Field(None, ge=1)
     writers: int = Field(2, ge=1)
     num_cpus: int | None = Field(None, ge=1)
     max_restarts: int = Field(3, ge=0)

@@ -5,7 +5,7 @@
     from_items(rows)                        the records, as (row, uri, record JSON)
       .map_batches(read_images)             CPU tasks: file bytes, content hash, point id
       .map_batches(EmbedActor, actor pool)  one AlignedEmbedder per actor, GPU when it has one
-      .map_batches(<sink>, actor pool)      optional: parallel writers (server store, shards)
+      .map_batches(<sink>)                  optional: writer actors (server store) or tasks (shards)
 
 ``index`` runs the first stage alone first (:func:`hashing_pipeline`) so that the driver can
 skip duplicates and points already stored before anything is embedded; ``embed`` runs it
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +39,10 @@ WRITER_CPUS = 0.1
 
 @dataclass(frozen=True)
 class Sink:
-    """A callable class run as a pool of ``plan.writers`` writer actors after the embedding stage."""
+    """The write stage after the embedding: a callable class run as a pool of ``plan.writers``
+    actors (each keeps its connection), or a function run as tasks of ``plan.read_cpus``."""
 
-    cls: type
+    fn: type | Callable[..., Any]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -93,16 +94,30 @@ def embedding_pipeline(
     )
     if sink is None:
         return embedded
-    return _actor_stage(embedded, sink.cls, dict(sink.kwargs), plan, actors=plan.writers, num_cpus=WRITER_CPUS)
+    from ray.data import TaskPoolStrategy
+
+    if isinstance(sink.fn, type):
+        return _actor_stage(embedded, sink.fn, dict(sink.kwargs), plan, actors=plan.writers, num_cpus=WRITER_CPUS)
+    return embedded.map_batches(
+        sink.fn,
+        fn_kwargs=dict(sink.kwargs),
+        batch_size=None,
+        batch_format="numpy",
+        num_cpus=plan.read_cpus,
+        compute=TaskPoolStrategy(size=plan.writers),
+    )
 
 
 def _read_stage(rows: ray.data.Dataset, plan: ResourcePlan, *, collection: str | None, keep_bytes: bool):
+    from ray.data import TaskPoolStrategy
+
     return rows.map_batches(
         read_images,
         fn_kwargs={"collection": collection, "keep_bytes": keep_bytes},
         batch_size=plan.batch_size,
         batch_format="numpy",
         num_cpus=plan.read_cpus,
+        compute=TaskPoolStrategy(size=plan.read_tasks),
     )
 
 

@@ -4,8 +4,8 @@ Ray prints a lot when it starts (token notices, worker logs forwarded to the dri
 summary per dataset); none of it reaches the terminal unless ``RayOptions(verbose=True)``.
 
 >>> plan = plan_resources(RayOptions(), {"CPU": 2.0}, spec_batch_size=16)
->>> (plan.actors, plan.gpus_per_actor, plan.batch_size, plan.torch_threads)
-(1, 0.0, 16, 1)
+>>> (plan.actors, plan.gpus_per_actor, plan.batch_size, plan.torch_threads, plan.read_tasks)
+(1, 0.0, 16, 1, 2)
 >>> plan_resources(RayOptions(), {"CPU": 64.0, "GPU": 8.0}, spec_batch_size=64).actors
 8
 """
@@ -35,6 +35,7 @@ class ResourcePlan:
     cpus_per_actor: float
     batch_size: int
     read_cpus: float
+    read_tasks: int
     writers: int
     max_restarts: int
     max_task_retries: int
@@ -42,11 +43,16 @@ class ResourcePlan:
     def for_rows(self, rows: int) -> ResourcePlan:
         """This plan with no more actors or writers than ``rows`` make batches (idle ones cost a start).
 
-        >>> ResourcePlan(4, 0.0, 1.0, 8, 0.5, 2, 3, 3).for_rows(10).actors
+        >>> ResourcePlan(4, 0.0, 1.0, 8, 0.5, 8, 2, 3, 3).for_rows(10).actors
         2
         """
         batches = max(1, math.ceil(rows / self.batch_size))
-        return replace(self, actors=min(self.actors, batches), writers=min(self.writers, batches))
+        return replace(
+            self,
+            actors=min(self.actors, batches),
+            read_tasks=min(self.read_tasks, batches),
+            writers=min(self.writers, batches),
+        )
 
     @property
     def torch_threads(self) -> int:
@@ -61,6 +67,10 @@ def plan_resources(options: RayOptions, cluster: Mapping[str, float], *, spec_ba
     Traceback (most recent call last):
     ...
     percep_rag.errors.ConfigError: each embedding actor asks for 1.0 GPU(s) but the Ray cluster has 0
+    >>> plan_resources(RayOptions(actors=2), {"CPU": 2.0}, spec_batch_size=8)
+    Traceback (most recent call last):
+    ...
+    percep_rag.errors.ConfigError: 2 embedding actor(s) x 1 CPUs + 0.25 for reading need 2.25 CPUs ...
     """
     gpus = float(cluster.get("GPU", 0.0))
     cpus = float(cluster.get("CPU", 0.0))
@@ -68,14 +78,22 @@ def plan_resources(options: RayOptions, cluster: Mapping[str, float], *, spec_ba
     if per_actor > gpus:
         raise ConfigError(f"each embedding actor asks for {per_actor} GPU(s) but the Ray cluster has {gpus:g}")
     actors = options.actors or (max(1, int(gpus // per_actor)) if per_actor else 1)
-    if options.cpus_per_actor > cpus:
-        raise ConfigError(f"each embedding actor asks for {options.cpus_per_actor:g} CPUs but the cluster has {cpus:g}")
+    # Actors that hold every CPU (or GPU) would leave the read tasks waiting for ever.
+    if actors * per_actor > gpus + 1e-9:
+        raise ConfigError(f"{actors} embedding actors x {per_actor:g} GPU(s) need more than the cluster's {gpus:g}")
+    needed = actors * options.cpus_per_actor + options.read_cpus
+    if needed > cpus + 1e-9:
+        raise ConfigError(
+            f"{actors} embedding actor(s) x {options.cpus_per_actor:g} CPUs + {options.read_cpus:g} for reading "
+            f"need {needed:g} CPUs but the Ray cluster has {cpus:g}: lower the actors or the CPUs per actor"
+        )
     return ResourcePlan(
         actors=actors,
         gpus_per_actor=per_actor,
         cpus_per_actor=options.cpus_per_actor,
         batch_size=options.batch_size or spec_batch_size,
         read_cpus=options.read_cpus,
+        read_tasks=options.read_tasks or 2 * actors,
         writers=options.writers,
         max_restarts=options.max_restarts,
         max_task_retries=options.max_task_retries,
@@ -116,6 +134,7 @@ def ray_session(options: RayOptions, *, progress: bool = True) -> Iterator[dict[
             raise ConfigError(f"cannot reach the Ray cluster at {where}: {error}") from error
         started = True
     _configure_data_context(progress, options.verbose)
+    _quiet_ray_loggers(options.verbose)  # again: importing ray.data configures its loggers
     try:
         yield dict(ray.cluster_resources())
     finally:
@@ -148,6 +167,7 @@ def _configure_data_context(progress: bool, verbose: bool) -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = progress
     context.enable_operator_progress_bars = progress
+    context.use_ray_tqdm = False  # plain tqdm bars in this process: Ray's go through the worker logs
     context.enable_auto_log_stats = verbose
     context.print_on_execution_start = verbose
     context.verbose_stats_logs = verbose

@@ -3,7 +3,7 @@
 A Qdrant server or cluster takes writes from many connections, so :class:`StoreWriter`
 actors write to it in parallel. Qdrant Edge and qdrant-client's local modes live in one
 process that holds a lock: :func:`write_to_store` is then called by the driver, the one
-writer. Parquet shards (:class:`ShardWriter`) are written in parallel, one file per batch.
+writer. Parquet shards (:func:`write_shard`) are written by tasks in parallel, one file a batch.
 
 Every sink returns a small **summary** batch (no vectors): ``row``, ``written`` and the
 failure and timing columns, which the driver turns into the run's report.
@@ -16,7 +16,7 @@ failure and timing columns, which the driver turns into the run's report.
 ...          "failure_source": np.array(["", "b.png"], dtype=object),
 ...          "failure_reason": np.array(["", "not an image"], dtype=object),
 ...          "base": np.eye(2, dtype=np.float32), "aligned": np.eye(2, dtype=np.float32)}
->>> ShardWriter(str(folder))(batch)["written"].tolist()
+>>> write_shard(batch, folder=str(folder))["written"].tolist()
 [True, False]
 >>> sorted(p.name for p in folder.iterdir())
 ['part-000000000-000000001.parquet']
@@ -100,36 +100,30 @@ class StoreWriter:
         return write_to_store(self.store, self.collection, batch, self.dataset)
 
 
-class ShardWriter:
-    """Writes each batch's vectors to ``folder/part-<first row>-<last row>.parquet``, atomically.
+def write_shard(batch: Batch, *, folder: str) -> Batch:
+    """Write a batch's vectors to ``folder/part-<first row>-<last row>.parquet`` atomically (a task).
 
     A retried batch rewrites the same file, so a shard is never there twice.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    def __init__(self, folder: str):
-        self.folder = Path(folder)
-
-    def __call__(self, batch: Batch) -> Batch:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        started = time.perf_counter()
-        good = good_rows(batch)
-        if good:
-            rows = batch["row"][good]
-            table = pa.table(
-                {
-                    "row": pa.array(rows, pa.int64()),
-                    "id": [ImageRecord.model_validate_json(batch["record"][i]).id for i in good],
-                    "uri": [str(batch["uri"][i]) for i in good],
-                    "content_hash": [str(batch["content_hash"][i]) for i in good],
-                    "base": _fixed_list(batch["base"][good]),
-                    "aligned": _fixed_list(batch["aligned"][good]),
-                }
-            )
-            name = f"part-{int(batch['row'].min()):09d}-{int(batch['row'].max()):09d}.parquet"
-            atomic_write(self.folder / name, lambda tmp: pq.write_table(table, tmp))
-        return summary(batch, good, time.perf_counter() - started)
+    started = time.perf_counter()
+    good = good_rows(batch)
+    if good:
+        table = pa.table(
+            {
+                "row": pa.array(batch["row"][good], pa.int64()),
+                "id": [ImageRecord.model_validate_json(batch["record"][i]).id for i in good],
+                "uri": [str(batch["uri"][i]) for i in good],
+                "content_hash": [str(batch["content_hash"][i]) for i in good],
+                "base": _fixed_list(batch["base"][good]),
+                "aligned": _fixed_list(batch["aligned"][good]),
+            }
+        )
+        name = f"part-{int(batch['row'].min()):09d}-{int(batch['row'].max()):09d}.parquet"
+        atomic_write(Path(folder) / name, lambda tmp: pq.write_table(table, tmp))
+    return summary(batch, good, time.perf_counter() - started)
 
 
 def _fixed_list(matrix: np.ndarray):
