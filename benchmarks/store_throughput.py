@@ -9,6 +9,10 @@ Compares, on the same synthetic data (unit vectors with cluster structure):
 * **numpy-exact**: a float32 matrix in RAM, ``X @ q`` + ``argpartition`` (the ground truth).
 
 Latency is per single query, sequential, through the public ``VectorStore.query``.
+Memory is the growth of this process's resident set (``/proc/self/statm``) from just before
+the store is filled to after its queries, per point; disk is what Edge's folder takes on disk
+after it is closed, per point (raw float32 vectors alone are ``4 * dim`` bytes a point). Both
+include fixed sizes (preallocated WAL segments, thread stacks): read them at large ``n``.
 Recall@k is measured against the exact top-k over the same queries that are timed:
 ``--queries`` for Edge, ``--slow-queries`` for the slow paths (client-local, numpy).
 
@@ -58,6 +62,22 @@ class Row:
     recall_at_k: float
     timed_queries: int
     note: str = ""
+    resident_bytes_per_point: float | None = None
+    disk_bytes_per_point: float | None = None
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory now (Linux ``/proc``); ``None`` elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def disk_bytes(folder: Path) -> int:
+    """Bytes allocated on disk (as ``du`` counts them) to every file under ``folder``."""
+    return sum(path.stat().st_blocks * 512 for path in folder.rglob("*") if path.is_file())
 
 
 def make_data(n: int, dim: int, n_queries: int, seed: int, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +161,7 @@ def bench_store(
     n, dim = x.shape
     ids = [point_id(content_hash(str(i).encode()), COLLECTION) for i in range(n)]
     index_of = {pid: i for i, pid in enumerate(ids)}
+    rss_before = resident_bytes()
     store.create_collection(COLLECTION, fingerprint(dim), vectors={"aligned": dim}, options=CollectionOptions())
     t = time.perf_counter()
     chunk = 16_384  # bounds the Python objects alive at once
@@ -163,7 +184,11 @@ def bench_store(
     # Recall over the timed queries only: client-local takes ~0.5 s a query at 100k.
     hits = store.query_batch(COLLECTION, q[:timed], k=k, with_payload=False)
     found = [[index_of[h.id] for h in row] for row in hits]
-    return Row(label, n, n / insert_s, build_s, p50, p99, recall(found, truth[:timed]), timed)
+    rss_after = resident_bytes()
+    row = Row(label, n, n / insert_s, build_s, p50, p99, recall(found, truth[:timed]), timed)
+    if rss_before is not None and rss_after is not None:
+        row.resident_bytes_per_point = max(0, rss_after - rss_before) / n
+    return row
 
 
 def bench_numpy(x: np.ndarray, q: np.ndarray, truth: np.ndarray, timed: int, k: int) -> Row:
@@ -173,14 +198,16 @@ def bench_numpy(x: np.ndarray, q: np.ndarray, truth: np.ndarray, timed: int, k: 
 
     p50, p99 = latency(one, q[:timed])
     found = [list(one(v)) for v in q[:timed]]
-    return Row(
-        "numpy-exact", len(x), None, None, p50, p99, recall(found, truth[:timed]), timed, "in RAM, no persistence"
-    )
+    note = "in RAM, no persistence"
+    # Its memory is the matrix it searches, allocated before the measurement could start.
+    hits = recall(found, truth[:timed])
+    return Row("numpy-exact", len(x), None, None, p50, p99, hits, timed, note, x.nbytes / len(x))
 
 
 def table(rows: list[Row], k: int) -> str:
     columns = [
-        "backend", "n", "insert pts/s", "index build s", "p50 ms", "p99 ms", f"recall@{k}", "timed queries", "note",
+        "backend", "n", "insert pts/s", "index build s", "p50 ms", "p99 ms", f"recall@{k}", "timed queries",
+        "resident B/pt", "disk B/pt", "note",
     ]  # fmt: skip
     cells = [
         [
@@ -192,6 +219,8 @@ def table(rows: list[Row], k: int) -> str:
             f"{r.p99_ms:.2f}",
             f"{r.recall_at_k:.3f}",
             r.timed_queries,
+            f"{r.resident_bytes_per_point:,.0f}" if r.resident_bytes_per_point is not None else "-",
+            f"{r.disk_bytes_per_point:,.0f}" if r.disk_bytes_per_point is not None else "-",
             r.note,
         ]
         for r in rows
@@ -230,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             with EdgeStore(work / "edge", auto_optimize=False) as store:
                 rows.append(bench_store(store, "edge", x, q, truth, args.queries, args.k, optimize=True))
             t_close = time.perf_counter()
+            rows[-1].disk_bytes_per_point = disk_bytes(work / "edge") / n
             with EdgeStore(work / "edge") as store:
                 store.count(COLLECTION)
             rows[-1].note = (

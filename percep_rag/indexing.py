@@ -35,7 +35,7 @@ from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ImageDecodeError
 from percep_rag.failures import Failure
 from percep_rag.io.images import read_image_bytes
-from percep_rag.store import PayloadType, VectorStore, content_hash, point_id
+from percep_rag.store import CollectionOptions, PayloadType, VectorStore, content_hash, point_id
 
 #: Payload fields users filter on; each gets a payload index.
 DEFAULT_PAYLOAD_INDEXES: dict[str, PayloadType] = {
@@ -85,6 +85,7 @@ def index_records(
     chunk_size: int | None = None,
     progress: bool = True,
     on_upsert: Callable[[int], None] | None = None,
+    collection_options: CollectionOptions | None = None,
 ) -> IndexReport:
     """Embed ``records`` and upsert them into ``collection`` (created if needed).
 
@@ -92,10 +93,11 @@ def index_records(
     another embedder raises :class:`~percep_rag.errors.FingerprintMismatchError`. Bad
     images are reported in the result's ``failures`` and the rest are indexed.
     ``on_upsert(n)`` is called after each durable write of ``n`` points.
+    ``collection_options`` (shards, replicas, HNSW) apply when the collection is created.
     """
     started = time.perf_counter()
     indexes = {**DEFAULT_PAYLOAD_INDEXES, **(payload_indexes or {})}
-    store.ensure_collection(collection, embedder.fingerprint, payload_indexes=indexes)
+    store.ensure_collection(collection, embedder.fingerprint, payload_indexes=indexes, options=collection_options)
     report = IndexReport(collection=collection, records=len(records))
     chunk = chunk_size or max(embedder.batch_size * 8, 256)
     seen: set[str] = set()
@@ -123,30 +125,26 @@ def _index_chunk(
     pending: list[tuple[ImageRecord, bytes, str, str]] = []
     for record in records:
         try:
-            data = read_image_bytes(record.uri)
+            pending.append((record, *read_record(record, collection)))
         except ImageDecodeError as error:
             report.failures.append(IndexFailure(record_id=record.id, source=error.source, reason=error.reason))
-            continue
-        digest = content_hash(data)
-        pid = point_id(digest, collection)
-        if pid in seen:
-            report.duplicates += 1
-            continue
-        seen.add(pid)
-        pending.append((record, data, digest, pid))
-    present = store.existing_ids(collection, [pid for *_, pid in pending])
-    report.already_present += len(present)
-    todo = [item for item in pending if item[3] not in present]
+    wanted = select_new(store, collection, [pid for *_, pid in pending], seen, report)
+    todo = [item for item, keep in zip(pending, wanted, strict=True) if keep]
     if not todo:
         return
 
     def write(batch) -> None:
         items = [todo[i] for i in batch.indices]
-        written = 0
-        if items:
-            payloads = [_payload(record, digest, dataset) for record, _, digest, _ in items]
-            vectors = {"base": batch.base, "aligned": batch.aligned}
-            written = store.upsert_arrays(collection, [pid for *_, pid in items], vectors, payloads)
+        written = write_points(
+            store,
+            collection,
+            [record for record, *_ in items],
+            [digest for *_, digest, _ in items],
+            [pid for *_, pid in items],
+            batch.base,
+            batch.aligned,
+            dataset,
+        )
         report.indexed += written
         for failure in batch.failures:
             record = todo[failure.index][0]
@@ -157,7 +155,90 @@ def _index_chunk(
     embedder.embed_many([data for _, data, _, _ in todo], on_batch=write)
 
 
-def _payload(record: ImageRecord, digest: str, dataset: str | None) -> dict[str, Any]:
+# The steps below are shared with the distributed path (percep_rag.distributed), which runs
+# them in other processes: one definition of ids, skipping and payloads for both.
+
+
+def read_record(record: ImageRecord, collection: str) -> tuple[bytes, str, str]:
+    """The image bytes of ``record``, their content hash and the point id they get in ``collection``.
+
+    Raises :class:`~percep_rag.errors.ImageDecodeError` when the file cannot be read.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.png"
+    >>> _ = path.write_bytes(b"hello")
+    >>> data, digest, pid = read_record(ImageRecord(id="a", uri=str(path)), "demo")
+    >>> (data, digest[:8], pid == point_id(digest, "demo"))
+    (b'hello', '2cf24dba', True)
+    """
+    data = read_image_bytes(record.uri)
+    digest = content_hash(data)
+    return data, digest, point_id(digest, collection)
+
+
+def select_new(
+    store: VectorStore, collection: str, point_ids: Sequence[str], seen: set[str], report: IndexReport
+) -> list[bool]:
+    """Which of ``point_ids`` to embed: not seen before in this run and not stored yet.
+
+    Updates ``seen`` and the report's ``duplicates`` and ``already_present`` counts; the
+    store is asked once per call (a batched existence check).
+
+    >>> from percep_rag import EmbedderSpec
+    >>> from percep_rag.store import open_store
+    >>> fingerprint = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random")).fingerprint
+    >>> report = IndexReport(collection="demo")
+    >>> pid = point_id(content_hash(b"x"), "demo")
+    >>> with open_store(":memory:") as store:
+    ...     _ = store.ensure_collection("demo", fingerprint)
+    ...     select_new(store, "demo", [pid, pid], set(), report)
+    [True, False]
+    >>> (report.duplicates, report.already_present)
+    (1, 0)
+    """
+    fresh: list[str] = []
+    for pid in point_ids:
+        if pid in seen:
+            report.duplicates += 1
+        else:
+            seen.add(pid)
+            fresh.append(pid)
+    present = store.existing_ids(collection, fresh) if fresh else set()
+    report.already_present += len(present)
+    kept = {pid for pid in fresh if pid not in present}
+    wanted = []
+    for pid in point_ids:
+        wanted.append(pid in kept)
+        kept.discard(pid)  # a duplicate later in the list is not embedded twice
+    return wanted
+
+
+def write_points(
+    store: VectorStore,
+    collection: str,
+    records: Sequence[ImageRecord],
+    digests: Sequence[str],
+    point_ids: Sequence[str],
+    base: Any,
+    aligned: Any,
+    dataset: str | None,
+) -> int:
+    """Upsert one batch of embedded records durably; returns the number of points written.
+
+    Example: write_points(store, "imgs", records, digests, ids, result.base, result.aligned, None)
+    """
+    if not len(point_ids):
+        return 0
+    payloads = [record_payload(record, digest, dataset) for record, digest in zip(records, digests, strict=True)]
+    return store.upsert_arrays(collection, list(point_ids), {"base": base, "aligned": aligned}, payloads)
+
+
+def record_payload(record: ImageRecord, digest: str, dataset: str | None) -> dict[str, Any]:
+    """The payload stored with a record's point.
+
+    >>> record_payload(ImageRecord(id="a", uri="/x/a.png", label="cat"), "ab12", "demo")
+    {'record_id': 'a', 'uri': '/x/a.png', 'label': 'cat', 'content_hash': 'ab12', 'dataset': 'demo'}
+    """
     payload = record.payload()
     payload["content_hash"] = digest
     if dataset is not None:

@@ -1,0 +1,271 @@
+"""Indexing and embedding on Ray Data (local Ray, 2 CPUs, started once for this module):
+the same points as the local path, bad images reported, a rerun adds nothing, another
+embedder refused, parquet shards, and a driver killed with kill -9 then a rerun whose
+embedding actor dies once -> exactly one point per good image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray", reason="the Ray tests need the [ray] extra: pip install 'percep-rag[ray]'")
+
+from percep_rag import AlignedEmbedder, EmbedderSpec, FingerprintMismatchError  # noqa: E402
+from percep_rag.cli import main  # noqa: E402
+from percep_rag.datasets.records import scan_folder  # noqa: E402
+from percep_rag.distributed import RayOptions, index_with_ray, read_vector_shards  # noqa: E402
+from percep_rag.distributed import pipeline as pipeline_module  # noqa: E402
+from percep_rag.distributed.runtime import ray_session  # noqa: E402
+from percep_rag.distributed.sinks import StoreWriter  # noqa: E402
+from percep_rag.distributed.stages import EmbedActor, fingerprint_of, read_images, rows_batch  # noqa: E402
+from percep_rag.errors import ConfigError  # noqa: E402
+from percep_rag.indexing import index_records  # noqa: E402
+from percep_rag.store import StoreSpec, content_hash, open_store, point_id  # noqa: E402
+
+from .conftest import make_image  # noqa: E402
+
+COLLECTION = "shapes"
+SPEC = EmbedderSpec(backbone="tiny-vit-random", device="cpu", batch_size=4)
+# One actor of 1 CPU leaves 1 CPU of the 2 to reading and writing; one read task at a time keeps
+# the worker processes (each loads torch) few.
+OPTIONS = RayOptions(actors=1, cpus_per_actor=1, read_cpus=0.5, read_tasks=1)
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One local Ray for the whole module (starting one takes seconds); every run joins it."""
+    with ray_session(RayOptions(num_cpus=2), progress=False):
+        import ray
+
+        yield ray.get_runtime_context().gcs_address
+
+
+@pytest.fixture(scope="module")
+def embedder() -> AlignedEmbedder:
+    return AlignedEmbedder.from_spec(SPEC)
+
+
+def with_bad_files(folder: Path) -> Path:
+    shutil.copy(folder / "circle" / "0.png", folder / "square" / "copy.png")
+    (folder / "circle" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (folder / "triangle" / "text.png").write_text("not an image")
+    return folder
+
+
+def stored(store, collection: str = COLLECTION) -> dict[str, tuple[dict, np.ndarray, np.ndarray]]:
+    points = store.retrieve(collection, [p.id for p in store.iterate(collection)], with_vectors=True)
+    return {p.id: (p.payload, p.vectors["base"], p.vectors["aligned"]) for p in points}
+
+
+def test_ray_and_local_paths_write_the_same_points_and_a_rerun_adds_nothing(
+    ray_address, image_folder, embedder, tmp_path
+):
+    records = scan_folder(with_bad_files(image_folder))
+    with open_store(":memory:") as local_store:
+        local = index_records(records, embedder=embedder, store=local_store, collection=COLLECTION, progress=False)
+        want = stored(local_store)
+    spec = f"edge:{tmp_path / 'store'}"
+    report = index_with_ray(records, spec=SPEC, store=spec, collection=COLLECTION, options=OPTIONS, progress=False)
+    assert (report.records, report.indexed, report.duplicates) == (local.records, local.indexed, local.duplicates)
+    assert (report.indexed, report.duplicates) == (12, 1)
+    assert [(f.record_id, f.reason) for f in report.failures] == [(f.record_id, f.reason) for f in local.failures]
+    assert {f.record_id for f in report.failures} == {"circle/corrupt.jpg", "triangle/text.png"}
+    assert report.fingerprint == embedder.fingerprint and report.stage_seconds["embed"] > 0
+    with open_store(spec) as store:
+        got = stored(store)
+    assert set(got) == set(want)
+    for pid, (payload, base, aligned) in want.items():
+        assert got[pid][0] == payload
+        np.testing.assert_allclose(got[pid][1], base, atol=1e-5)
+        np.testing.assert_allclose(got[pid][2], aligned, atol=1e-5)
+
+    # The bad files left out, a rerun has nothing to embed: no actor even starts.
+    readable = [r for r in records if r.id not in {"circle/corrupt.jpg", "triangle/text.png"}]
+    again = index_with_ray(readable, spec=SPEC, store=spec, collection=COLLECTION, options=OPTIONS, progress=False)
+    assert (again.indexed, again.already_present, again.duplicates, again.failures) == (0, 12, 1, [])
+    assert "embed" not in again.stage_seconds
+
+    other = SPEC.model_copy(update={"backbone": "tiny-clip-random"})
+    with pytest.raises(FingerprintMismatchError, match="backbone: tiny-vit-random != tiny-clip-random"):
+        index_with_ray(records, spec=other, store=spec, collection=COLLECTION, options=OPTIONS, progress=False)
+    with open_store(spec) as store:
+        assert store.count(COLLECTION) == 12
+
+
+def test_embed_engine_ray_writes_parquet_shards_like_the_local_embedder(ray_address, image_folder, embedder, tmp_path):
+    (image_folder / "circle" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "vectors.parquet"
+    args = ["embed", str(image_folder), "--engine", "ray", "--out", str(out), "--backbone", "tiny-vit-random"]
+    args += ["--device", "cpu", "--batch-size", "4", "--actors", "1", "--no-progress"]
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 0
+    shards = read_vector_shards(out)
+    records = [r for r in scan_folder(image_folder) if r.id != "circle/corrupt.jpg"]
+    assert shards.ids == [r.id for r in records] and shards.uris == [r.uri for r in records]
+    local = embedder.embed_many([r.uri for r in records])
+    np.testing.assert_allclose(shards.aligned, local.aligned, atol=1e-5)
+    np.testing.assert_allclose(shards.base, local.base, atol=1e-5)
+    assert [f["id"] for f in shards.meta["failures"]] == ["circle/corrupt.jpg"]
+    assert shards.meta["fingerprint"] == embedder.fingerprint.model_dump()
+    with pytest.raises(SystemExit) as again:  # shards are never mixed with an earlier run's
+        main(args)
+    assert again.value.code == 1
+
+
+# --------------------------------------------------------------------------- kill -9 of the driver
+
+_DRIVER = textwrap.dedent(
+    """
+    import sys, time
+    from percep_rag import EmbedderSpec
+    from percep_rag.datasets.records import scan_folder
+    from percep_rag.distributed import RayOptions, index_with_ray
+
+    folder, store, address, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+
+    def acknowledged(n):
+        print("ack", n, flush=True)  # printed only after the upsert returned (durable)
+        time.sleep(pause)  # keeps the run long enough to be killed in the middle
+
+    index_with_ray(scan_folder(folder), spec=EmbedderSpec(backbone="tiny-vit-random", device="cpu", batch_size=4),
+                   store=store, collection="shapes", progress=False, on_upsert=acknowledged,
+                   options=RayOptions(address=address, actors=1, cpus_per_actor=1, read_cpus=0.5, read_tasks=1))
+    print("done", flush=True)
+    """
+)
+
+
+def crashing_once(marker: Path) -> type:
+    """An embedding actor whose process dies on its first batch, once per ``marker`` file."""
+
+    class CrashingOnce(EmbedActor):
+        def __call__(self, batch):
+            if not marker.exists():
+                marker.touch()
+                os._exit(1)  # as a segfault or an OOM kill would: no exception, no clean-up
+            return super().__call__(batch)
+
+    return CrashingOnce
+
+
+def test_driver_killed_then_rerun_with_a_dying_actor_ends_with_each_good_image_once(ray_address, tmp_path, monkeypatch):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for n in range(40):
+        make_image(700 + n, size=(32, 32)).save(folder / f"{n:02d}.png")
+    shutil.copy(folder / "00.png", folder / "dup.png")
+    (folder / "zz_bad.jpg").write_bytes(b"\xff\xd8\xff nope")
+    wanted = {point_id(content_hash(p.read_bytes()), COLLECTION) for p in folder.iterdir() if p.name != "zz_bad.jpg"}
+    assert len(wanted) == 40
+    spec = f"edge:{tmp_path / 'store'}"
+
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, str(folder), spec, ray_address, "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    acknowledged = 0
+    try:
+        deadline = time.monotonic() + 300  # a new driver starts its own workers: slow on a busy machine
+        while acknowledged < 8 and time.monotonic() < deadline:
+            line = driver.stdout.readline()
+            if not line or line.startswith("done"):
+                break
+            if line.startswith("ack "):
+                acknowledged += int(line.split()[1])
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    assert acknowledged >= 8, driver.stderr.read()
+    with open_store(spec) as store:
+        partial = store.count(COLLECTION)
+    assert acknowledged <= partial < len(wanted)  # killed in the middle, nothing acknowledged lost
+
+    marker = tmp_path / "actor-died"
+    monkeypatch.setattr(pipeline_module, "EmbedActor", crashing_once(marker))
+    report = index_with_ray(
+        scan_folder(folder), spec=SPEC, store=spec, collection=COLLECTION, options=OPTIONS, progress=False
+    )
+    assert marker.exists()  # an actor did die, and Ray restarted it and retried its batch
+    assert (report.indexed, report.already_present) == (len(wanted) - partial, partial)
+    assert [f.record_id for f in report.failures] == ["zz_bad.jpg"]
+    with open_store(spec) as store:
+        assert store.count(COLLECTION) == len(wanted)
+        assert {p.id for p in store.iterate(COLLECTION)} == wanted
+
+
+# --------------------------------------------------------------------------- without Ray
+
+
+def test_a_writer_actor_writes_what_the_local_path_writes(image_folder, embedder, tmp_path):
+    records = scan_folder(image_folder)
+    batch = rows_batch(records, range(len(records)))
+    embedded = EmbedActor(SPEC, fingerprint_of(SPEC), threads=1)(read_images(batch, collection=COLLECTION))
+    spec = StoreSpec.parse(f"local:{tmp_path / 'qdrant'}")
+    with open_store(spec) as store:
+        store.ensure_collection(COLLECTION, embedder.fingerprint)
+    writer = StoreWriter(spec, COLLECTION, dataset="shapes-set")
+    try:
+        summary = writer(embedded)
+        got = stored(writer.store)
+    finally:
+        writer.store.close()
+    assert summary["written"].all() and set(summary) >= {"row", "point_id", "read_s", "embed_s", "write_s"}
+    with open_store(":memory:") as store:
+        index_records(records, embedder=embedder, store=store, collection=COLLECTION, dataset="shapes-set")
+        want = stored(store)
+    assert set(got) == set(want)
+    for pid, (payload, _, aligned) in want.items():
+        assert got[pid][0] == payload
+        np.testing.assert_allclose(got[pid][2], aligned, atol=1e-5)
+
+
+def test_an_actor_with_another_embedder_refuses_to_start():
+    other = fingerprint_of(SPEC.model_copy(update={"pooling": "cls+patchmean"}))
+    with pytest.raises(FingerprintMismatchError, match="pooling: cls\\+patchmean != cls"):
+        EmbedActor(SPEC, other, threads=1)
+
+
+def test_an_output_folder_with_shards_is_refused_before_ray_starts(tmp_path):
+    from percep_rag.distributed.embed import check_shard_folder
+
+    (tmp_path / "v.parquet").mkdir()
+    (tmp_path / "v.parquet" / "part-000000000-000000003.parquet").write_bytes(b"")
+    with pytest.raises(ConfigError, match="already holds parquet shards"):
+        check_shard_folder(tmp_path / "v.parquet")
+
+
+# --------------------------------------------------------------------------- a real Qdrant server
+
+QDRANT_URL = os.environ.get("QDRANT_URL")
+
+
+@pytest.mark.qdrant_server
+@pytest.mark.skipif(not QDRANT_URL, reason="needs a Qdrant server: set QDRANT_URL=http://host:6333 to run")
+def test_writer_actors_write_to_a_qdrant_server_in_parallel(ray_address, image_folder):
+    collection = f"percep-rag-test-{uuid.uuid4().hex[:8]}"
+    records = scan_folder(with_bad_files(image_folder))
+    options = OPTIONS.model_copy(update={"writers": 2})
+    try:
+        report = index_with_ray(records, spec=SPEC, store=QDRANT_URL, collection=collection, options=options)
+        assert (report.indexed, report.duplicates, len(report.failures)) == (12, 1, 2)
+        again = index_with_ray(records, spec=SPEC, store=QDRANT_URL, collection=collection, options=options)
+        assert (again.indexed, again.already_present) == (0, 12)
+        with open_store(QDRANT_URL) as store:
+            assert store.count(collection) == 12
+    finally:
+        with open_store(QDRANT_URL) as store:
+            store.delete_collection(collection, missing_ok=True)
