@@ -18,6 +18,7 @@ from percep_rag.cli.evaluate import eval_deepfashion2, eval_retrieval
 from percep_rag.cli.fewshot import classify, eval_fewshot
 from percep_rag.cli.index import index, search, show
 from percep_rag.cli.models import models
+from percep_rag.cli.options import with_store_timeout
 from percep_rag.cli.output import progress_for_stderr
 
 __all__ = ["app", "main"]
@@ -68,8 +69,13 @@ eval_app.command("deepfashion2")(eval_deepfashion2)
 eval_app.command("fewshot")(eval_fewshot)
 app.add_typer(eval_app, name="eval")
 
+# Every command that opens a store also takes --timeout, which bounds a remote store's answers.
+for _typer in (app, align_app, eval_app):
+    for _command in _typer.registered_commands:
+        _command.callback = with_store_timeout(_command.callback)
+
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning library errors into a message and exit code 1."""
+    """Entry point: run the app; every error is one line and an exit code (see :mod:`~percep_rag.cli.errors`)."""
     with progress_for_stderr():
         errors.run(app, argv)
