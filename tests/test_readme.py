@@ -185,7 +185,7 @@ def test_every_readme_command_and_snippet_runs(tmp_path, monkeypatch, capsys):
     [embedded] = [out for code, out in outputs.items() if "embed_many" in code]
     assert "(1, 128) ['not-an-image.txt']" in embedded
     [stored] = [out for code, out in outputs.items() if "ExampleRetriever" in code]
-    assert len(eval(stored)) == 3  # three (label, score) examples
+    assert len(eval(stored.splitlines()[-1])) == 3  # three (label, score) examples
     [filtered] = [out for command, out in outputs.items() if "--filter split=train --grid" in command]
     uris = [line.split()[-1] for line in filtered.splitlines() if line[:1].isdigit()]
     assert len(uris) == 10 and all("/photos/train/" in uri for uri in uris)
