@@ -330,3 +330,18 @@ def test_an_empty_parquet_keeps_typed_columns(tmp_path):
     assert str(schema.field("id").type) == "string"
     assert str(schema.field("uri").type) == "string"
     assert "float" in str(schema.field("aligned").type)
+
+
+def test_a_collection_without_its_metadata_is_called_damaged(tmp_path, monkeypatch):
+    from percep_rag import EmbedderSpec
+    from percep_rag.embedder import AlignedEmbedder
+    from percep_rag.errors import FingerprintMismatchError
+    from percep_rag.store.edge import EdgeStore
+
+    fingerprint = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random")).fingerprint
+    with EdgeStore(tmp_path / "store") as store:
+        store.create_collection("pets", fingerprint)
+        store._infos.clear()
+        monkeypatch.setattr(store, "_read_meta", lambda name: None)  # its metadata point is gone
+        with pytest.raises(FingerprintMismatchError, match="damaged or was not created by percep-rag; delete it"):
+            store.collection_info("pets")
