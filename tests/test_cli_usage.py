@@ -108,6 +108,22 @@ def test_read_commands_never_create_a_store(capsys, world, tmp_path):
     assert code == 1 and "collections here: photos" in one_line(err)
 
 
+def test_eval_deepfashion2_on_a_collection_takes_its_embedder(capsys, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("df2", Path(__file__).parent / "test_retrieval_eval.py")
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)  # type: ignore[union-attr]
+    maker.make_mini_df2(tmp_path / "df2", pairs=2)
+    args = ("eval", "deepfashion2", str(tmp_path / "df2"), "--collection", "df2", "--store", f"edge:{tmp_path / 's'}")
+    code, out, err = run_cli(capsys, *args, "-b", "tiny-vit-random", "--no-progress")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, *args, "--no-progress", "--filter", "label=short sleeve top")
+    assert code == 0, err
+    assert "tiny-vit-random, identity alignment" in out and "0 new points" in out
+
+
 # --------------------------------------------------------------------------- 4. labels and splits end to end
 
 

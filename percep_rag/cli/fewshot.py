@@ -104,7 +104,10 @@ def eval_fewshot(
     task: Annotated[Path, typer.Argument(help="root/<split>/<class>/<image> folder, or a manifest with label+split.")],
     shots: Annotated[int, typer.Option(min=1, help="Retrieved (or random) examples per query.")] = 3,
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..n-1).")] = 5,
-    queries: Annotated[int | None, typer.Option(min=1, help="Distinct queries per seed (default: a bootstrap sample as large as the test split).")] = None,
+    queries: Annotated[
+        int | None,
+        typer.Option(min=1, help="Distinct queries per seed (default: a bootstrap sample as large as the test split)."),
+    ] = None,
     methods: Annotated[
         str, typer.Option(help=f"Comma-separated subset of {_method_list(FEWSHOT_METHODS)}.")
     ] = _method_list(DEFAULT_FEWSHOT_METHODS),
