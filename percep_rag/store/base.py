@@ -233,7 +233,7 @@ class VectorStore(StoreBackend):
         payload = self._read_meta(name)  # raises CollectionNotFoundError
         if payload is None:
             raise FingerprintMismatchError(
-                f"collection {name!r} in {self.location} has no percep-rag metadata: it is damaged or was "
+                f"collection {name!r} in {self.location} has no percep-rag fingerprint: it is damaged or was "
                 "not created by percep-rag; delete it (and re-index) or use another name"
             )
         info = CollectionInfo.from_payload(name, payload)
