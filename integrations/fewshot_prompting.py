@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NoReturn
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.config import PRECISIONS
@@ -27,15 +28,29 @@ from percep_rag.retrieval import ExampleRetriever
 from percep_rag.store import open_store
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line and a hint (exit code 2), as with `percep-rag`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\nhint: see '{self.prog} --help'\n")
+
+
+def _shots(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 1000, got {text}")
+    return value
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="labelled images: folder/<label>/<image>")
     parser.add_argument("queries", nargs="+", help="query images")
     parser.add_argument("--backbone", default="dreamsim-ensemble")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--alignment", default="identity", help="identity | glocal:<file> | lora:<dir>")
     parser.add_argument("--using", choices=("aligned", "base"), default="aligned")
-    parser.add_argument("--shots", type=int, default=3)
+    parser.add_argument("--shots", type=_shots, default=3)
     parser.add_argument("--store", default=None, help="store spec (default: <folder>/.percep_rag_store, Edge)")
     parser.add_argument("--vlm", default=None, help="tiny-flamingo-random or a released OpenFlamingo name")
     parser.add_argument("--vlm-checkpoint", default=None)
@@ -90,4 +105,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from percep_rag.cli.errors import run_script
+
+    run_script(main)  # every mistake is one line and an exit code, as with `percep-rag`

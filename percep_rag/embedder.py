@@ -332,7 +332,8 @@ def _to_tensor(image: torch.Tensor | np.ndarray) -> torch.Tensor:
     array = np.asarray(image)
     if array.ndim not in (3, 4) or array.shape[-1] != 3:
         raise ConfigError(f"numpy images must be (H, W, 3) or (B, H, W, 3), got {array.shape}")
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    # torch warns about (and must not write through) read-only arrays, e.g. np.asarray of a PIL image: copy those.
+    tensor = torch.from_numpy(np.ascontiguousarray(array) if array.flags.writeable else array.copy())
     return tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2)
 
 

@@ -330,7 +330,7 @@ def test_cli_index_then_search_with_table_filter_and_grid(capsys, image_folder, 
     assert len(rows) == 6 and [row[0] for row in rows] == ["1", "2", "3"] * 2
     assert {row[2] for row in rows} <= {"square", "triangle"}
     assert all(not row[3].endswith("square/1.jpg") for row in rows)  # never the query itself
-    assert Image.open(grid).size == GridLayout().size(1, 3)
+    assert Image.open(grid).size == GridLayout(title=True).size(1, 3)  # the figure names its embedder
     code, stdout, _ = run_cli(
         capsys, "search", str(query), "-c", "shapes", "--store", store, "-b", "tiny-vit-random", "--using", "base"
     )

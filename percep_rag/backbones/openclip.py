@@ -18,6 +18,7 @@ from percep_rag.backbones._seed import build_seeded
 from percep_rag.backbones.base import Branch, NetworkCfg, TokenFeatures
 from percep_rag.backbones.weights import HubFile
 from percep_rag.errors import ConfigError
+from percep_rag.quiet import without_log_records
 
 # OpenAI's pixel statistics: the tiny towers' and the default for towers built by hand.
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -134,7 +135,11 @@ def load_openclip_branch(
     def build() -> nn.Module:
         return open_clip.create_model(model_name, pretrained=str(checkpoint) if checkpoint else None, **model_args)
 
-    model = build_seeded(build, seed)
+    if checkpoint is None:  # random weights were asked for: open_clip's "no pretrained weights" warning is noise
+        with without_log_records("No pretrained weights loaded"):
+            model = build_seeded(build, seed)
+    else:
+        model = build_seeded(build, seed)
     return OpenClipBranch(model.visual, mean=mean, std=std)
 
 

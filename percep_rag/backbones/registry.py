@@ -18,9 +18,16 @@ import torch
 
 from percep_rag.backbones import openclip, timm_vit
 from percep_rag.backbones.base import Backbone, Branch, NetworkCfg
-from percep_rag.backbones.weights import HubFile, local_weight_file, resolve_weights
+from percep_rag.backbones.checkpoints import WeightsFileError, checkpoint_shapes, likeness, weights_file_problem
+from percep_rag.backbones.weights import (
+    HubFile,
+    local_weight_file,
+    missing_parts_message,
+    resolve_weights,
+    weights_dir,
+)
 from percep_rag.config import Normalization, PreprocessSpec, TokenSource
-from percep_rag.errors import ConfigError, UnknownBackboneError
+from percep_rag.errors import ConfigError, PercepRagError, UnknownBackboneError, WeightsNotFoundError
 from percep_rag.registry import Registry
 
 #: ``factory(checkpoint, seed)``: ``checkpoint`` is a resolved local file, or ``None`` for random weights.
@@ -195,7 +202,11 @@ def create_backbone(
 def _build(entry: BackboneEntry, weights: str | Path | None, seed: int, token_source: TokenSource | None) -> Backbone:
     if entry.parts:
         return _build_ensemble(entry, weights, seed)
+    if entry.random_only and weights not in (None, "random"):
+        raise ConfigError(f"{entry.name!r} is a test model with random weights only; it takes no weights file")
     checkpoint = None if entry.random_only or weights == "random" else resolve_weights(entry.name, weights, entry.hub)
+    if checkpoint is not None and (problem := weights_file_problem(checkpoint)) is not None:
+        raise WeightsFileError(f"weights file {checkpoint} for backbone {entry.name!r} cannot be loaded: {problem}")
     if entry.factory is not None:
         return entry.factory(checkpoint, seed)
     network = entry.network
@@ -205,7 +216,12 @@ def _build(entry: BackboneEntry, weights: str | Path | None, seed: int, token_so
         network = replace(network, mean=network.mean or mean, std=network.std or std)
     if token_source is not None and network.library == "timm":
         network = replace(network, token_source=token_source)
-    branch = library.build(network, checkpoint, seed=seed, image_size=entry.preprocess.image_size)
+    try:
+        branch = library.build(network, checkpoint, seed=seed, image_size=entry.preprocess.image_size)
+    except (RuntimeError, KeyError, ValueError) as error:  # a checkpoint of another network (upstream's words)
+        if checkpoint is None or isinstance(error, PercepRagError):
+            raise
+        raise WeightsFileError(_misfit_message(entry, checkpoint, error)) from error
     return Backbone(
         entry.name,
         [branch],
@@ -222,6 +238,10 @@ def _build_ensemble(entry: BackboneEntry, weights: str | Path | None, seed: int)
             f"{entry.name!r} is an ensemble of {', '.join(entry.parts)}; its weights are found per "
             "part, so pass weights=None (pretrained) or 'random'"
         )
+    if weights is None:  # name every part whose weights are missing at once, not the first one only
+        missing = {part: REGISTRY.get(part).hub for part in entry.parts if not weights_present(part)}
+        if missing:
+            raise WeightsNotFoundError(missing_parts_message(entry.name, missing))
     parts = [
         _build(REGISTRY.get(part), weights, seed + index, entry.token_source) for index, part in enumerate(entry.parts)
     ]
@@ -235,3 +255,94 @@ def _build_ensemble(entry: BackboneEntry, weights: str | Path | None, seed: int)
         default_normalization=entry.default_normalization,
         weights_source="; ".join(f"{part.name}={part.weights_source}" for part in parts),
     )
+
+
+def network_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a registered single-network backbone (``{}`` for others), built on
+    the ``meta`` device: no memory and no weights needed.
+
+    >>> network_shapes("tiny-vit-random")["cls_token"]
+    (1, 1, 64)
+    """
+    entry = REGISTRY.get(name)
+    if entry.network is None:
+        return {}
+    branch = _meta_branch(entry)
+    module = getattr(branch, "visual", None) or getattr(branch, "model", branch)
+    return {key: tuple(value.shape) for key, value in module.state_dict().items()}
+
+
+def _misfit_message(entry: BackboneEntry, checkpoint: Path, error: Exception) -> str:
+    """One line for a checkpoint that does not load into ``entry``: which network it looks like."""
+    try:
+        found = checkpoint_shapes(checkpoint)
+        others = {name: network_shapes(name) for name in list_backbones() if name != entry.name}
+        detail = likeness(found, entry.name, network_shapes(entry.name), others)
+    except Exception:  # noqa: BLE001 - the description is a courtesy; the upstream words still say why
+        detail = str(error).strip().splitlines()[0][:200]
+    return f"weights file {checkpoint} does not fit backbone {entry.name!r}: {detail}"
+
+
+def _meta_branch(entry: BackboneEntry) -> Branch:
+    network = replace(entry.network, mean=entry.network.mean or (0.0,) * 3, std=entry.network.std or (1.0,) * 3)
+    if network.library == "open_clip":  # open_clip moves the model to its `device` argument (cpu by default)
+        network = replace(network, model_args={**network.model_args, "device": "meta"})
+    with torch.device("meta"):
+        return LIBRARIES.get(network.library).build(network, None, seed=0, image_size=entry.preprocess.image_size)
+
+
+def backbone_dim(name: str) -> int | None:
+    """The dimension of a backbone's base vectors, from its architecture alone (no weights, no memory).
+
+    ``None`` for code-built backbones, whose dimension is known only once built.
+
+    >>> backbone_dim("tiny-ensemble-random")
+    128
+    """
+    entry = REGISTRY.get(name)
+    if entry.network is not None:
+        return _meta_branch(entry).dim
+    if entry.parts and entry.compose is None:
+        dims = [backbone_dim(part) for part in entry.parts]
+        return None if None in dims else sum(dims)  # type: ignore[arg-type]
+    return None
+
+
+def weights_status(name: str) -> str:
+    """``random (test model)``, ``present``, ``missing`` or ``unreadable: <why>`` (headers are read, not loaded).
+
+    >>> weights_status("tiny-vit-random")
+    'random (test model)'
+    """
+    entry = REGISTRY.get(name)
+    if entry.random_only or (entry.parts and all(REGISTRY.get(part).random_only for part in entry.parts)):
+        return "random (test model)"
+    if entry.parts:
+        statuses = {part: weights_status(part) for part in entry.parts}
+        bad = [
+            f"{part} {status}" for part, status in statuses.items() if status not in ("present", "random (test model)")
+        ]
+        return (
+            "present" if not bad else ("missing" if all(s == "missing" for s in statuses.values()) else "; ".join(bad))
+        )
+    found = local_weight_file(name) or (entry.hub.cached_path() if entry.hub is not None else None)
+    if found is None:
+        return "missing"
+    problem = weights_file_problem(found)
+    return "present" if problem is None else f"unreadable: {problem}"
+
+
+def expected_files(name: str) -> list[str]:
+    """Where the weights of ``name`` are looked for: ``<weights_dir>/<name>.safetensors`` (each part's, for an
+    ensemble) and the Hugging Face repo and file.
+
+    >>> expected_files("tiny-vit-random")
+    []
+    """
+    entry = REGISTRY.get(name)
+    if entry.random_only:
+        return []
+    if entry.parts:
+        return [path for part in entry.parts for path in expected_files(part)]
+    hub = entry.hub
+    return [f"{weights_dir() / name}.safetensors"] + ([f"hf:{hub.repo_id}/{hub.filenames[0]}"] if hub else [])

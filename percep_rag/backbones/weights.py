@@ -78,20 +78,37 @@ def resolve_weights(backbone: str, explicit: str | os.PathLike | None, hub: HubF
 
 
 def missing_weights_message(backbone: str, hub: HubFile | None) -> str:
-    """The text of the error for a backbone whose weights are nowhere on this machine."""
-    lines = [
-        f"no weights for backbone {backbone!r} on this machine (percep-rag never downloads them).",
-        "Put the checkpoint in one of these places:",
-        f"  - {weights_dir() / backbone}.safetensors (or .pt/.pth/.bin; folder set by $PERCEP_RAG_WEIGHTS)",
-    ]
-    if hub is not None:
-        from huggingface_hub.constants import HF_HUB_CACHE
+    """The error for a backbone whose weights are nowhere here: where to put them, then a hint line.
 
-        lines.append(
-            f"  - the Hugging Face cache ({HF_HUB_CACHE}) as repo {hub.repo_id!r}, file "
-            f"{' or '.join(map(repr, hub.filenames))}: e.g. on a machine with internet run "
-            f"`huggingface-cli download {hub.repo_id} {hub.filenames[0]}` and copy the cache here"
-        )
-    lines.append("  - or pass the file explicitly: weights='/path/to/checkpoint' (CLI: --weights)")
-    lines.append("For tests and demos without weights use a 'tiny-*-random' backbone or weights='random'.")
-    return "\n".join(lines)
+    >>> print(missing_weights_message("net", HubFile("org/net", ("model.safetensors",))).splitlines()[-1])
+    on a machine with internet run `hf download org/net model.safetensors` and copy the Hugging Face cache here, ...
+    """
+    return missing_parts_message(backbone, {backbone: hub}, ensemble=False)
+
+
+def missing_parts_message(backbone: str, missing: dict[str, HubFile | None], *, ensemble: bool = True) -> str:
+    """The error for weights missing here: ``missing`` maps each backbone (an ensemble's parts) to its hub file.
+
+    Two lines: what is missing and where it goes; then how to get it. Ensembles take no
+    explicit weights file, so only single backbones are pointed at ``--weights``.
+
+    >>> message = missing_parts_message("pair", {"a": None, "b": None})
+    >>> message.splitlines()[0].startswith("no weights for the parts 'a', 'b' of ensemble 'pair'")
+    True
+    """
+    names = ", ".join(map(repr, missing))
+    what = f"the parts {names} of ensemble {backbone!r}" if ensemble else f"backbone {backbone!r}"
+    places = " and ".join(f"{weights_dir() / name}.safetensors" for name in missing)
+    downloads = [f"hf download {hub.repo_id} {hub.filenames[0]}" for hub in missing.values() if hub is not None]
+    first = (
+        f"no weights for {what} on this machine (percep-rag never downloads them): put "
+        f"{places} (or .pt/.pth/.bin; folder set by $PERCEP_RAG_WEIGHTS)"
+        + (" or the files in the Hugging Face cache" if downloads else "")
+    )
+    advice = []
+    if downloads:
+        advice.append(f"on a machine with internet run `{' && '.join(downloads)}` and copy the Hugging Face cache here")
+    if not ensemble:
+        advice.append("pass a checkpoint with --weights (weights= in Python)")
+    advice.append("without weights use a 'tiny-*-random' backbone or --weights random")
+    return f"{first}\n{', '.join(advice)}"

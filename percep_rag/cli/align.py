@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -20,11 +20,15 @@ METHODS = ("glocal", "lora")
 def align_fit(
     triplets: TripletsArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="gLocal: a .safetensors file; lora: a run folder.")],
-    method: Annotated[str, typer.Option(help="'glocal' (affine map) or 'lora' (HA fine-tuning).")] = "glocal",
+    method: Annotated[
+        Literal["glocal", "lora"], typer.Option(help="'glocal' (affine map) or 'lora' (HA fine-tuning).")
+    ] = "glocal",
     *,
     embedder_options: EmbedderOptions,
     root: RootOption = None,
-    epochs: Annotated[int | None, typer.Option(min=0, help="Training epochs (method default if unset).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=0, max=100_000, help="Training epochs (method default if unset).")
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (method default if unset).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Held-out image share when the file has no val split.")] = 0.2,
     progress: ProgressBarsOption = True,

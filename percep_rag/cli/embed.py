@@ -43,7 +43,14 @@ def embed(
         "failures": [{"id": records[f.index].id, "source": f.source, "reason": f.reason} for f in result.failures],
     }
     write_vectors(
-        out, ids=[r.id for r in kept], uris=[r.uri for r in kept], base=result.base, aligned=result.aligned, meta=meta
+        out,
+        ids=[r.id for r in kept],
+        uris=[r.uri for r in kept],
+        base=result.base,
+        aligned=result.aligned,
+        meta=meta,
+        labels=[r.label for r in kept],
+        splits=[r.split for r in kept],
     )
     note = " (RANDOM weights: vectors are meaningless outside tests)" if embedder.backbone.random_weights else ""
     typer.echo(

@@ -12,12 +12,14 @@ import typer
 from percep_rag.cli.errors import USAGE, fail
 from percep_rag.cli.options import (
     EmbedderOptions,
+    FilterOption,
     ProgressOption,
     StoreOption,
     store_spec,
     with_options,
 )
 from percep_rag.cli.output import echo_skipped, random_note
+from percep_rag.cli.stored import CollectionEmbedderOptions, checked_filter, collection_embedder, default_options
 
 KsOption = Annotated[str, typer.Option("--ks", help="Comma-separated k values for recall@k.")]
 JsonOption = Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")]
@@ -67,13 +69,13 @@ def eval_retrieval(
     if not task.queries or not task.gallery:
         fail(f"{manifest}: {len(task.queries)} queries and {len(task.gallery)} gallery images; need both")
     embedder = embedder_options.build()
-    description = f"{manifest.name}: {_described(embedder_options.backbone, embedder)}"
+    description = f"{manifest.name}: {_described(embedder)}"
     report = evaluate_records(task, embedder, ks=wanted, progress=progress, description=description)
     recall.finish(report)
 
 
 @with_options(RecallOptions)
-@with_options(EmbedderOptions)
+@with_options(CollectionEmbedderOptions)
 def eval_deepfashion2(
     root: Annotated[Path, typer.Argument(help="DeepFashion2 root (holding <split>/image and <split>/annos).")],
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "validation",
@@ -82,12 +84,17 @@ def eval_deepfashion2(
         str | None, typer.Option(help="Index into this collection (resumable) and rank through the store.")
     ] = None,
     store: StoreOption = None,
+    filter: FilterOption = None,
     *,
     recall: RecallOptions,
-    embedder_options: EmbedderOptions,
+    embedder_options: CollectionEmbedderOptions,
     progress: ProgressOption = True,
 ) -> None:
-    """Consumer-to-shop recall@k on DeepFashion2: customer images query the shop images."""
+    """Consumer-to-shop recall@k on DeepFashion2: customer images query the shop images.
+
+    With an existing ``--collection`` the embedder options default to the collection's;
+    ``--filter`` (with ``--collection``) narrows both queries and gallery.
+    """
     from percep_rag.datasets.deepfashion2 import DATASET_NAME, PAYLOAD_INDEXES, read_deepfashion2
     from percep_rag.evaluation import evaluate_collection, evaluate_records, retrieval_task
 
@@ -95,9 +102,11 @@ def eval_deepfashion2(
     records = read_deepfashion2(root, split, max_pairs=max_pairs)
     if not records:
         fail(f"no annotated images in {root / split}")
-    embedder = embedder_options.build()
-    description = f"DeepFashion2 {split}: {_described(embedder_options.backbone, embedder)}"
+    if filter and collection is None:
+        fail("--filter needs --collection (it filters stored points)", USAGE)
     if collection is None:
+        embedder = default_options(embedder_options).build()
+        description = f"DeepFashion2 {split}: {_described(embedder)}"
         task = retrieval_task(records, instance_field="instances", role_field="source")
         report = evaluate_records(task, embedder, ks=wanted, progress=progress, description=description)
     else:
@@ -106,6 +115,11 @@ def eval_deepfashion2(
         from percep_rag.store import open_store
 
         with open_store(store_spec(store)) as opened:
+            if opened.has_collection(collection):
+                embedder = collection_embedder(embedder_options, opened.collection_info(collection))
+            else:
+                embedder = default_options(embedder_options).build()
+            description = f"DeepFashion2 {split}: {_described(embedder)}"
             indexed = index_records(
                 records,
                 embedder=embedder,
@@ -116,12 +130,13 @@ def eval_deepfashion2(
                 progress=progress,
             )
             typer.echo(str(indexed))
+            narrowed = checked_filter(opened, collection, filter) or {}
             # Other splits may share the collection: evaluate this split only.
             report = evaluate_collection(
                 opened,
                 collection,
-                query_filter={"source": "user", "split": split},
-                gallery_filter={"source": "shop", "split": split},
+                query_filter={**narrowed, "source": "user", "split": split},
+                gallery_filter={**narrowed, "source": "shop", "split": split},
                 ks=wanted,
                 description=description,
             )
@@ -131,8 +146,8 @@ def eval_deepfashion2(
     recall.finish(report)
 
 
-def _described(backbone: str, embedder: Any) -> str:
-    return f"{backbone}, {embedder.alignment.kind} alignment{random_note(embedder)}"
+def _described(embedder: Any) -> str:
+    return f"{embedder.backbone.name}, {embedder.alignment.kind} alignment{random_note(embedder)}"
 
 
 def parse_ks(text: str) -> tuple[int, ...]:

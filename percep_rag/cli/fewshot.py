@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from percep_rag.cli.errors import fail
+from percep_rag.cli.errors import USAGE, fail
 from percep_rag.cli.options import (
     CollectionOption,
     EmbedderOptions,
+    FilterOption,
     ProgressBarsOption,
     StoreOption,
+    VlmOption,
     VlmOptions,
-    store_spec,
     with_options,
+)
+from percep_rag.cli.stored import (
+    CollectionEmbedderOptions,
+    checked_filter,
+    collection_embedder,
+    existing_collection,
+    open_existing_store,
 )
 from percep_rag.config import DEFAULT_FEWSHOT_METHODS, FEWSHOT_METHODS
 
@@ -26,12 +35,19 @@ DiversityOption = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class ChosenVlmOptions(VlmOptions):
+    """VLM options where ``--vlm`` must be given: a forgotten flag must not answer with a random model."""
+
+    vlm: VlmOption = None  # type: ignore[assignment]
+
+
 def _method_list(methods: tuple[str, ...]) -> str:
     return ",".join(methods)
 
 
-@with_options(VlmOptions)
-@with_options(EmbedderOptions, without=("batch_size",))
+@with_options(ChosenVlmOptions)
+@with_options(CollectionEmbedderOptions, without=("batch_size",))
 def classify(
     query: Annotated[list[Path], typer.Argument(help="Query image(s).")],
     collection: CollectionOption,
@@ -42,25 +58,38 @@ def classify(
     shots: Annotated[int, typer.Option(min=1, help="Retrieved examples per query.")] = 3,
     using: Annotated[str, typer.Option(help="'aligned' or 'base' vectors for retrieval.")] = "aligned",
     diversity: DiversityOption = 0.0,
+    filter: FilterOption = None,
     *,
-    vlm_options: VlmOptions,
-    embedder_options: EmbedderOptions,
+    vlm_options: ChosenVlmOptions,
+    embedder_options: CollectionEmbedderOptions,
 ) -> None:
-    """Classify query images with a VLM prompted by retrieved examples (most similar last)."""
-    from percep_rag.retrieval import ExampleRetriever
-    from percep_rag.store import open_store
+    """Classify query images with a VLM prompted by retrieved examples (most similar last).
 
-    embedder = embedder_options.build()
-    classifier = vlm_options.load(embedder_options.device, embedder_options.precision)
-    with open_store(store_spec(store)) as opened:
+    ``--vlm`` is required. The embedder options default to the ones the collection was written with.
+    """
+    from percep_rag.retrieval import ExampleRetriever
+
+    if vlm_options.vlm is None:
+        fail("classify needs --vlm: a released OpenFlamingo, or tiny-flamingo-random for a test run", USAGE)
+    if using not in ("aligned", "base"):
+        fail(f"--using must be 'aligned' or 'base', got {using!r}", USAGE)
+    missing = [str(path) for path in query if not path.is_file()]
+    if missing:
+        fail(f"query images not found: {', '.join(missing)}", USAGE)
+    with open_existing_store(store) as opened:
+        info = existing_collection(opened, collection)
+        flt = checked_filter(opened, collection, filter)
+        embedder = collection_embedder(embedder_options, info)
+        classifier = vlm_options.load(str(embedder.device), embedder_options.precision)
         retriever = ExampleRetriever(opened, collection, embedder)
         if classes:
             names = [name.strip() for name in classes.split(",") if name.strip()]
         else:
-            names = sorted({p.payload["label"] for p in opened.iterate(collection) if p.payload.get("label")})
+            labelled = opened.iterate(collection, flt)
+            names = sorted({p.payload["label"] for p in labelled if p.payload.get("label")})
         if not names:
             fail(f"no class names: pass --classes or index labelled images into {collection!r}")
-        found = retriever.examples_batch([str(q) for q in query], k=shots, using=using, diversity=diversity)
+        found = retriever.examples_batch([str(q) for q in query], k=shots, using=using, diversity=diversity, filter=flt)
     for image, examples in zip(query, found, strict=True):
         pairs = [(example.uri, example.label or example.text) for example in examples]
         prediction = classifier.predict(pairs, str(image), names)
@@ -73,9 +102,12 @@ def classify(
 @with_options(EmbedderOptions)
 def eval_fewshot(
     task: Annotated[Path, typer.Argument(help="root/<split>/<class>/<image> folder, or a manifest with label+split.")],
-    shots: Annotated[int, typer.Option(min=1)] = 3,
+    shots: Annotated[int, typer.Option(min=1, help="Retrieved (or random) examples per query.")] = 3,
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..n-1).")] = 5,
-    queries: Annotated[int | None, typer.Option(min=1, help="Queries per seed (default: all).")] = None,
+    queries: Annotated[
+        int | None,
+        typer.Option(min=1, help="Distinct queries per seed (default: a bootstrap sample as large as the test split)."),
+    ] = None,
     methods: Annotated[
         str, typer.Option(help=f"Comma-separated subset of {_method_list(FEWSHOT_METHODS)}.")
     ] = _method_list(DEFAULT_FEWSHOT_METHODS),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,32 +11,46 @@ import typer
 from percep_rag.cli.errors import USAGE, fail
 from percep_rag.cli.options import (
     CollectionOption,
-    EmbedderOptions,
     FilterOption,
     ProgressOption,
     StoreOption,
     store_spec,
     with_options,
 )
-from percep_rag.cli.output import echo_skipped, random_note
+from percep_rag.cli.output import check_figure_path, echo_skipped, figure_title, random_note
+from percep_rag.cli.stored import (
+    CollectionEmbedderOptions,
+    checked_filter,
+    collection_embedder,
+    default_options,
+    existing_collection,
+    open_existing_store,
+)
 
 SPACES = ("base", "aligned")
 
 
-@with_options(EmbedderOptions)
+@with_options(CollectionEmbedderOptions)
 def index(
     source: Annotated[str, typer.Argument(help="A folder, a .csv/.jsonl manifest, or deepfashion2:<root>.")],
     collection: CollectionOption,
     store: StoreOption = None,
     dataset: Annotated[str | None, typer.Option(help="Value of the 'dataset' payload field.")] = None,
-    split: Annotated[str, typer.Option(help="DeepFashion2 split (deepfashion2: sources only).")] = "validation",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this split: a folder's root/<split>/<label>/..., a manifest's split column, "
+            "a DeepFashion2 split (default there: validation)."
+        ),
+    ] = None,
     *,
-    embedder_options: EmbedderOptions,
+    embedder_options: CollectionEmbedderOptions,
     progress: ProgressOption = True,
 ) -> None:
     """Embed images (base + aligned) into a collection; re-running adds only new images.
 
-    Unreadable files are listed on stderr and skipped; the exit code stays 0.
+    Unreadable files are listed on stderr and skipped; the exit code stays 0. Adding to an existing
+    collection, the embedder options default to the collection's.
     """
     from percep_rag.datasets.sources import load_source
     from percep_rag.indexing import index_records
@@ -44,9 +59,12 @@ def index(
     loaded = load_source(source, split=split)
     if not loaded.records:
         fail(f"no images found in {source}")
-    embedder = embedder_options.build()
     spec = store_spec(store)
     with open_store(spec) as opened:
+        if opened.has_collection(collection):
+            embedder = collection_embedder(embedder_options, opened.collection_info(collection))
+        else:
+            embedder = default_options(embedder_options).build()
         report = index_records(
             loaded.records,
             embedder=embedder,
@@ -62,73 +80,107 @@ def index(
     echo_skipped(report.failures)
 
 
-@with_options(EmbedderOptions)
+@with_options(CollectionEmbedderOptions)
 def search(
     query_image: Annotated[Path, typer.Argument(help="The query image file.")],
     collection: CollectionOption,
     store: StoreOption = None,
-    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Neighbours per vector space.")] = 5,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=10_000, help="Neighbours per vector space.")] = 5,
     using: Annotated[str, typer.Option(help="'aligned', 'base' or 'both'.")] = "both",
     filter: FilterOption = None,
-    grid: Annotated[Path | None, typer.Option(help="Also draw query | base top-k | aligned top-k to this PNG.")] = None,
+    grid: Annotated[
+        Path | None, typer.Option(help="Also draw query | base top-k | aligned top-k here (.png, .jpg, .pdf, .svg).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the hits as JSON instead of tables.")] = False,
     *,
-    embedder_options: EmbedderOptions,
+    embedder_options: CollectionEmbedderOptions,
 ) -> None:
-    """The nearest stored images to QUERY_IMAGE, as a table per vector space (the query itself is never returned)."""
+    """The nearest stored images to QUERY_IMAGE, as a table per vector space (the query itself is never returned).
+
+    The embedder options default to the ones the collection was written with.
+    """
     if using not in (*SPACES, "both"):
         fail(f"--using must be 'aligned', 'base' or 'both', got {using!r}", USAGE)
-    shown = list(SPACES) if using == "both" else [using]
-    embedder = embedder_options.build()
-    [hits] = _neighbours(embedder, store, collection, [query_image], k, filter, SPACES if grid is not None else shown)
-    for space in shown:
-        typer.echo(f"{space} top-{k} for {query_image}{random_note(embedder)}")
-        typer.echo(_hits_table(hits[space]) if hits[space] else "(no matches)")
-        typer.echo("")
+    if not query_image.is_file():
+        fail(f"query image not found: {query_image}", USAGE)
     if grid is not None:
-        _draw_neighbour_grid([query_image], [hits], grid)
+        check_figure_path(grid, "--grid")
+    shown = list(SPACES) if using == "both" else [using]
+    embedder, [hits] = _neighbours(
+        embedder_options, store, collection, [query_image], k, filter, SPACES if grid is not None else shown
+    )
+    if json_out:
+        typer.echo(json.dumps(_hits_json(query_image, embedder, {space: hits[space] for space in shown}), indent=1))
+    else:
+        for space in shown:
+            typer.echo(f"{space} top-{k} for {query_image}{random_note(embedder)}")
+            typer.echo(_hits_table(hits[space]) if hits[space] else "(no matches)")
+            typer.echo("")
+    if grid is not None:
+        _draw_neighbour_grid([query_image], [hits], grid, title=figure_title(embedder), quiet=json_out)
 
 
-@with_options(EmbedderOptions)
+@with_options(CollectionEmbedderOptions)
 def show(
     query_images: Annotated[list[Path], typer.Argument(help="One or more query image files (a row each).")],
     collection: CollectionOption,
-    out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = Path("neighbours.png"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The figure to write; its extension picks png, jpg, pdf or svg.")
+    ] = Path("neighbours.png"),
     store: StoreOption = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=12, help="Neighbours per vector space.")] = 3,
     filter: FilterOption = None,
     *,
-    embedder_options: EmbedderOptions,
+    embedder_options: CollectionEmbedderOptions,
 ) -> None:
-    """Draw query | base top-k | aligned top-k, a row per query image, to a PNG (the paper's Figures 4 and 7)."""
+    """Draw query | base top-k | aligned top-k, a row per query image (the paper's Figures 4 and 7).
+
+    The embedder options default to the ones the collection was written with.
+    """
     missing = [str(path) for path in query_images if not path.is_file()]
     if missing:
         fail(f"query images not found: {', '.join(missing)}", USAGE)
-    embedder = embedder_options.build()
-    rows = _neighbours(embedder, store, collection, query_images, k, filter, SPACES)
-    _draw_neighbour_grid(query_images, rows, out, title=f"{embedder.backbone.name}{random_note(embedder)}")
+    check_figure_path(out, "--out")
+    embedder, rows = _neighbours(embedder_options, store, collection, query_images, k, filter, SPACES)
+    _draw_neighbour_grid(query_images, rows, out, title=figure_title(embedder))
 
 
 def _neighbours(
-    embedder: Any,
+    options: CollectionEmbedderOptions,
     store: str | None,
     collection: str,
     queries: list[Path],
     k: int,
     filters: list[str] | None,
     spaces: tuple[str, ...] | list[str],
-) -> list[dict[str, list]]:
-    """Per query, the top-``k`` hits in each of ``spaces`` that pass the ``--filter`` texts."""
+) -> tuple[Any, list[dict[str, list]]]:
+    """The collection's embedder and, per query, the top-``k`` hits in each of ``spaces`` that pass ``--filter``."""
     from percep_rag.retrieval import Retriever
-    from percep_rag.store import open_store
-    from percep_rag.store.filters import collection_value_type, parse_filter_texts
 
-    with open_store(store_spec(store)) as opened:
-        value_type = collection_value_type(opened, collection)
-        flt = parse_filter_texts(filters or [], value_type, name="--filter") or None
+    with open_existing_store(store) as opened:
+        info = existing_collection(opened, collection)
+        flt = checked_filter(opened, collection, filters)
+        embedder = collection_embedder(options, info)
         retriever = Retriever(opened, collection, embedder)
-        return [
+        return embedder, [
             {space: retriever.search(str(query), k=k, using=space, filter=flt) for space in spaces} for query in queries
         ]
+
+
+def _hits_json(query: Path, embedder: Any, hits: dict[str, list]) -> dict[str, Any]:
+    return {
+        "query": str(query),
+        "backbone": embedder.backbone.name,
+        "alignment": embedder.alignment.kind,
+        "random_weights": bool(embedder.backbone.random_weights),
+        "hits": {
+            space: [
+                {"rank": rank, "score": float(hit.score), "id": str(hit.id), "payload": hit.payload}
+                for rank, hit in enumerate(found, start=1)
+            ]
+            for space, found in hits.items()
+        },
+    }
 
 
 def _hits_table(hits: list) -> str:
@@ -139,7 +191,9 @@ def _hits_table(hits: list) -> str:
     return "\n".join("  ".join([*(row[i].ljust(widths[i]) for i in range(3)), row[3]]) for row in rows)
 
 
-def _draw_neighbour_grid(queries: list[Path], rows: list[dict[str, list]], out: Path, title: str | None = None) -> None:
+def _draw_neighbour_grid(
+    queries: list[Path], rows: list[dict[str, list]], out: Path, title: str, *, quiet: bool = False
+) -> None:
     from percep_rag.viz import retrieval_grid
 
     # The grid needs rows of equal length; spaces and queries can differ when few points match.
@@ -152,7 +206,9 @@ def _draw_neighbour_grid(queries: list[Path], rows: list[dict[str, list]], out: 
         return [str(hit.payload.get("uri", "")) for hit in found[:depth]]
 
     def captions(found: list) -> list[str]:
-        return [f"{hit.payload.get('label', '')}\ncos {hit.score:.3f}" for hit in found[:depth]]
+        return [
+            f"#{rank} {hit.payload.get('label', '')}\ncos {hit.score:.3f}" for rank, hit in enumerate(found[:depth], 1)
+        ]
 
     retrieval_grid(
         [str(query) for query in queries],
@@ -164,4 +220,7 @@ def _draw_neighbour_grid(queries: list[Path], rows: list[dict[str, list]], out: 
         aligned_captions=[captions(row["aligned"]) for row in rows],
         title=title,
     )
-    typer.echo(f"grid written to {out}")
+    if not quiet:
+        typer.echo(f"grid written to {out}")
+    else:
+        typer.echo(f"grid written to {out}", err=True)

@@ -1,22 +1,44 @@
-"""``percep-rag models``: the backbones and whether their weights are here."""
+"""``percep-rag models``: the backbones, their dimension, and whether loadable weights are here."""
 
 from __future__ import annotations
+
+import json
+from typing import Annotated
 
 import typer
 
 
-def models() -> None:
-    """List the backbones and whether their weights are on this machine."""
-    from percep_rag.backbones import get_backbone_entry, list_backbones, weights_dir, weights_present
+def models(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the table as JSON (one object per backbone).")
+    ] = False,
+) -> None:
+    """List the backbones: dimension, whether their weights are here and readable, and the files expected."""
+    from percep_rag.backbones import get_backbone_entry, list_backbones, weights_dir
+    from percep_rag.backbones.registry import backbone_dim, expected_files, weights_status
 
-    rows = []
-    for name in list_backbones():
-        entry = get_backbone_entry(name)
-        random_only = entry.random_only or (entry.parts and all(get_backbone_entry(p).random_only for p in entry.parts))
-        status = "random (test model)" if random_only else ("present" if weights_present(name) else "missing")
-        rows.append((name, entry.family, status, entry.description))
-    widths = [max(len(row[i]) for row in rows + [("backbone", "family", "weights", "")]) for i in range(3)]
-    typer.echo(f"{'backbone':<{widths[0]}}  {'family':<{widths[1]}}  {'weights':<{widths[2]}}  description")
-    for name, family, status, description in rows:
-        typer.echo(f"{name:<{widths[0]}}  {family:<{widths[1]}}  {status:<{widths[2]}}  {description}")
-    typer.echo(f"\nWeights folder: {weights_dir()} (or the Hugging Face cache; nothing is downloaded).")
+    rows = [
+        {
+            "backbone": name,
+            "family": get_backbone_entry(name).family,
+            "dim": backbone_dim(name),
+            "weights": weights_status(name),
+            "expected_files": expected_files(name),
+            "description": get_backbone_entry(name).description,
+        }
+        for name in list_backbones()
+    ]
+    if json_out:
+        typer.echo(json.dumps({"weights_dir": str(weights_dir()), "backbones": rows}, indent=1))
+        return
+    header = {"backbone": "backbone", "family": "family", "dim": "dim", "weights": "weights"}
+    columns = list(header)
+    widths = {key: max(len(str(row[key])) for row in [*rows, header]) for key in columns}
+    typer.echo("  ".join(f"{header[key]:<{widths[key]}}" for key in columns) + "  files looked for")
+    for row in rows:
+        files = ", ".join(row["expected_files"]) or "-"
+        typer.echo("  ".join(f"{row[key]!s:<{widths[key]}}" for key in columns) + f"  {files}")
+    typer.echo(
+        f"\nWeights folder: {weights_dir()} ($PERCEP_RAG_WEIGHTS), or the Hugging Face cache (hf: entries, "
+        "fetched with `hf download REPO FILE` on a machine with internet); nothing is downloaded."
+    )

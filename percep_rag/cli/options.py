@@ -14,13 +14,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_type_hints
 
 import typer
 
-from percep_rag.config import Precision
+from percep_rag.config import Pooling, Precision
 
 if TYPE_CHECKING:
     from percep_rag.config import EmbedderSpec
@@ -31,14 +32,54 @@ BackboneOption = Annotated[str, typer.Option("--backbone", "-b", help="Backbone 
 WeightsOption = Annotated[
     str | None, typer.Option(help="Checkpoint file, 'random', or empty for the default weights found locally.")
 ]
-PoolingOption = Annotated[str, typer.Option(help="'cls' or 'cls+patchmean'.")]
-AlignmentOption = Annotated[str, typer.Option(help="'identity', 'glocal:<file>' or 'lora:<dir>'.")]
-DeviceOption = Annotated[str, typer.Option(help="'auto', 'cpu', 'cuda', 'cuda:1', ...")]
-BatchOption = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
+#: A vector space of a collection.
+SpaceName = Literal["aligned", "base"]
+#: The largest count any integer option takes: numbers beyond it are usage errors, never overflows.
+MAX_COUNT = 1_000_000
+
+
+def parse_device(text: str) -> str:
+    """``--device``: a device name (``gpu`` is not one: a usage error naming the accepted ones).
+
+    >>> parse_device("CUDA:1")
+    'cuda:1'
+    """
+    from percep_rag.devices import check_device_name
+    from percep_rag.errors import ConfigError
+
+    try:
+        return check_device_name(text)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def parse_alignment(text: str) -> str:
+    """``--alignment``: ``identity``, ``glocal:<file>`` or ``lora:<dir>`` (a kind without its path is a usage error).
+
+    >>> parse_alignment("glocal:t.safetensors")
+    'glocal:t.safetensors'
+    """
+    from percep_rag.config import AlignmentSpec
+    from percep_rag.errors import ConfigError
+
+    try:
+        return str(AlignmentSpec.parse(text))
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+PoolingOption = Annotated[Pooling, typer.Option(help="How patch tokens become one vector.")]
+AlignmentOption = Annotated[
+    str, typer.Option(parser=parse_alignment, help="'identity', 'glocal:<file>' or 'lora:<dir>'.")
+]
+DeviceOption = Annotated[str, typer.Option(parser=parse_device, help="'auto', 'cpu', 'cuda', 'cuda:1', ...")]
+BatchOption = Annotated[int, typer.Option(min=1, max=MAX_COUNT, help="Images per forward pass.")]
+WorkersOption = Annotated[int | None, typer.Option(min=0, max=1024, help="Decoding workers (default: by input size).")]
+#: ``--using`` where one vector space is searched.
+UsingOption = Annotated[SpaceName, typer.Option(help="Which vectors to search: the aligned or the base ones.")]
 PrecisionOption = Annotated[
     Precision, typer.Option(help="'auto' (bf16 on CUDA and AMX/AVX-512 BF16 CPUs, else fp32), 'fp32' or 'bf16'.")
 ]
-WorkersOption = Annotated[int | None, typer.Option(min=0, help="Decoding workers (default: by input size).")]
 ProgressOption = Annotated[bool, typer.Option(help="Show a progress bar.")]
 ProgressBarsOption = Annotated[bool, typer.Option(help="Show progress bars.")]
 
@@ -172,12 +213,55 @@ def with_options(group: type, *, without: tuple[str, ...] = ()) -> Callable[[Cal
     return decorate
 
 
+#: Seconds a remote store gets to answer one command's request, retries included.
+DEFAULT_TIMEOUT = 10.0
+TimeoutOption = Annotated[
+    float,
+    typer.Option(min=0.1, max=3600.0, help="Seconds a remote store (http(s)://) may take to answer, retries included."),
+]
+# The ``--timeout`` of the command running now, for :func:`store_spec` (set and reset around the command).
+_store_timeout: ContextVar[float | None] = ContextVar("percep_rag_store_timeout", default=None)
+
+
+def with_store_timeout(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command that takes ``--store`` a ``--timeout`` option, which :func:`store_spec` applies.
+
+    Commands without a ``store`` parameter are returned unchanged.
+
+    >>> def command(store: str | None = None) -> float:
+    ...     return store_spec(store or "http://127.0.0.1:6333").timeout
+    >>> with_store_timeout(command)(store=None, timeout=2.5)
+    2.5
+    """
+    signature = inspect.signature(command, eval_str=True)
+    if "store" not in signature.parameters or "timeout" in signature.parameters:
+        return command
+
+    @functools.wraps(command)
+    def run(*args: Any, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> Any:
+        token = _store_timeout.set(timeout)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            _store_timeout.reset(token)
+
+    timeout = inspect.Parameter("timeout", inspect.Parameter.KEYWORD_ONLY, annotation=TimeoutOption, default=10.0)
+    parameters = [*signature.parameters.values(), timeout]
+    run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": signature.return_annotation}
+    return run
+
+
 def store_spec(text: str | None) -> StoreSpec:
     """``--store`` as a spec; without it ``$PERCEP_RAG_STORE``, else :data:`DEFAULT_STORE` as Qdrant Edge.
+
+    The command's ``--timeout`` (see :func:`with_store_timeout`) bounds a remote store's answers.
 
     >>> store_spec(":memory:").kind
     'memory'
     """
     from percep_rag.store import StoreSpec
 
-    return StoreSpec.parse(text) if text else StoreSpec.default()
+    spec = StoreSpec.parse(text) if text else StoreSpec.default()
+    timeout = _store_timeout.get()
+    return spec if timeout is None or spec.kind != "url" else spec.model_copy(update={"timeout": timeout})

@@ -1,14 +1,20 @@
 """Image records from a folder or a manifest (CSV / JSONL): what to embed or index.
 
 A record is one image plus what users attach to it (label, prompt, split, any field).
-Folder layout ``root/<label>/<image>`` gives labels from sub-folder names.
+Folder layout ``root/<label>/<image>`` gives labels from sub-folder names; the VTAB layout
+``root/<split>/<label>/<image>`` (every top-level folder a split name such as ``train``,
+``val`` or ``test``, see :data:`SPLIT_NAMES`) gives splits and labels.
 
 >>> import tempfile, pathlib
 >>> from PIL import Image
 >>> root = pathlib.Path(tempfile.mkdtemp())
 >>> (root / "cat").mkdir(); Image.new("RGB", (8, 8)).save(root / "cat" / "a.png")
->>> [(r.id, r.label) for r in scan_folder(root)]
-[('cat/a.png', 'cat')]
+>>> [(r.id, r.label, r.split) for r in scan_folder(root)]
+[('cat/a.png', 'cat', None)]
+>>> _ = (root / "cat").rename(root / "train"); (root / "train" / "a.png").unlink()
+>>> (root / "train" / "cat").mkdir(); Image.new("RGB", (8, 8)).save(root / "train" / "cat" / "b.png")
+>>> [(r.id, r.label, r.split) for r in scan_folder(root)]
+[('train/cat/b.png', 'cat', 'train')]
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from percep_rag.errors import ConfigError, PercepRagError
 from percep_rag.io.tables import read_table
 
+#: Top-level folder names that make a folder a ``root/<split>/<label>/...`` (VTAB) layout.
+SPLIT_NAMES = frozenset(
+    {"train", "training", "val", "valid", "validation", "dev", "test", "testing", "trainval", "minival", "train800",
+     "val200", "train800val200", "query", "gallery"}
+)  # fmt: skip
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 #: Manifest columns that may name the image, in order of preference.
 URI_COLUMNS = ("uri", "path", "image", "image_path", "file")
@@ -57,19 +68,28 @@ class ImageRecord(BaseModel):
 def scan_folder(root: str | Path, *, recursive: bool = True, labels_from_folders: bool = True) -> list[ImageRecord]:
     """Every image file under ``root``, sorted; ids are paths relative to ``root``.
 
-    With ``labels_from_folders`` an image in ``root/<label>/...`` gets that label.
+    With ``labels_from_folders`` an image in ``root/<label>/...`` gets that label; when every
+    top-level folder is a split name (:data:`SPLIT_NAMES`), an image in ``root/<split>/<label>/...``
+    gets that split and label instead.
     """
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder")
     pattern = "**/*" if recursive else "*"
+    top = [child.name for child in root.iterdir() if child.is_dir() and not child.name.startswith(".")]
+    split_layout = labels_from_folders and bool(top) and all(name.lower() in SPLIT_NAMES for name in top)
     records = []
     for path in sorted(root.glob(pattern)):
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+        # A broken symlink is kept: reading it fails later and is reported, not skipped in silence.
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or not (path.is_file() or path.is_symlink()):
             continue
         relative = path.relative_to(root)
-        label = relative.parts[0] if labels_from_folders and len(relative.parts) > 1 else None
-        records.append(ImageRecord(id=relative.as_posix(), uri=str(path), label=label))
+        folders = relative.parts[:-1] if labels_from_folders else ()
+        split = folders[0] if split_layout and folders else None
+        labels = folders[1:] if split_layout else folders
+        records.append(
+            ImageRecord(id=relative.as_posix(), uri=str(path), label=labels[0] if labels else None, split=split)
+        )
     return records
 
 

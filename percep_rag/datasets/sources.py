@@ -7,6 +7,10 @@
 >>> source = load_source(str(root))
 >>> [r.label for r in source.records], source.dataset, pathlib.Path(source.records[0].uri).is_absolute()
 (['cat'], None, True)
+>>> load_source(str(root), split="train")
+Traceback (most recent call last):
+...
+percep_rag.errors.ConfigError: no image of split 'train' in ... (its images have no split; ...)
 """
 
 from __future__ import annotations
@@ -32,19 +36,33 @@ class Source:
     payload_indexes: dict[str, PayloadType] = field(default_factory=dict)
 
 
-def load_source(source: str | Path, *, split: str = "validation") -> Source:
-    """The records ``source`` names; ``split`` is the DeepFashion2 split (other sources have none).
+def load_source(source: str | Path, *, split: str | None = None) -> Source:
+    """The records ``source`` names, only those of ``split`` when given.
 
-    Paths are made absolute: stored uris outlive the working directory. A path that does not
-    exist is a :class:`~percep_rag.errors.ConfigError`.
+    DeepFashion2 reads one split (``validation`` by default); a folder in the
+    ``root/<split>/<label>/...`` layout or a manifest with a ``split`` column keeps the records
+    of ``split``. Paths are made absolute: stored uris outlive the working directory. A path
+    that does not exist, or a split no record has, is a :class:`~percep_rag.errors.ConfigError`.
     """
     text = str(source)
     if text.startswith(DEEPFASHION2_PREFIX):
         root = Path(text.removeprefix(DEEPFASHION2_PREFIX)).resolve()
-        return Source(read_deepfashion2(root, split), DATASET_NAME, dict(PAYLOAD_INDEXES))
+        return Source(read_deepfashion2(root, split or "validation"), DATASET_NAME, dict(PAYLOAD_INDEXES))
     path = Path(text)
     if not path.exists():
         raise ConfigError(
             f"{text} does not exist (give a folder, a .csv/.jsonl manifest or {DEEPFASHION2_PREFIX}<root>)"
         )
-    return Source(load_records(path.resolve()))
+    records = load_records(path.resolve())
+    if split is None:
+        return Source(records)
+    kept = [record for record in records if record.split == split]
+    if records and not kept:
+        splits = sorted({record.split for record in records if record.split is not None})
+        found = (
+            f"its splits: {', '.join(splits)}"
+            if splits
+            else "its images have no split; a folder gets splits from root/<split>/<label>/..."
+        )
+        raise ConfigError(f"no image of split {split!r} in {text} ({found})")
+    return Source(kept)

@@ -30,6 +30,10 @@ from percep_rag.fewshot.errors import MediaStateError, PromptError
 from percep_rag.fewshot.flamingo import FlamingoBundle
 from percep_rag.fewshot.prompt import Example, PromptTemplate, build_prompt, build_vision_x
 from percep_rag.io.images import ImageSource
+from percep_rag.quiet import without_log_records
+
+# transformers 5's notice about the `past_key_values` keyword that OpenFlamingo uses.
+_CACHE_RENAME_NOTICE = "are deprecated. Use `cache` instead"
 
 __all__ = ["FewShotClassifier"]
 
@@ -149,7 +153,11 @@ class FewShotClassifier:
         classes = self.class_token_ids(class_names)
         ids, vision_x = self.encode_prompt(examples, query_image, reserve=max(map(len, classes)))
         model = self.model
-        with cached_media(model, ids, vision_x):
+        # OpenFlamingo hands transformers 5 the cache as `past_key_values`, logged as deprecated: not ours to fix.
+        with (
+            cached_media(model, ids, vision_x),
+            without_log_records(_CACHE_RENAME_NOTICE, "transformers.utils.generic"),
+        ):
             prefix = model(
                 vision_x=None,
                 lang_x=ids,

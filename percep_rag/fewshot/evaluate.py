@@ -11,8 +11,10 @@ ranked by mean token log-probability. Methods compared on the same queries:
   see whether diverse examples beat plain nearest neighbours (not run unless asked for);
 * ``knn-aligned`` / ``knn-base``: no VLM, the majority label of the retrieved examples.
 
-Seeds draw the query subset (``queries`` per seed, all queries when ``None``) and the
-random examples; accuracies are reported as mean ± 95% CI over seeds.
+Each seed draws its own query sample and random examples; accuracies are reported as
+mean ± 95% CI over seeds. The sample is ``queries`` distinct queries; with ``queries=None``
+it is a bootstrap sample (as many queries as the task has, drawn with replacement), so that
+seeds differ even when every query is used; a single seed uses every query once.
 """
 
 from __future__ import annotations
@@ -140,7 +142,8 @@ def evaluate_fewshot(
     with tqdm(total=total, desc="few-shot", unit="query", disable=not progress) as bar:
         for seed in seeds:
             rng = np.random.default_rng(seed)
-            chosen = np.sort(rng.choice(len(uris), report.queries_per_seed, replace=False))
+            bootstrap = queries is None and len(seeds) > 1
+            chosen = np.sort(rng.choice(len(uris), report.queries_per_seed, replace=bootstrap))
             correct = {method: 0 for method in methods}
             for q in chosen:
                 query = task.queries[q]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -219,7 +220,10 @@ def _open(stream: io.BytesIO, name: str, data: bytes) -> Image.Image:
     Image.init()  # registers every plugin once, so that the allow-list can be checked
     formats = [fmt for fmt in _OPEN_FORMATS if fmt in Image.ID]
     try:
-        return Image.open(stream, formats=formats)
+        with warnings.catch_warnings():
+            # PIL warns for 1-2x its pixel limit; _check_size refuses those images with our own message.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(stream, formats=formats)
     except UnidentifiedImageError:
         raise ImageDecodeError(name, _unidentified_reason(data, formats)) from None
 

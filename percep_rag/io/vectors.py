@@ -1,22 +1,24 @@
 """Writing and reading embedded vectors with their ids: ``.npy`` (+ sidecars) or ``.parquet``.
 
 ``.npy``: the aligned vectors in ``out.npy``, the base vectors in ``out.base.npy``, the ids
-one per line in ``out.ids.txt`` and ``out.meta.json`` (fingerprint, failures).
-``.parquet``: one table with columns ``id``, ``uri``, ``base``, ``aligned`` and the same
-metadata in the schema.
+one per line in ``out.ids.txt`` and ``out.meta.json`` (fingerprint, failures, and the uris,
+``labels`` and ``splits`` in row order, ``null`` where an image has none).
+``.parquet``: one table with columns ``id``, ``uri``, ``label``, ``split``, ``base``,
+``aligned`` and the same metadata in the schema.
 
 >>> import numpy as np, tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "v.npy"
 >>> vectors = np.eye(2, dtype=np.float32)
->>> write_vectors(out, ids=["a", "b"], uris=["a.png", "b.png"], base=vectors, aligned=vectors, meta={})
->>> read_vectors(out).ids
-['a', 'b']
+>>> write_vectors(out, ids=["a", "b"], uris=["a.png", "b.png"], base=vectors, aligned=vectors, meta={},
+...               labels=["cat", None])
+>>> read_vectors(out).labels
+['cat', None]
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,9 @@ class VectorFile:
     base: np.ndarray
     aligned: np.ndarray
     meta: dict[str, Any]
+    #: Per row, the image's label and split (``None`` where it has none).
+    labels: list[str | None] = field(default_factory=list)
+    splits: list[str | None] = field(default_factory=list)
 
 
 def sidecar(out: Path, name: str) -> Path:
@@ -53,19 +58,30 @@ def check_output_path(out: str | Path) -> Path:
 
 
 def write_vectors(
-    out: str | Path, *, ids: list[str], uris: list[str], base: np.ndarray, aligned: np.ndarray, meta: dict[str, Any]
+    out: str | Path,
+    *,
+    ids: list[str],
+    uris: list[str],
+    base: np.ndarray,
+    aligned: np.ndarray,
+    meta: dict[str, Any],
+    labels: list[str | None] | None = None,
+    splits: list[str | None] | None = None,
 ) -> None:
-    """Write vectors and ids atomically (see the module docstring for the layouts)."""
+    """Write vectors, ids, labels and splits atomically (see the module docstring for the layouts)."""
     out = check_output_path(out)
-    if not (len(ids) == len(uris) == len(base) == len(aligned)):
-        raise ConfigError("ids, uris and vectors must have the same length")
+    labels = list(labels) if labels is not None else [None] * len(ids)
+    splits = list(splits) if splits is not None else [None] * len(ids)
+    if not (len(ids) == len(uris) == len(base) == len(aligned) == len(labels) == len(splits)):
+        raise ConfigError("ids, uris, labels, splits and vectors must have the same length")
     if out.suffix == ".parquet":
-        _write_parquet(out, ids, uris, base, aligned, meta)
+        _write_parquet(out, {"id": ids, "uri": uris, "label": labels, "split": splits}, base, aligned, meta)
         return
     atomic_write(out, lambda tmp: _save_npy(tmp, aligned))
     atomic_write(sidecar(out, "base.npy"), lambda tmp: _save_npy(tmp, base))
     atomic_write_text(sidecar(out, "ids.txt"), "".join(f"{i}\n" for i in ids))
-    atomic_write_text(sidecar(out, "meta.json"), json.dumps({**meta, "uris": uris}, indent=1))
+    rows = {"uris": uris, "labels": labels, "splits": splits}
+    atomic_write_text(sidecar(out, "meta.json"), json.dumps({**meta, **rows}, indent=1))
 
 
 def _save_npy(path: Path, matrix: np.ndarray) -> None:
@@ -73,7 +89,9 @@ def _save_npy(path: Path, matrix: np.ndarray) -> None:
         np.save(handle, matrix.astype(np.float32))
 
 
-def _write_parquet(out: Path, ids, uris, base: np.ndarray, aligned: np.ndarray, meta: dict[str, Any]) -> None:
+def _write_parquet(
+    out: Path, columns: dict[str, list], base: np.ndarray, aligned: np.ndarray, meta: dict[str, Any]
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -83,7 +101,8 @@ def _write_parquet(out: Path, ids, uris, base: np.ndarray, aligned: np.ndarray, 
             pa.array(matrix.reshape(-1)), matrix.shape[1] if matrix.ndim == 2 else 0
         )
 
-    table = pa.table({"id": ids, "uri": uris, "base": fixed_list(base), "aligned": fixed_list(aligned)})
+    text = {name: pa.array(values, pa.string()) for name, values in columns.items()}
+    table = pa.table({**text, "base": fixed_list(base), "aligned": fixed_list(aligned)})
     table = table.replace_schema_metadata({"percep_rag": json.dumps(meta)})
     atomic_write(out, lambda tmp: pq.write_table(table, tmp))
 
@@ -104,9 +123,20 @@ def read_vectors(path: str | Path) -> VectorFile:
                 else np.zeros((0, 0), np.float32)
             )
 
+        def optional(column: str) -> list[str | None]:  # files written before labels had no such column
+            return table.column(column).to_pylist() if column in table.column_names else [None] * len(table)
+
         return VectorFile(
-            table.column("id").to_pylist(), table.column("uri").to_pylist(), matrix("base"), matrix("aligned"), meta
+            table.column("id").to_pylist(),
+            table.column("uri").to_pylist(),
+            matrix("base"),
+            matrix("aligned"),
+            meta,
+            optional("label"),
+            optional("split"),
         )
     meta = json.loads(sidecar(path, "meta.json").read_text(encoding="utf-8"))
     ids = sidecar(path, "ids.txt").read_text(encoding="utf-8").splitlines()
-    return VectorFile(ids, meta.pop("uris", []), np.load(sidecar(path, "base.npy")), np.load(path), meta)
+    labels, splits = meta.pop("labels", [None] * len(ids)), meta.pop("splits", [None] * len(ids))
+    base = np.load(sidecar(path, "base.npy"))
+    return VectorFile(ids, meta.pop("uris", []), base, np.load(path), meta, labels, splits)

@@ -207,9 +207,12 @@ class VectorStore(StoreBackend):
         self._check_open()
         check_name(name)
         if not self._exists(name):
-            return self.create_collection(
-                name, fingerprint, vectors=vectors, payload_indexes=payload_indexes, options=options
-            )
+            try:
+                return self.create_collection(
+                    name, fingerprint, vectors=vectors, payload_indexes=payload_indexes, options=options
+                )
+            except CollectionExistsError:
+                pass  # another process created it meanwhile: check it like any existing collection
         wanted = new_collection_info(name, fingerprint, vectors, payload_indexes, options)
         info = self.collection_info(name)
         check_same_embedder(name, info.fingerprint, fingerprint)
@@ -230,8 +233,8 @@ class VectorStore(StoreBackend):
         payload = self._read_meta(name)  # raises CollectionNotFoundError
         if payload is None:
             raise FingerprintMismatchError(
-                f"collection {name!r} in {self.location} has no percep-rag fingerprint "
-                "(it was not created by percep-rag); use another name or delete it"
+                f"collection {name!r} in {self.location} has no percep-rag fingerprint: it is damaged or was "
+                "not created by percep-rag; delete it (and re-index) or use another name"
             )
         info = CollectionInfo.from_payload(name, payload)
         self._infos[name] = info

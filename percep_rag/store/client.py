@@ -102,12 +102,15 @@ class QdrantClientStore(VectorStore):
         location: str,
         remote: bool,
         retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ):
         super().__init__()
         self._client = client
         self._location = location
         self._remote = remote
         self._retry = retry or RetryPolicy()
+        # A call's retries stop once ``timeout`` seconds have passed: a silent server costs one time-out.
+        self._budget = timeout
 
     # ----------------------------------------------------------------- construction
 
@@ -167,9 +170,13 @@ class QdrantClientStore(VectorStore):
             check_compatibility=False,  # we ping ourselves, with retries and a clear error
         )
         where = f"{url} (gRPC port {grpc_port})" if prefer_grpc else url
-        store = cls(client, location=where, remote=True, retry=retry)
+        store = cls(client, location=where, remote=True, retry=retry, timeout=timeout)
         try:
             store._call("connect", None, client.get_collections)
+        except (CollectionNotFoundError, StoreRequestError) as exc:  # an HTTP server answered, but not as Qdrant
+            client.close()
+            answer = _describe(exc.__cause__ or exc).splitlines()[0][:120]
+            raise StoreUnavailableError(where, f"it does not answer as a Qdrant server ({answer})") from exc
         except BaseException:
             client.close()
             raise
@@ -193,7 +200,7 @@ class QdrantClientStore(VectorStore):
         try:
             if not self._remote:
                 return once()
-            return call_with_retries(once, self._retry, _is_transient, retry_after=_retry_after)
+            return call_with_retries(once, self._retry, _is_transient, retry_after=_retry_after, budget=self._budget)
         except StoreError:
             raise
         except Exception as exc:

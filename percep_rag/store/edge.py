@@ -57,6 +57,10 @@ from percep_rag.store.schema import (
 )
 
 _CONFIG_FILE = "edge_config.json"
+# Hidden folders of a collection being created or deleted: ``<prefix><name>-<pid>-<random>``.
+_CREATING, _DELETING = ".creating-", ".deleting-"
+# A hidden folder whose name has no live process id is abandoned once it is this old (older layouts).
+_ABANDONED_AFTER_S = 3600.0
 # Qdrant's default: filtered searches whose candidates fit in 10 MB are scanned exactly.
 _FULL_SCAN_THRESHOLD_KB = 10_000
 
@@ -100,7 +104,13 @@ class EdgeStore(VectorStore):
         self._root = Path(path).expanduser()
         if self._root.exists() and not self._root.is_dir():
             raise StoreError(f"Edge store path {self._root} exists and is not a directory")
-        self._root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            blocker = next((p for p in self._root.parents if p.exists() and not p.is_dir()), None)
+            why = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+            raise StoreError(f"cannot open Edge store {self._root}: {why}") from exc
+        _remove_abandoned(self._root)
         self._auto_optimize = auto_optimize
         self._sync_writes = sync_writes
         self._shards: dict[str, qe.EdgeShard] = {}
@@ -165,7 +175,7 @@ class EdgeStore(VectorStore):
         ]
 
     def _create(self, name: str, info: CollectionInfo) -> None:
-        tmp = self._root / f".creating-{name}-{uuid.uuid4().hex[:8]}"
+        tmp = self._root / f"{_CREATING}{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             with _edge_errors(name, "create"):
                 shard = qe.EdgeShard.create(str(tmp), _edge_config(info))
@@ -181,7 +191,9 @@ class EdgeStore(VectorStore):
                 os.rename(tmp, self._dir(name))
             except OSError as exc:
                 if self._exists(name):
-                    raise CollectionExistsError(f"collection {name!r} already exists in {self.location}") from exc
+                    raise CollectionExistsError(
+                        f"collection {name!r} was created in {self.location} by another process at the same time"
+                    ) from exc
                 raise StoreError(f"cannot create collection {name!r} in {self.location}: {exc}") from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -189,7 +201,7 @@ class EdgeStore(VectorStore):
     def _drop(self, name: str) -> None:
         with self._lock:
             self._close_shard(name, finish=False)
-            trash = self._root / f".deleting-{name}-{uuid.uuid4().hex[:8]}"
+            trash = self._root / f"{_DELETING}{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             os.rename(self._dir(name), trash)  # the collection vanishes atomically
             shutil.rmtree(trash, ignore_errors=True)
 
@@ -399,3 +411,42 @@ def _index_field(field_name: str, kind: PayloadType) -> qe.UpdateOperation:
 
 def _put_meta(meta: dict[str, Any]) -> qe.UpdateOperation:
     return qe.UpdateOperation.upsert_points([translate.meta_point(EDGE_MODELS, meta)])
+
+
+def _remove_abandoned(root: Path) -> None:
+    """Delete the hidden creating/deleting folders of processes that died (killed mid-create).
+
+    A folder's process id is in its name; one whose process still runs is left alone, and
+    one without an id is removed once it is an hour old.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / ".creating-pets-999999999-0a1b2c3d").mkdir()
+    >>> (root / f".creating-pets-{os.getpid()}-0a1b2c3d").mkdir()
+    >>> _remove_abandoned(root)
+    >>> sorted(p.name for p in root.iterdir()) == [f".creating-pets-{os.getpid()}-0a1b2c3d"]
+    True
+    """
+    import time
+
+    for folder in root.iterdir():
+        if not folder.name.startswith((_CREATING, _DELETING)) or not folder.is_dir():
+            continue
+        parts = folder.name.rsplit("-", 2)
+        pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+        if pid is not None:
+            abandoned = not _process_alive(pid)
+        else:
+            abandoned = time.time() - folder.stat().st_mtime > _ABANDONED_AFTER_S
+        if abandoned:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

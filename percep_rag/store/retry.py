@@ -55,13 +55,26 @@ def call_with_retries(
     *,
     retry_after: Callable[[BaseException], float | None] = lambda exc: None,
     sleep: Callable[[float], None] = time.sleep,
+    budget: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Call ``fn`` until it succeeds, fails permanently or runs out of attempts.
+    """Call ``fn`` until it succeeds, fails permanently, runs out of attempts or of ``budget`` seconds.
 
     A transient failure (``is_transient``) is retried after the policy's delay, or after
-    ``retry_after(exc)`` seconds when that is known (HTTP ``Retry-After``). The last
+    ``retry_after(exc)`` seconds when that is known (HTTP ``Retry-After``), unless the retry
+    would start after ``budget`` seconds from the first call (so a server that accepts
+    connections but never answers costs about one time-out, not one per attempt). The last
     exception is re-raised unchanged; callers decide what it means.
+
+    >>> now = iter([0.0, 5.0])
+    >>> policy = RetryPolicy(attempts=5, initial_backoff=0.1, jitter=0.0)
+    >>> call_with_retries(lambda: 1 / 0, policy, lambda e: True, sleep=lambda s: None, budget=4.0,
+    ...                   clock=lambda: next(now))
+    Traceback (most recent call last):
+    ...
+    ZeroDivisionError: division by zero
     """
+    started = clock()
     attempt = 1
     while True:
         try:
@@ -70,5 +83,8 @@ def call_with_retries(
             if attempt >= policy.attempts or not is_transient(exc):
                 raise
             hint = retry_after(exc)
-            sleep(hint if hint is not None else policy.delay(attempt))
+            wait = hint if hint is not None else policy.delay(attempt)
+            if budget is not None and clock() + wait - started >= budget:
+                raise
+            sleep(wait)
             attempt += 1

@@ -1,4 +1,9 @@
-"""Metric bar charts as PNG: one panel per metric, a bar per method, 95% intervals.
+"""Metric bar charts: one panel per metric, a bar per method, 95% intervals.
+
+Colours are the Okabe-Ito palette (told apart by colour-blind readers); a metric whose
+values all lie in [0, 1] (accuracy, recall, 2AFC) gets a [0, 1] axis, so that bars are
+comparable between figures; ``chance`` draws the chance level. The format follows the
+extension of the output path (png, jpg, pdf, svg).
 
 Bars may be grouped (e.g. per backbone, as in the paper's Figure 5). Drawn with
 matplotlib on its own ``Figure`` with the Agg canvas, so pyplot's global state is never
@@ -15,6 +20,7 @@ import numpy as np
 from percep_rag.errors import ConfigError
 from percep_rag.evaluation.stats import Interval, mean_ci95
 from percep_rag.io.files import atomic_write
+from percep_rag.viz.figures import figure_format
 
 MetricValue = Interval | float | Sequence[float]
 #: ``{metric: {method: value}}`` or, for grouped bars, ``{metric: {group: {method: value}}}``.
@@ -32,7 +38,8 @@ def _interval(value: MetricValue, where: str) -> Interval:
         raise ConfigError(f"{where}: expected an Interval, a number or per-seed numbers, got {value!r}") from error
 
 
-_PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
+#: Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
 
 def _normalise_table(table: MetricTable) -> tuple[list[str], list[str], list[str], dict]:
@@ -75,7 +82,7 @@ def metric_bars(
     annotate: bool = True,
     columns: int = 4,
 ) -> Path:
-    """Bar chart PNG, exactly ``size`` pixels: one panel per metric, one bar per method.
+    """A bar chart exactly ``size`` pixels, one panel per metric, one bar per method; format by extension.
 
     Panels wrap after ``columns`` per row; the default ``size`` is 960 x 420 pixels for
     one row and 330 pixels more per further row. Value labels turn vertical when a
@@ -96,6 +103,7 @@ def metric_bars(
     >>> Image.open(out).size
     (640, 300)
     """
+    kind = figure_format(out_path)
     # Imported here: matplotlib takes a second to import and only charts need it.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -175,7 +183,11 @@ def metric_bars(
         axis.margins(y=0.15)
         top = max(e.high for key, e in values.items() if key[0] == metric)
         bottom = min(0.0, min(e.low for key, e in values.items() if key[0] == metric))
-        axis.set_ylim(bottom, top * (1.3 if vertical_labels else 1.15) if top > 0 else 1.0)
+        if bottom >= 0.0 and top <= 1.0 and chance.get(metric, 0.0) <= 1.0:  # a rate: the whole [0, 1] range
+            axis.set_ylim(0.0, 1.3 if vertical_labels else 1.15)
+            axis.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
+        else:
+            axis.set_ylim(bottom, top * (1.3 if vertical_labels else 1.15) if top > 0 else 1.0)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=min(len(methods), 6), fontsize=8, frameon=False)
     if title:
@@ -183,7 +195,7 @@ def metric_bars(
     legend_band = 0.08 * 420 / size[1]
     figure.tight_layout(rect=(0, legend_band, 1, 1 - 0.05 * 420 / size[1] if title else 1))
     # No bbox_inches="tight": the PNG keeps exactly the requested pixel size.
-    return atomic_write(out_path, lambda temporary: figure.savefig(temporary, format="png", dpi=dpi))
+    return atomic_write(out_path, lambda temporary: figure.savefig(temporary, format=kind, dpi=dpi))
 
 
 def _format_value(value: float) -> str:

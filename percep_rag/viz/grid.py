@@ -1,7 +1,10 @@
 """A retrieval grid as PNG: per row the query, its base top-k and its aligned top-k.
 
-A caption under every tile and optional green/red frames for right/wrong neighbours
-(the paper's Figures 4 and 7). Drawn with PIL only.
+A caption under every tile and optional right/wrong marks on neighbours (the paper's
+Figures 4 and 7). The marks are told apart by shape, not only colour: a blue disc with a
+tick and a solid frame for right, a vermillion square with a cross and a dashed frame for
+wrong (Okabe-Ito colours, safe for colour-blind readers). Drawn with PIL only; the
+format follows the file's extension (:func:`~percep_rag.viz.figures.figure_format`).
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from percep_rag.errors import ConfigError
-from percep_rag.io.files import atomic_write
 from percep_rag.io.images import ImageSource, decode_image
+from percep_rag.viz.figures import figure_format, save_picture
 
-_RIGHT = (46, 160, 67)
-_WRONG = (214, 39, 40)
+_RIGHT = (0, 114, 178)  # Okabe-Ito blue
+_WRONG = (213, 94, 0)  # Okabe-Ito vermillion
 _INK = (20, 20, 20)
 _MUTED = (90, 90, 90)
 _PAPER = (255, 255, 255)
@@ -119,8 +122,10 @@ def retrieval_grid(
     Images are paths, bytes or PIL images (decoded safely, fitted into square tiles).
     Captions (one string per tile; ``"\\n"`` starts a second line; long lines are cut
     with an ellipsis) go under the tiles, e.g. the label and cosine similarity.
-    ``*_correct`` draws a green (True) or red (False) frame, or none (None). The PNG's
-    size is ``GridLayout(...).size(len(query_images), k)``.
+    ``*_correct`` marks a tile right (True: blue disc with a tick, solid frame) or wrong
+    (False: vermillion square with a cross, dashed frame), or not at all (None). The
+    picture's size is ``GridLayout(...).size(len(query_images), k)``; the extension of
+    ``out_path`` picks the format (png, jpg, pdf, svg).
 
     >>> import tempfile, os
     >>> red, blue = Image.new("RGB", (64, 64), "red"), Image.new("RGB", (64, 64), "blue")
@@ -129,6 +134,7 @@ def retrieval_grid(
     >>> Image.open(out).size == GridLayout().size(1, 2)
     True
     """
+    figure_format(out_path)
     n = len(query_images)
     if n == 0:
         raise ConfigError("retrieval_grid needs at least one query")
@@ -188,12 +194,45 @@ def retrieval_grid(
             x = _column_x(layout, column, k)
             canvas.paste(_tile(source, layout.tile), (x, y))
             if correct is not None:
-                colour = _RIGHT if correct else _WRONG
-                draw.rectangle((x, y, x + layout.tile - 1, y + layout.tile - 1), outline=colour, width=3)
+                _mark(draw, x, y, layout.tile, right=bool(correct))
             if caption:
                 lines = caption.split("\n")[: layout.caption_lines]
                 for line_index, line in enumerate(lines):
                     text = _fit(draw, line, font, layout.tile)
                     ty = y + layout.tile + 2 + line_index * layout.line_height
                     draw.text((x, ty), text, fill=_INK if line_index == 0 else _MUTED, font=font)
-    return atomic_write(out_path, lambda temporary: canvas.save(temporary, format="PNG"))
+    return save_picture(canvas, out_path)
+
+
+def _mark(draw: ImageDraw.ImageDraw, x: int, y: int, tile: int, *, right: bool) -> None:
+    """A right/wrong mark told apart by shape and frame style, not only by colour."""
+    colour = _RIGHT if right else _WRONG
+    edge = tile - 1
+    if right:
+        draw.rectangle((x, y, x + edge, y + edge), outline=colour, width=3)
+    else:  # dashed frame
+        dash = max(4, tile // 16)
+        for start in range(0, tile, 2 * dash):
+            stop = min(start + dash, edge)
+            for line in (
+                (x + start, y, x + stop, y),
+                (x + start, y + edge, x + stop, y + edge),
+                (x, y + start, x, y + stop),
+                (x + edge, y + start, x + edge, y + stop),
+            ):
+                draw.line(line, fill=colour, width=3)
+    size = max(12, tile // 6)
+    left, top = x + edge - size - 3, y + 3
+    box = (left, top, left + size, top + size)
+    inset = size // 4
+    if right:
+        draw.ellipse(box, fill=colour)
+        draw.line(
+            (left + inset, top + size // 2, left + size // 2 - 1, top + size - inset, left + size - inset, top + inset),
+            fill=_PAPER,
+            width=2,
+        )
+    else:
+        draw.rectangle(box, fill=colour)
+        draw.line((left + inset, top + inset, left + size - inset, top + size - inset), fill=_PAPER, width=2)
+        draw.line((left + inset, top + size - inset, left + size - inset, top + inset), fill=_PAPER, width=2)

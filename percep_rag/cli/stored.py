@@ -1,0 +1,146 @@
+"""What the read commands share: an existing store, a collection's embedder, filters that cannot silently miss.
+
+* A read command (``search``, ``show``, ``classify``, ``info``, ``collections``) never creates a
+  store or a folder: :func:`open_existing_store` refuses an on-disk store that is not there.
+* :class:`CollectionEmbedderOptions` are the embedder options with no defaults of their own:
+  what is not given comes from the collection's fingerprint (:func:`collection_embedder`).
+* :func:`checked_filter` parses ``--filter`` texts; a field that no point has is a usage error
+  (exit code 2) listing the fields that exist, a filter that matches nothing an error (exit 1).
+
+>>> CollectionEmbedderOptions().backbone is None
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from percep_rag.cli.errors import ERROR, USAGE, fail
+from percep_rag.cli.options import AlignmentOption, BackboneOption, EmbedderOptions, PoolingOption, store_spec
+
+if TYPE_CHECKING:
+    from percep_rag.store import VectorStore
+    from percep_rag.store.schema import CollectionInfo
+
+#: How many payloads are read to list a collection's fields (``info``, the unknown-field message).
+FIELD_SAMPLE = 10_000
+
+
+@dataclass(frozen=True)
+class CollectionEmbedderOptions(EmbedderOptions):
+    """Embedder options whose backbone, pooling and alignment default to the collection's own."""
+
+    backbone: BackboneOption = None  # type: ignore[assignment]
+    pooling: PoolingOption = None  # type: ignore[assignment]
+    alignment: AlignmentOption = None  # type: ignore[assignment]
+
+
+@contextmanager
+def open_existing_store(text: str | None) -> Iterator[VectorStore]:
+    """The store ``--store`` names, opened for reading: an on-disk store that does not exist is an error.
+
+    >>> with open_existing_store(":memory:") as store:
+    ...     store.list_collections()
+    []
+    """
+    from percep_rag.store import open_store
+
+    spec = store_spec(text)
+    if spec.path is not None and not spec.path.expanduser().is_dir():
+        fail(f"no store at {spec.path.expanduser()} (a read command never creates one; index images first)")
+    with open_store(spec) as store:
+        yield store
+
+
+def existing_collection(store: VectorStore, collection: str) -> CollectionInfo:
+    """The collection's recorded info; a missing collection is an error naming the ones that exist."""
+    if not store.has_collection(collection):
+        names = store.list_collections()
+        known = f"collections here: {', '.join(names)}" if names else "the store holds no collection"
+        fail(f"no collection {collection!r} in {store.location} ({known})")
+    return store.collection_info(collection)
+
+
+def collection_embedder(options: EmbedderOptions, info: CollectionInfo, **extra: Any) -> Any:
+    """The embedder for ``info``'s vectors: options not given are taken from its fingerprint.
+
+    A gLocal or LoRA alignment is recorded by digest only, so its file must be given again.
+    """
+    fingerprint = info.fingerprint
+    alignment = options.alignment
+    if alignment is None:
+        if fingerprint.alignment != "identity":
+            fail(
+                f"collection {info.name!r} holds {fingerprint.alignment}-aligned vectors: pass "
+                f"--alignment {fingerprint.alignment}:<{'file' if fingerprint.alignment == 'glocal' else 'dir'}>",
+                USAGE,
+            )
+        alignment = "identity"
+    backbone = options.backbone or fingerprint.backbone
+    weights = options.weights
+    if weights is None and fingerprint.random_weights and backbone == fingerprint.backbone:
+        weights = "random"
+    resolved = replace(
+        options,
+        backbone=backbone,
+        pooling=options.pooling or fingerprint.pooling,
+        alignment=alignment,
+        weights=weights,
+    )
+    return EmbedderOptions.build(resolved, **extra)
+
+
+def default_options(options: EmbedderOptions) -> EmbedderOptions:
+    """``options`` with the usual defaults (``dreamsim-ensemble``, ``cls``, ``identity``) where none was given."""
+    defaults = EmbedderOptions()
+    return replace(
+        options,
+        backbone=options.backbone or defaults.backbone,
+        pooling=options.pooling or defaults.pooling,
+        alignment=options.alignment or defaults.alignment,
+    )
+
+
+def payload_fields(store: VectorStore, collection: str, *, sample: int | None = FIELD_SAMPLE) -> dict[str, str]:
+    """Field -> the type names of its stored values, over the first ``sample`` points (all when ``None``)."""
+    found: dict[str, set[str]] = {}
+    for seen, point in enumerate(store.iterate(collection)):
+        if sample is not None and seen >= sample:
+            break
+        for key, value in point.payload.items():
+            found.setdefault(key, set()).add(_type_name(value))
+    return {key: "|".join(sorted(kinds)) for key, kinds in sorted(found.items())}
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, list):
+        inner = sorted({_type_name(item) for item in value}) or ["empty"]
+        return f"list[{'|'.join(inner)}]"
+    return {bool: "bool", int: "int", float: "float", str: "str", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def checked_filter(store: VectorStore, collection: str, texts: list[str] | None) -> dict[str, object] | None:
+    """``--filter`` texts as a filter dict that matches at least one point of ``collection``.
+
+    A field that no point has: usage error (exit 2) listing the fields that exist. A filter
+    that matches nothing: ``no point matches --filter ...`` and exit code 1.
+    """
+    from percep_rag.store.filters import collection_value_type, parse_filter_texts
+
+    if not texts:
+        return None
+    parsed = parse_filter_texts(texts, collection_value_type(store, collection), name="--filter")
+    if store.count(collection, parsed) > 0:
+        return parsed
+    fields = payload_fields(store, collection, sample=None)
+    unknown = [key for key in parsed if key.split(".")[0] not in fields]
+    if unknown:
+        fail(
+            f"--filter names {', '.join(map(repr, unknown))}, a field no point of {collection!r} has "
+            f"(fields: {', '.join(fields) or 'none'})",
+            USAGE,
+        )
+    fail(f"no point of {collection!r} matches --filter {' --filter '.join(texts)}", ERROR)
