@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from percep_rag.cli.engine import ClusterOptions, EngineOptions
 from percep_rag.cli.errors import USAGE, fail
 from percep_rag.cli.options import (
     CollectionOption,
@@ -25,11 +26,14 @@ from percep_rag.cli.stored import (
     default_options,
     existing_collection,
     open_existing_store,
+    options_for_collection,
 )
 
 SPACES = ("base", "aligned")
 
 
+@with_options(ClusterOptions)
+@with_options(EngineOptions)
 @with_options(CollectionEmbedderOptions)
 def index(
     source: Annotated[str, typer.Argument(help="A folder, a .csv/.jsonl manifest, or deepfashion2:<root>.")],
@@ -45,12 +49,15 @@ def index(
     ] = None,
     *,
     embedder_options: CollectionEmbedderOptions,
+    engine_options: EngineOptions,
+    cluster_options: ClusterOptions,
     progress: ProgressOption = True,
 ) -> None:
     """Embed images (base + aligned) into a collection; re-running adds only new images.
 
     Unreadable files are listed on stderr and skipped; the exit code stays 0. Adding to an existing
-    collection, the embedder options default to the collection's.
+    collection, the embedder options default to the collection's. --engine ray embeds on Ray Data
+    (docs/scale-out.md).
     """
     from percep_rag.datasets.sources import load_source
     from percep_rag.indexing import index_records
@@ -62,20 +69,42 @@ def index(
     spec = store_spec(store)
     with open_store(spec) as opened:
         if opened.has_collection(collection):
-            embedder = collection_embedder(embedder_options, opened.collection_info(collection))
+            chosen = options_for_collection(embedder_options, opened.collection_info(collection))
         else:
-            embedder = default_options(embedder_options).build()
-        report = index_records(
+            chosen = default_options(embedder_options)
+        if not engine_options.on_ray:
+            embedder = chosen.build()
+            report = index_records(
+                loaded.records,
+                embedder=embedder,
+                store=opened,
+                collection=collection,
+                dataset=dataset or loaded.dataset,
+                payload_indexes=loaded.payload_indexes,
+                progress=progress,
+                collection_options=cluster_options.collection_options(),
+            )
+            total = opened.count(collection)
+    if engine_options.on_ray:
+        from percep_rag.distributed import index_with_ray
+
+        report = index_with_ray(
             loaded.records,
-            embedder=embedder,
-            store=opened,
+            spec=chosen.spec(),
+            store=spec,
             collection=collection,
             dataset=dataset or loaded.dataset,
             payload_indexes=loaded.payload_indexes,
+            options=engine_options.ray_options(),
             progress=progress,
+            collection_options=cluster_options.collection_options(),
         )
-        total = opened.count(collection)
-    typer.echo(f"{report}{random_note(embedder)}")
+        with open_store(spec) as opened:
+            total = opened.count(collection)
+        random_weights = report.fingerprint is not None and report.fingerprint.random_weights
+    else:
+        random_weights = embedder.backbone.random_weights
+    typer.echo(f"{report}{random_note(random_weights)}")
     typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
     echo_skipped(report.failures)
 

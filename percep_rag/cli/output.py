@@ -15,8 +15,12 @@ import typer
 
 
 def random_note(embedder: Any) -> str:
-    """A warning to append to a line when the backbone has random weights, else ``""``."""
-    return " [RANDOM backbone weights]" if embedder.backbone.random_weights else ""
+    """A warning to append to a line when the backbone has random weights, else ``""``.
+
+    ``embedder`` is an embedder, or whether its weights are random.
+    """
+    random_weights = embedder if isinstance(embedder, bool) else embedder.backbone.random_weights
+    return " [RANDOM backbone weights]" if random_weights else ""
 
 
 def echo_skipped(failures: Iterable[Any]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from percep_rag.cli.errors import ERROR, USAGE, fail
@@ -69,6 +69,11 @@ def collection_embedder(options: EmbedderOptions, info: CollectionInfo, **extra:
 
     A gLocal or LoRA alignment is recorded by digest only, so its file must be given again.
     """
+    return EmbedderOptions.build(options_for_collection(options, info), **extra)
+
+
+def options_for_collection(options: EmbedderOptions, info: CollectionInfo) -> EmbedderOptions:
+    """``options`` completed from ``info``'s fingerprint (see :func:`collection_embedder`)."""
     fingerprint = info.fingerprint
     alignment = options.alignment
     if alignment is None:
@@ -90,7 +95,7 @@ def collection_embedder(options: EmbedderOptions, info: CollectionInfo, **extra:
         alignment=alignment,
         weights=weights,
     )
-    return EmbedderOptions.build(resolved, **extra)
+    return EmbedderOptions(**{field.name: getattr(resolved, field.name) for field in fields(EmbedderOptions)})
 
 
 def default_options(options: EmbedderOptions) -> EmbedderOptions:
