@@ -13,6 +13,7 @@ tensor([[1., 0., 2.]])
 from percep_rag.alignment.glocal.config import FitReport, GlocalFitConfig
 from percep_rag.alignment.glocal.features import TripletFeatures
 from percep_rag.alignment.glocal.fit import fit_glocal
+from percep_rag.alignment.glocal.search import GlocalSearch
 from percep_rag.alignment.glocal.transform import (
     KNOWN_DEFECTS,
     GlocalDefectWarning,
@@ -28,6 +29,7 @@ __all__ = [
     "GlocalDefectWarning",
     "GlocalDimensionError",
     "GlocalFitConfig",
+    "GlocalSearch",
     "GlocalTransform",
     "TripletFeatures",
     "file_sha256",
