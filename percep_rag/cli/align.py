@@ -42,7 +42,7 @@ def align_fit(
         bool | None,
         typer.Option(
             "--search/--no-search",
-            help="Choose unset hyper-parameters on val over a small grid (gLocal: on by default; LoRA: lr x rank, off).",
+            help="Choose unset hyper-parameters on val over a small grid (gLocal: on by default; LoRA: lr x rank).",
         ),
     ] = None,
     progress: ProgressBarsOption = True,

@@ -18,8 +18,8 @@ from percep_rag.alignment.lora.fit import (
     path_resolver,
     summarize,
 )
-from percep_rag.alignment.lora.search import LoraSearch
 from percep_rag.alignment.lora.fit import _Trainer as _Trainer  # benchmarks/alignment_speed.py drives it
+from percep_rag.alignment.lora.search import LoraSearch
 from percep_rag.alignment.metrics import cosine_distance
 
 __all__ = [
