@@ -129,3 +129,44 @@ def test_lora_search_keeps_the_best_grid_point(tint_triplets, tmp_path):
     assert report.best_val_2afc == max(row["val_2afc"] for row in report.search)
     metadata = json.loads((tmp_path / "run" / "adapter" / "percep_rag.json").read_text())
     assert metadata["search"]["grid"] == report.search and metadata["val_2afc"] == report.best_val_2afc
+
+
+def test_cli_glocal_fit_reports_and_saves_its_search(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from percep_rag.cli import main
+
+    rng = np.random.default_rng(1)
+    colours = rng.uniform(0, 1, (24, 3))
+    for i in range(24):
+        noise = rng.integers(0, 256, (32, 32, 3))
+        Image.fromarray((0.3 * colours[i] * 255 + 0.7 * noise).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    rows = []
+    for n in range(120):
+        a, b, c = rng.choice(24, 3, replace=False)
+        positive, negative = (
+            (b, c) if np.linalg.norm(colours[a] - colours[b]) < np.linalg.norm(colours[a] - colours[c]) else (c, b)
+        )
+        split = "train" if n < 90 else "val"
+        rows.append(
+            {"anchor": f"{a}.png", "positive": f"{positive}.png", "negative": f"{negative}.png", "split": split}
+        )
+    triplets = tmp_path / "triplets.jsonl"
+    triplets.write_text("\n".join(json.dumps(row) for row in rows))
+
+    def fit(out: str, *extra: str) -> str:
+        with pytest.raises(SystemExit) as done:
+            main(["align", "fit", str(triplets), "--root", str(tmp_path), "-o", str(tmp_path / out),
+                  "-b", "tiny-vit-random", "--epochs", "5", "--no-progress", *extra])  # fmt: skip
+        captured = capsys.readouterr()
+        assert (done.value.code or 0) == 0, captured.err
+        return captured.out
+
+    out = fit("searched.safetensors", "--lam", "0")
+    assert out.count("grid: alpha") == 4 and "chosen on val" in out  # lam given: alpha x lr searched
+    metadata = GlocalTransform.load(tmp_path / "searched.safetensors").metadata
+    assert len(metadata["search"]["grid"]) == 4 and metadata["search"]["chosen"]["lam"] == 0
+    out = fit("single.safetensors", "--no-search", "--alpha", "0.1")
+    assert "grid:" not in out and "search" not in GlocalTransform.load(tmp_path / "single.safetensors").metadata
