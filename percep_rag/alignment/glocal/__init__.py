@@ -2,8 +2,8 @@
 
 :mod:`~percep_rag.alignment.glocal.transform` applies, reads and writes the map (what
 inference needs); :mod:`~percep_rag.alignment.glocal.fit` fits one on triplets, with
-:mod:`~.config` (hyper-parameters, report), :mod:`~.features` (fitting data) and
-:mod:`~.losses` (the objective).
+:mod:`~.config` (hyper-parameters, report), :mod:`~.search` (the validation grid that
+chooses them), :mod:`~.features` (fitting data) and :mod:`~.losses` (the objective).
 
 >>> import torch
 >>> GlocalTransform(torch.eye(3), mean=1.0, std=2.0).transform(torch.tensor([[3.0, 1.0, 5.0]]))
