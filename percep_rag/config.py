@@ -44,6 +44,8 @@ ALIGNMENT_KINDS: tuple[str, ...] = get_args(AlignmentKind)
 #: Ways to pick few-shot examples (and the kNN baselines) in the few-shot protocol.
 FewShotMethod = Literal["aligned", "base", "random", "knn-aligned", "knn-base", "mmr-aligned", "mmr-base"]
 FEWSHOT_METHODS: tuple[str, ...] = get_args(FewShotMethod)
+#: How 0 shots are prompted: the query alone, or open_flamingo's eval (2 text-only demonstrations).
+ZeroShotStyle = Literal["plain", "openflamingo"]
 #: What the few-shot protocol runs when no methods are named (the MMR ones are opt-in).
 DEFAULT_FEWSHOT_METHODS: tuple[str, ...] = FEWSHOT_METHODS[:5]
 

@@ -29,7 +29,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -83,7 +83,8 @@ class Retriever:
         exclude_ids: Iterable[str] = (),
     ) -> list[ScoredPoint]:
         """Nearest points to exactly one of ``image``, ``vector`` or stored ``point`` (an id),
-        most similar first. A query by image or point never returns that image itself."""
+        most similar first. A query by image or point never returns that image itself
+        (for an image, whatever its form: see :meth:`search_batch`)."""
         given = [name for name, value in (("image", image), ("vector", vector), ("point", point)) if value is not None]
         if len(given) != 1:
             raise ConfigError(f"give exactly one of image, vector or point; got {given or 'none'}")
@@ -114,6 +115,14 @@ class Retriever:
         ``lambda_mult < 1`` picks the ``k`` by maximal marginal relevance among the ``fetch_k``
         most similar (default ``4 * k``, at least :data:`~percep_rag.mmr.DEFAULT_FETCH_K`), in
         pick order (see :mod:`percep_rag.mmr`); ``1`` is plain similarity, most similar first.
+
+        A query never retrieves itself, whatever its form: a path or bytes excludes its point id
+        (the content hash) and its ``uri``; any query (PIL image, array, tensor too) excludes the
+        stored points whose vector equals its own (``1 - cosine <=``
+        :data:`SAME_IMAGE_TOLERANCE`, float rounding across batches). An exact-vector match
+        rather than a pixel hash stored at index time: collections indexed before need no new
+        field, and a re-encoded copy (other bytes, same pixels) is caught too; a different
+        image the embedder cannot tell from the query (the same vector) is dropped with it.
         """
         if using not in get_args(VectorName):
             raise ConfigError(f"using must be one of {', '.join(get_args(VectorName))}; got {using!r}")
@@ -125,19 +134,29 @@ class Retriever:
         excluded = set(exclude_ids)
         per_query = [excluded | ({own} if own else set()) for own in self.query_ids(images)]
         vectors = self.vectors_for(images, using)
-        # One extra hit per query covers a query image stored under another id (e.g. a PIL copy).
-        hits = self.store.query_batch(
-            self.collection,
-            vectors,
-            using=using,
-            k=fetch + 1,
-            filter=filter,
-            exclude_per_query=per_query,
-            with_vectors=diverse,
-        )
-        found = [_drop_same_uri(row, image)[:fetch] for row, image in zip(hits, images, strict=True)]
+        extra = 1  # hits that may be the query itself, stored under another id (e.g. a PIL copy)
+        while True:
+            hits = self.store.query_batch(
+                self.collection,
+                vectors,
+                using=using,
+                k=fetch + extra,
+                filter=filter,
+                exclude_per_query=per_query,
+                with_vectors=True,
+            )
+            kept = [
+                _drop_the_query(row, image, vector, using)
+                for row, image, vector in zip(hits, images, vectors, strict=True)
+            ]
+            # More copies of the query than the margin: ask again for more (rare: duplicate pixels).
+            short = [len(row) < fetch and len(raw) == fetch + extra for row, raw in zip(kept, hits, strict=True)]
+            if not any(short):
+                break
+            extra *= 4
+        found = [row[:fetch] for row in kept]
         if not diverse:
-            return found
+            return [[replace(hit, vectors=None) for hit in row] for row in found]
         return [
             rerank_hits(vector, row, using=using, k=k, lambda_mult=lambda_mult)
             for vector, row in zip(vectors, found, strict=True)
@@ -241,8 +260,31 @@ def _point_id_of(image: ImageInput, collection: str) -> str | None:
     return None
 
 
-def _drop_same_uri(hits: list[ScoredPoint], image: ImageInput) -> list[ScoredPoint]:
-    if not isinstance(image, (str, Path)):
-        return hits
-    own = str(Path(image))
-    return [hit for hit in hits if hit.payload.get("uri") != own]
+#: A stored vector this close to the query's (``1 - cosine`` at most this) is the query image
+#: itself: the same pixels embed to the same vector up to float rounding across batches.
+SAME_IMAGE_TOLERANCE = 1e-5
+
+
+def _drop_the_query(hits: list[ScoredPoint], image: ImageInput, vector: np.ndarray, using: str) -> list[ScoredPoint]:
+    """Hits that are not the query image: not its file (``uri``), not its exact vector.
+
+    >>> hit = ScoredPoint("a", 1.0, {"uri": "x.png"}, {"aligned": np.array([1.0, 0.0], dtype=np.float32)})
+    >>> _drop_the_query([hit], "other.png", np.array([2.0, 0.0]), "aligned")
+    []
+    >>> len(_drop_the_query([hit], "other.png", np.array([1.0, 0.01]), "aligned"))
+    1
+    """
+    own = str(Path(image)) if isinstance(image, (str, Path)) else None
+    query = np.asarray(vector, dtype=np.float64)
+    query = query / (np.linalg.norm(query) or 1.0)
+    kept = []
+    for hit in hits:
+        if own is not None and hit.payload.get("uri") == own:
+            continue
+        stored = None if hit.vectors is None else hit.vectors.get(using)
+        if stored is not None:
+            stored = np.asarray(stored, dtype=np.float64)
+            if 1.0 - float(query @ stored) / (np.linalg.norm(stored) or 1.0) <= SAME_IMAGE_TOLERANCE:
+                continue
+        kept.append(hit)
+    return kept

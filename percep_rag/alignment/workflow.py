@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from percep_rag.alignment.glocal import FitReport, GlocalFitConfig, GlocalTransform, TripletFeatures, fit_glocal
+from percep_rag.alignment.glocal.search import GlocalSearch
 from percep_rag.alignment.metrics import two_afc_from_embeddings
 from percep_rag.datasets.triplets import TripletError, TripletSet
 from percep_rag.datasets.triplets import read_triplets as read_triplets  # its old home: `align fit` reads here
@@ -101,8 +102,11 @@ def fit_glocal_on_images(
     *,
     config: GlocalFitConfig | None = None,
     progress: bool = False,
+    search: GlocalSearch | bool = True,
 ) -> tuple[GlocalTransform, FitReport]:
-    """Fit gLocal on the raw pooled features of the base embedder (its alignment is ignored)."""
+    """Fit gLocal on the raw pooled features of the base embedder (its alignment is ignored).
+
+    ``search`` as in :func:`~percep_rag.alignment.glocal.fit.fit_glocal` (on by default)."""
     vectors = embed_triplet_images(embedder, train, val, normalized=False, progress=progress)
     return fit_glocal(
         TripletFeatures.from_triplets(vectors.base, train, vectors.refs),
@@ -111,4 +115,5 @@ def fit_glocal_on_images(
         backbone=embedder.backbone.name,
         pooling=embedder.pooling,
         progress=progress,
+        search=search,
     )

@@ -31,9 +31,31 @@ def align_fit(
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (method default if unset).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Held-out image share when the file has no val split.")] = 0.2,
+    alpha: Annotated[
+        float | None, typer.Option(min=0, max=1, help="gLocal local-term weight (searched if unset).")
+    ] = None,
+    lam: Annotated[
+        float | None, typer.Option(min=0, help="gLocal identity-regulariser weight (searched if unset).")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(min=0, help="gLocal odd-one-out softmax temperature.")] = None,
+    rank: Annotated[int | None, typer.Option(min=1, help="LoRA rank (default 16).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the fit (same seed, same data: same result on CPU).")
+    ] = None,
+    search: Annotated[
+        bool | None,
+        typer.Option(
+            "--search/--no-search",
+            help="Choose unset hyper-parameters on val over a small grid (gLocal: on by default; LoRA: lr x rank).",
+        ),
+    ] = None,
     progress: ProgressBarsOption = True,
 ) -> None:
-    """Fit an alignment on human triplet judgments; prints base vs best validation agreement."""
+    """Fit an alignment on human triplet judgments; prints base vs best validation agreement.
+
+    gLocal by default chooses --alpha, --lam and --lr on the validation split over a small
+    grid (those you give are kept); --no-search fits the defaults as they are.
+    """
     from percep_rag.alignment.workflow import read_triplets, train_val_split
 
     if method not in METHODS:
@@ -42,23 +64,29 @@ def align_fit(
     embedder = embedder_options.build()
     random_weights = " (RANDOM backbone weights)" if embedder.backbone.random_weights else ""
     typer.echo(f"{len(train)} train / {len(val)} val triplets; backbone {embedder_options.backbone}{random_weights}")
-    overrides = {key: value for key, value in {"epochs": epochs, "lr": lr}.items() if value is not None}
+    overrides = {key: value for key, value in {"epochs": epochs, "lr": lr, "seed": seed}.items() if value is not None}
     if method == "glocal":
         from percep_rag.alignment.glocal import GlocalFitConfig
         from percep_rag.alignment.workflow import fit_glocal_on_images
 
         if out.suffix != ".safetensors":
             fail("a gLocal transform is written as .safetensors: give --out <name>.safetensors", USAGE)
+        given = {"alpha": alpha, "lam": lam, "temperature": temperature}
+        overrides |= {key: value for key, value in given.items() if value is not None}
         config = GlocalFitConfig(device=embedder_options.device, **overrides)
-        transform, report = fit_glocal_on_images(embedder, train, val, config=config, progress=progress)
+        transform, report = fit_glocal_on_images(
+            embedder, train, val, config=config, progress=progress, search=search is not False
+        )
         transform.save(out)
         typer.echo(report.summary())
         typer.echo(f"saved {out}; use it with --alignment glocal:{out}")
     else:
-        from percep_rag.alignment.lora import LoraFitConfig, fit_lora, summarize
+        from percep_rag.alignment.lora import LoraFitConfig, LoraSearch, fit_lora, summarize
 
+        overrides |= {"r": rank} if rank is not None else {}
         config = LoraFitConfig(device=embedder_options.device, pooling=embedder_options.pooling, **overrides)
-        report = fit_lora(embedder.backbone, train, val, out, config=config, progress=progress)
+        lora_search = LoraSearch() if search else None
+        report = fit_lora(embedder.backbone, train, val, out, config=config, progress=progress, search=lora_search)
         typer.echo(summarize(report))
         typer.echo(f"use it with --alignment lora:{out}")
 

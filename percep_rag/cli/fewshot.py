@@ -27,7 +27,7 @@ from percep_rag.cli.stored import (
     existing_collection,
     open_existing_store,
 )
-from percep_rag.config import DEFAULT_FEWSHOT_METHODS, FEWSHOT_METHODS
+from percep_rag.config import DEFAULT_FEWSHOT_METHODS, FEWSHOT_METHODS, ZeroShotStyle
 
 DiversityOption = Annotated[
     float,
@@ -40,6 +40,14 @@ class ChosenVlmOptions(VlmOptions):
     """VLM options where ``--vlm`` must be given: a forgotten flag must not answer with a random model."""
 
     vlm: VlmOption = None  # type: ignore[assignment]
+
+
+ZeroShotStyleOption = Annotated[
+    ZeroShotStyle,
+    typer.Option(
+        help="With --shots 0: 'plain' (the query alone) or 'openflamingo' (its eval: 2 text-only demonstrations)."
+    ),
+]
 
 
 def _method_list(methods: tuple[str, ...]) -> str:
@@ -55,18 +63,23 @@ def classify(
         str | None, typer.Option(help="Comma-separated class names (default: the pool's labels).")
     ] = None,
     store: StoreOption = None,
-    shots: Annotated[int, typer.Option(min=1, help="Retrieved examples per query.")] = 3,
+    shots: Annotated[int, typer.Option(min=0, help="Retrieved examples per query (0: zero-shot).")] = 3,
     using: Annotated[str, typer.Option(help="'aligned' or 'base' vectors for retrieval.")] = "aligned",
     diversity: DiversityOption = 0.0,
     filter: FilterOption = None,
+    zero_shot_style: ZeroShotStyleOption = "plain",
     *,
     vlm_options: ChosenVlmOptions,
     embedder_options: CollectionEmbedderOptions,
 ) -> None:
     """Classify query images with a VLM prompted by retrieved examples (most similar last).
 
+    --shots 0 --zero-shot-style openflamingo prompts as open_flamingo's 0-shot evaluation: the
+    two retrieved examples' text without their images, then the query image.
+
     ``--vlm`` is required. The embedder options default to the ones the collection was written with.
     """
+    from percep_rag.fewshot.prompt import demonstrations_needed, prompt_examples
     from percep_rag.retrieval import ExampleRetriever
 
     if vlm_options.vlm is None:
@@ -89,10 +102,15 @@ def classify(
             names = sorted({p.payload["label"] for p in labelled if p.payload.get("label")})
         if not names:
             fail(f"no class names: pass --classes or index labelled images into {collection!r}")
-        found = retriever.examples_batch([str(q) for q in query], k=shots, using=using, diversity=diversity, filter=flt)
+        demos = demonstrations_needed(shots, zero_shot_style)
+        found = (
+            retriever.examples_batch([str(q) for q in query], k=demos, using=using, diversity=diversity, filter=flt)
+            if demos
+            else [[] for _ in query]
+        )
     for image, examples in zip(query, found, strict=True):
         pairs = [(example.uri, example.label or example.text) for example in examples]
-        prediction = classifier.predict(pairs, str(image), names)
+        prediction = classifier.predict(prompt_examples(pairs, shots), str(image), names)
         typer.echo(f"{image}: {prediction}   (examples: {', '.join(label for _, label in pairs)})")
     if embedder.backbone.random_weights or getattr(classifier, "random_weights", False):
         typer.echo("note: random weights were used; predictions are meaningless outside tests")
@@ -102,7 +120,13 @@ def classify(
 @with_options(EmbedderOptions)
 def eval_fewshot(
     task: Annotated[Path, typer.Argument(help="root/<split>/<class>/<image> folder, or a manifest with label+split.")],
-    shots: Annotated[int, typer.Option(min=1, help="Retrieved (or random) examples per query.")] = 3,
+    shots: Annotated[
+        int,
+        typer.Option(
+            min=0, max=10_000, help="Retrieved (or random) examples per query (0: zero-shot, see --zero-shot-style)."
+        ),
+    ] = 3,
+    zero_shot_style: ZeroShotStyleOption = "plain",
     seeds: Annotated[int, typer.Option(min=1, help="Number of seeds (0..n-1).")] = 5,
     queries: Annotated[
         int | None,
@@ -137,7 +161,7 @@ def eval_fewshot(
         report = evaluate_fewshot(
             classification, embedder=embedder, store=opened, collection=collection, classifier=classifier,
             shots=shots, seeds=range(seeds), queries=queries, methods=chosen, diversity=diversity,
-            progress=progress,
+            progress=progress, zero_shot_style=zero_shot_style,
         )  # fmt: skip
     if getattr(classifier, "random_weights", False):
         report.random_weights = True

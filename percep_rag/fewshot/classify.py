@@ -54,6 +54,14 @@ class FewShotClassifier:
     (3,)
     >>> clf.predict(shots, make_test_image(3), ["cat", "dog"]) in ("cat", "dog")
     True
+
+    0-shot as open_flamingo's evaluation: the demonstrations' text without their images
+    (:func:`~percep_rag.fewshot.prompt.prompt_examples` with ``shots=0``); only the query image is fed.
+
+    >>> from percep_rag.fewshot.prompt import prompt_examples
+    >>> ids, vision_x = clf.encode_prompt(prompt_examples(shots, 0), make_test_image(3))
+    >>> int((ids == clf.model.media_token_id).sum()), vision_x.shape[1]
+    (1, 1)
     """
 
     def __init__(

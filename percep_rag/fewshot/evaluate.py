@@ -33,6 +33,7 @@ from percep_rag.errors import ConfigError
 from percep_rag.evaluation.neighbours import majority_vote
 from percep_rag.evaluation.stats import Interval, mean_ci95
 from percep_rag.evaluation.tables import markdown_table
+from percep_rag.fewshot.prompt import ZeroShotStyle, demonstrations_needed, prompt_examples
 from percep_rag.indexing import index_records
 from percep_rag.precision import resolve_precision
 from percep_rag.retrieval import Example, ExampleRetriever
@@ -55,6 +56,7 @@ class FewShotReport:
     queries_per_seed: int
     random_weights: bool
     accuracy: dict[str, list[float]] = field(default_factory=dict)
+    zero_shot_style: str = "plain"
 
     def interval(self, method: str) -> Interval:
         return mean_ci95(self.accuracy[method])
@@ -63,11 +65,16 @@ class FewShotReport:
         """A markdown table of the results."""
         note = " (RANDOM weights: not a finding)" if self.random_weights else ""
         title = (
-            f"few-shot classification on {self.task}: {self.shots} shots, {len(self.seeds)} seeds x "
+            f"few-shot classification on {self.task}: {self.shots} shots{self._style()}, {len(self.seeds)} seeds x "
             f"{self.queries_per_seed} queries{note}"
         )
         rows = [[method, self.interval(method)] for method in self.accuracy]
         return title + "\n" + markdown_table(["method", "accuracy (mean ± 95% CI)"], rows)
+
+    def _style(self) -> str:
+        if self.shots or self.zero_shot_style == "plain":
+            return ""
+        return " (open_flamingo style: 2 text-only demonstrations)"
 
 
 def majority_label(examples: Sequence[Example]) -> str:
@@ -109,15 +116,23 @@ def evaluate_fewshot(
     methods: Sequence[Method] = DEFAULT_METHODS,
     diversity: float = 0.5,
     progress: bool = False,
+    zero_shot_style: ZeroShotStyle = "plain",
 ) -> FewShotReport:
     """Run the protocol; ``classifier`` (a :class:`~percep_rag.fewshot.classify.FewShotClassifier`)
     is needed for the VLM methods, the ``knn-*`` methods run without one. ``diversity`` is the
-    ``mmr-*`` methods' trade of similarity for variety (0 = the plain nearest neighbours)."""
+    ``mmr-*`` methods' trade of similarity for variety (0 = the plain nearest neighbours).
+
+    ``shots=0``: the query alone (``zero_shot_style="plain"``), or as open_flamingo's
+    evaluation (``"openflamingo"``): each method's two demonstrations, text only (see
+    :mod:`percep_rag.fewshot.prompt`); the ``knn-*`` methods vote with those two."""
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown:
         raise ConfigError(f"unknown methods {unknown}; choose from {list(ALL_METHODS)}")
     if classifier is None and VLM_METHODS & set(methods):
         raise ConfigError(f"methods {sorted(VLM_METHODS & set(methods))} need a VLM classifier")
+    demos = demonstrations_needed(shots, zero_shot_style)
+    if demos == 0 and {"knn-aligned", "knn-base"} & set(methods):
+        raise ConfigError("the knn-* methods need examples: use shots > 0 or zero_shot_style='openflamingo'")
     if queries is not None and queries > len(task.queries):
         raise ConfigError(f"asked for {queries} queries per seed, the task has {len(task.queries)}")
     index_pool(task, embedder=embedder, store=store, collection=collection, progress=progress)
@@ -125,17 +140,20 @@ def evaluate_fewshot(
     uris = [record.uri for record in task.queries]
     pool_filter = {"split": task.pool[0].split} if task.pool[0].split else None
     retrieved = {
-        using: retriever.examples_batch(uris, k=shots, using=using, filter=pool_filter)
+        using: retriever.examples_batch(uris, k=demos, using=using, filter=pool_filter) if demos else [[]] * len(uris)
         for using in ("aligned", "base")
         if {using, f"knn-{using}"} & set(methods)
     }
     for using in ("aligned", "base"):
         if f"mmr-{using}" in methods:
-            retrieved[f"mmr-{using}"] = retriever.examples_batch(
-                uris, k=shots, using=using, filter=pool_filter, diversity=diversity
+            retrieved[f"mmr-{using}"] = (
+                retriever.examples_batch(uris, k=demos, using=using, filter=pool_filter, diversity=diversity)
+                if demos
+                else [[]] * len(uris)
             )
     class_names = task.class_names
     report = FewShotReport(task.name, shots, list(seeds), queries or len(uris), embedder.backbone.random_weights)
+    report.zero_shot_style = zero_shot_style
     for method in methods:
         report.accuracy[method] = []
     total = len(seeds) * report.queries_per_seed
@@ -148,7 +166,9 @@ def evaluate_fewshot(
             for q in chosen:
                 query = task.queries[q]
                 for method in methods:
-                    prediction = _predict(method, query, retrieved, q, task.pool, rng, shots, classifier, class_names)
+                    prediction = _predict(
+                        method, query, retrieved, q, task.pool, rng, (demos, shots), classifier, class_names
+                    )
                     correct[method] += prediction == query.label
                 bar.update(1)
             for method in methods:
@@ -163,18 +183,20 @@ def _predict(
     index: int,
     pool: list[ImageRecord],
     rng: np.random.Generator,
-    shots: int,
+    demos_and_shots: tuple[int, int],
     classifier,
     class_names: list[str],
 ) -> str:
+    demos, shots = demos_and_shots
     if method.startswith("knn-"):
         return majority_label(retrieved[method.removeprefix("knn-")][index])
     if method == "random":
-        picks = rng.choice(len(pool), shots, replace=False)
+        picks = rng.choice(len(pool), demos, replace=False)
         examples = [(pool[i].uri, pool[i].label) for i in picks]
     else:
         examples = [(example.uri, example.label or example.text) for example in retrieved[method][index]]
-    return classifier.predict(examples, query.uri, class_names)
+    # 0 shots: the demonstrations' text only (open_flamingo style), or none at all (plain).
+    return classifier.predict(prompt_examples(examples, shots), query.uri, class_names)
 
 
 def load_vlm(

@@ -4,6 +4,13 @@ The layout is open_flamingo's classification protocol: one
 ``<image>Output:{label}<|endofchunk|>`` per example, in the order given, then the query
 ``<image>Output:`` (no space after the colon). Examples are never reordered: retrieval
 hands them over most-similar-LAST (RICES), so the best match sits next to the query.
+
+0 shots come in two styles (:data:`ZeroShotStyle`): ``"plain"``, the query alone, and
+``"openflamingo"``, what open_flamingo's evaluation ran for its published 0-shot numbers:
+two demonstrations (retrieved or random, as the shots would be) whose TEXT stays in the
+prompt without their images (``compute_effective_num_shots`` -> 2, then ``<image>`` removed
+from the context and only the query image fed). A demonstration whose image is ``None`` is
+such a text-only one.
 """
 
 from __future__ import annotations
@@ -14,14 +21,49 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from percep_rag.config import ZeroShotStyle
 from percep_rag.fewshot.errors import PromptError
 from percep_rag.fewshot.flamingo import EOC_TOKEN, MEDIA_TOKEN
 from percep_rag.io.images import ImageSource, decode_image
 
-__all__ = ["PromptTemplate", "build_prompt", "build_vision_x", "Example"]
+__all__ = [
+    "PromptTemplate",
+    "build_prompt",
+    "build_vision_x",
+    "Example",
+    "ZeroShotStyle",
+    "demonstrations_needed",
+    "prompt_examples",
+]
 
-#: One demonstration: an image (anything :func:`~percep_rag.io.images.decode_image` reads) and its label.
-Example = tuple[ImageSource, str]
+#: One demonstration: an image (anything :func:`~percep_rag.io.images.decode_image` reads) and its
+#: label; an image ``None`` makes a text-only demonstration (open_flamingo's 0-shot prompts).
+Example = tuple[ImageSource | None, str]
+
+#: A 0-shot prompt: the query alone, or open_flamingo's two text-only demonstrations.
+ZERO_SHOT_STYLES: tuple[str, ...] = get_args(ZeroShotStyle)
+#: open_flamingo's ``compute_effective_num_shots``: 0 shots -> 2 demonstrations (text only).
+OPENFLAMINGO_ZERO_SHOT_DEMOS = 2
+
+
+def demonstrations_needed(shots: int, zero_shot_style: ZeroShotStyle = "plain") -> int:
+    """How many examples to retrieve (or draw) for ``shots`` in this 0-shot style.
+
+    >>> demonstrations_needed(3), demonstrations_needed(0), demonstrations_needed(0, "openflamingo")
+    (3, 0, 2)
+    """
+    if zero_shot_style not in ZERO_SHOT_STYLES:
+        raise PromptError(f"zero_shot_style must be one of {', '.join(ZERO_SHOT_STYLES)}, got {zero_shot_style!r}")
+    return OPENFLAMINGO_ZERO_SHOT_DEMOS if shots == 0 and zero_shot_style == "openflamingo" else shots
+
+
+def prompt_examples(examples: Sequence[Example], shots: int) -> list[Example]:
+    """The demonstrations as the prompt shows them: as given, or text only when ``shots == 0``.
+
+    >>> prompt_examples([("a.png", "cat"), ("b.png", "dog")], 0)
+    [(None, 'cat'), (None, 'dog')]
+    """
+    return list(examples) if shots > 0 else [(None, label) for _, label in examples]
 
 
 class PromptTemplate(BaseModel):
@@ -61,18 +103,27 @@ class PromptTemplate(BaseModel):
             raise ValueError(f"bad format string ({error}); write literal braces as '{{{{' and '}}}}'") from None
         return self
 
-    def format_example(self, label: str) -> str:
-        """One demonstration's text."""
+    def format_example(self, label: str, *, with_image: bool = True) -> str:
+        """One demonstration's text; without its image the media token is left out.
+
+        >>> PromptTemplate().format_example("cat", with_image=False)
+        'Output:cat<|endofchunk|>'
+        """
         self._check_text(label, "label")
-        return self.example.format(label=label)
+        text = self.example.format(label=label)
+        return text if with_image else text.replace(self.media_token, "")
 
     def format_query(self) -> str:
         """The query's text; the class name (or generated answer) continues it."""
         return self.query.format()
 
-    def render(self, labels: Sequence[str]) -> str:
+    def render(self, labels: Sequence[str], with_images: Sequence[bool] | None = None) -> str:
         """The whole prompt for demonstrations with ``labels`` (in this order) and the query."""
-        return "".join(self.format_example(label) for label in labels) + self.format_query()
+        shown = [True] * len(labels) if with_images is None else list(with_images)
+        demos = "".join(
+            self.format_example(label, with_image=image) for label, image in zip(labels, shown, strict=True)
+        )
+        return demos + self.format_query()
 
     def check_class_name(self, name: str) -> None:
         """Refuse class names that would inject special tokens or be empty."""
@@ -89,15 +140,19 @@ class PromptTemplate(BaseModel):
 def build_prompt(examples: Sequence[Example], template: PromptTemplate | None = None) -> tuple[str, list[ImageSource]]:
     """The prompt text and its images (examples in the given order, then a slot for the query).
 
-    Returns ``(text, example_images)``; the query image goes last in the vision tensor.
+    Returns ``(text, example_images)``; the query image goes last in the vision tensor. A
+    demonstration without an image (``None``) adds its text only (open_flamingo's 0-shot).
 
     >>> text, images = build_prompt([("a.png", "cat"), ("b.png", "dog")])
     >>> text, images
     ('<image>Output:cat<|endofchunk|><image>Output:dog<|endofchunk|><image>Output:', ['a.png', 'b.png'])
+    >>> build_prompt([(None, "cat"), (None, "dog")])
+    ('Output:cat<|endofchunk|>Output:dog<|endofchunk|><image>Output:', [])
     """
     template = template or PromptTemplate()
     labels = [label for _, label in examples]
-    return template.render(labels), [image for image, _ in examples]
+    with_images = [image is not None for image, _ in examples]
+    return template.render(labels, with_images), [image for image, _ in examples if image is not None]
 
 
 def build_vision_x(

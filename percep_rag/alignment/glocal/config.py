@@ -104,6 +104,10 @@ class FitReport:
     n_local: int = 0
     device: str = "cpu"
     seconds: float = 0.0
+    #: With a hyper-parameter search: one row per grid point (its values, validation 2AFC,
+    #: best epoch), and the chosen values; empty / ``None`` for a single setting.
+    search: list[dict[str, Any]] = field(default_factory=list)
+    chosen: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,8 +119,16 @@ class FitReport:
             return "n/a" if before is None else f"{before:.4f} -> {after:.4f}"
 
         stop = " (early stop)" if self.stopped_early else ""
+        grid = [
+            f"grid: alpha {row['alpha']:g}, lam {row['lam']:g}, temperature {row['temperature']:g}, lr {row['lr']:g}"
+            f" -> val 2AFC " + ("failed" if row["val_2afc"] is None else f"{row['val_2afc']:.4f}")
+            for row in self.search
+        ]
+        if self.chosen is not None:
+            grid.append("chosen on val: " + ", ".join(f"{name} {value:g}" for name, value in self.chosen.items()))
         return "\n".join(
-            [
+            grid
+            + [
                 f"best epoch {self.best_epoch} of {self.epochs_run}{stop}, lr {self.lr:g}, "
                 f"{self.seconds:.1f}s on {self.device}",
                 f"train: odd-one-out {pair(self.train_accuracy_before, self.train_accuracy_after)}, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 from percep_rag.alignment.glocal.config import FitReport, GlocalFitConfig
 from percep_rag.alignment.glocal.features import DeviceTriplets, TripletFeatures, device_features, standardize
 from percep_rag.alignment.glocal.losses import Objective, prepare_local
+from percep_rag.alignment.glocal.search import SEARCHED, GlocalSearch, best_row, grid_configs, grid_row
 from percep_rag.alignment.glocal.transform import ArrayLike, GlocalDimensionError, GlocalTransform, utc_timestamp
 from percep_rag.alignment.metrics import odd_one_out_accuracy, two_afc_from_embeddings
 from percep_rag.devices import resolve_device
@@ -29,6 +30,7 @@ def fit_glocal(
     backbone: str | None = None,
     pooling: str | None = None,
     progress: bool = True,
+    search: GlocalSearch | bool = True,
 ) -> tuple[GlocalTransform, FitReport]:
     """Fit a gLocal transform on human triplets.
 
@@ -53,6 +55,14 @@ def fit_glocal(
     so with ``init="identity"`` the result is never worse on val than the base ranking.
     Without ``val`` all ``epochs`` run and the last weights are kept.
 
+    ``search`` (default ``True``: :class:`~percep_rag.alignment.glocal.search.GlocalSearch`'s
+    grid) chooses ``alpha``, ``lam``, ``temperature`` and ``lr`` on the validation split, as
+    gLocal did: every grid point is fitted from the same start and random stream on the same
+    device tensors, and the one with the best validation 2AFC (first of equals) is returned.
+    Values the config sets explicitly are kept, not searched; without ``val`` or with
+    ``search=False`` the config is fitted as it is. The grid's rows and the chosen values are
+    in ``report.search`` / ``report.chosen`` and the transform's ``metadata["search"]``.
+
     >>> rng = np.random.default_rng(0)
     >>> features, triplets = rng.normal(size=(12, 4)), rng.permutation(12)[:9].reshape(3, 3)
     >>> config = GlocalFitConfig(epochs=2, device="cpu")
@@ -65,23 +75,70 @@ def fit_glocal(
     train_data = TripletFeatures.coerce(train)
     val_data = None if val is None else TripletFeatures.coerce(val)
     device = resolve_device(config.device)
+    grid = GlocalSearch() if search is True else (search or None)
+    points = (
+        [config]
+        if grid is None or val_data is None or not len(val_data)
+        else grid_configs(config, grid, dim=train_data.dim)
+    )
     generator = torch.Generator().manual_seed(config.seed)  # our own: the global RNG is left alone
-    data = _FitData.build(train_data, val_data, local_features, config, device, generator)
-    weights, bias = _initial_params(data.dim, float(data.mean), float(data.std), config, device)
-    lr = config.learning_rate(data.dim)
+    # Built once for every grid point: the local term exists if any point uses it.
+    build_config = config.model_copy(update={"alpha": max(point.alpha for point in points)})
+    data = _FitData.build(train_data, val_data, local_features, build_config, device, generator)
+    start_state = generator.get_state()
+    best: tuple[GlocalTransform, FitReport] | None = None
+    rows: list[dict[str, Any]] = []
+    failure: AlignmentError | None = None
+    for point in points:
+        generator.set_state(start_state)  # every point starts from the same random stream
+        try:
+            transform, report = _fit_point(data, point, generator, train_data, val_data, progress)
+        except AlignmentError as error:
+            if len(points) == 1:
+                raise
+            failure = failure or error
+            rows.append(grid_row(point, val_2afc=None, best_epoch=None, error=str(error)))
+            continue
+        rows.append(grid_row(point, val_2afc=report.val_2afc_after, best_epoch=report.best_epoch))
+        if best is None or best_row(rows) == len(rows) - 1:
+            best = transform, report
+    if best is None:
+        raise failure or AlignmentError("no grid point could be fitted")
+    transform, report = best
+    if len(points) > 1:
+        report.search = rows
+        report.chosen = {name: value for name, value in rows[best_row(rows)].items() if name in SEARCHED}
+    chosen = points[best_row(rows)] if len(points) > 1 else config
+    transform.metadata.update(_fit_metadata(chosen, report, backbone, pooling))
+    report.seconds = time.perf_counter() - started
+    return transform, report
+
+
+def _fit_point(
+    data: _FitData,
+    config: GlocalFitConfig,
+    generator: torch.Generator,
+    train_data: TripletFeatures,
+    val_data: TripletFeatures | None,
+    progress: bool,
+) -> tuple[GlocalTransform, FitReport]:
+    """One setting fitted from the identity (or gLocal) start on the shared device tensors."""
+    local = data.objective.local if config.alpha > 0 else None
+    if local is not None:
+        local.reset()
+    data = replace(data, objective=Objective(config, data.objective.features, local))
+    weights, bias = _initial_params(data.dim, float(data.mean), float(data.std), config, data.raw.device)
     report = FitReport(
-        lr=lr,
+        lr=config.learning_rate(data.dim),
         n_train=len(data.triplets),
         n_val=0 if data.val_triplets is None else len(data.val_triplets),
-        n_local=0 if data.objective.local is None else len(data.objective.local.unit),
-        device=str(device),
+        n_local=0 if local is None else len(local.unit),
+        device=str(data.raw.device),
     )
-    best_weights, best_bias = _train(data, weights, bias, lr, config, report, generator, progress)
-    metadata = _fit_metadata(config, report, backbone, pooling)
+    best_weights, best_bias = _train(data, weights, bias, report.lr, config, report, generator, progress)
     bias_out = None if best_bias is None else best_bias.cpu()
-    transform = GlocalTransform(best_weights.cpu(), bias_out, data.mean.numpy(), data.std.numpy(), metadata)
+    transform = GlocalTransform(best_weights.cpu(), bias_out, data.mean.numpy(), data.std.numpy(), {})
     _score(report, transform, data, train_data, val_data)
-    report.seconds = time.perf_counter() - started
     return transform, report
 
 
@@ -242,6 +299,8 @@ def _fit_metadata(config: GlocalFitConfig, report: FitReport, backbone: str | No
             "n_val": report.n_val,
         },
     }
+    if report.search:
+        metadata["search"] = {"chosen": report.chosen, "grid": report.search}
     metadata.update({key: value for key, value in (("backbone", backbone), ("pooling", pooling)) if value is not None})
     return metadata
 

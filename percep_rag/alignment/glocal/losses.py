@@ -85,6 +85,10 @@ class _Local:
     _order: torch.Tensor | None = None
     _cursor: int = 0
 
+    def reset(self) -> None:
+        """Start a new shuffled pass (a new fit on the same features)."""
+        self._order, self._cursor = None, 0
+
     def next_rows(self, size: int, generator: torch.Generator) -> torch.Tensor:
         """The next ``size`` rows of a shuffled pass over the local features (no repeats in a batch)."""
         if self._order is None or self._cursor + size > len(self._order):

@@ -19,6 +19,7 @@ from percep_rag.alignment.lora.fit import (
     summarize,
 )
 from percep_rag.alignment.lora.fit import _Trainer as _Trainer  # benchmarks/alignment_speed.py drives it
+from percep_rag.alignment.lora.search import LoraSearch
 from percep_rag.alignment.metrics import cosine_distance
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "LoraAlignment",
     "LoraFitConfig",
     "LoraFitReport",
+    "LoraSearch",
     "TripletImages",
     "cosine_distance",
     "fit_lora",

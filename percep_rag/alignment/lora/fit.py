@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from percep_rag.alignment.lora.adapter import ADAPTER_DIR, METADATA_FILE
+from percep_rag.alignment.lora.search import LoraSearch
 from percep_rag.alignment.metrics import cosine_distance, two_afc_agreement
 from percep_rag.backbones.base import Backbone
 from percep_rag.config import Pooling, Precision
@@ -97,6 +98,8 @@ class LoraFitReport:
     best_val_2afc: float
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+    #: With ``fit_lora(search=...)``: one row per grid point (lr, r, best val 2AFC, best epoch).
+    search: list[dict[str, Any]] = field(default_factory=list)
 
 
 def hinge_loss(d_left: torch.Tensor, d_right: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:
@@ -191,6 +194,14 @@ class _Trainer:
         )
 
     def train_epoch(self, dataset: Dataset, epoch: int, progress: bool) -> float:
+        # Dropout draws from the global RNG: seeded per epoch (so a resumed run draws the same)
+        # inside a fork, which leaves the caller's RNG as it was. Init and data order have their own.
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.config.seed * 1_000_003 + epoch)
+            return self._train_epoch(dataset, epoch, progress)
+
+    def _train_epoch(self, dataset: Dataset, epoch: int, progress: bool) -> float:
         self.model.train()
         total, count = 0.0, 0
         batches = tqdm(self.loader(dataset, True, epoch), desc=f"epoch {epoch}", disable=not progress, leave=False)
@@ -308,13 +319,26 @@ def fit_lora(
     resolve: Callable[[Any], ImageSource] | None = None,
     resume: bool = True,
     progress: bool = True,
+    search: LoraSearch | None = None,
 ) -> LoraFitReport:
     """Fine-tune LoRA adapters on ``train`` triplets, keeping the best by ``val`` 2AFC.
 
     ``resolve`` maps a triplet reference to an image (default: the reference is a path).
     With ``resume`` a run directory holding a checkpoint continues where it stopped.
+    The seed covers the adapter's initialisation, the data order and dropout: the same
+    call on the same data gives the same adapter and metrics on the CPU.
+    ``search`` (off by default: it costs one fit per point) fits every learning rate x rank
+    of a :class:`~percep_rag.alignment.lora.search.LoraSearch` in ``run_dir/grid/`` and
+    keeps the best by validation 2AFC as ``run_dir/adapter`` (rows in ``report.search``).
     See ``tests/test_lora.py`` for a complete run on generated images.
     """
+    if search is not None:
+        from percep_rag.alignment.lora.search import fit_lora_grid
+
+        return fit_lora_grid(
+            backbone, train, val, run_dir, config=config or LoraFitConfig(), resolve=resolve, resume=resume,
+            progress=progress, search=search, fit=fit_lora,
+        )  # fmt: skip
     config = config or LoraFitConfig()
     if len(train) == 0 or len(val) == 0:
         raise ConfigError("LoRA fine-tuning needs non-empty train and val triplet sets")
@@ -361,5 +385,6 @@ def summarize(report: LoraFitReport) -> str:
     lines = [f"base val 2AFC {report.base_val_2afc:.4f}"]
     lines += [f"epoch {h['epoch']}: loss {h['train_loss']:.4f}  val 2AFC {h['val_2afc']:.4f}" for h in report.history]
     best = f"best: epoch {report.best_epoch}, val 2AFC {report.best_val_2afc:.4f}"
+    lines += [f"grid: lr {row['lr']:g}, rank {row['r']}: best val 2AFC {row['val_2afc']:.4f}" for row in report.search]
     lines.append(f"{best} -> {report.run_dir / ADAPTER_DIR}")
     return "\n".join(lines)
