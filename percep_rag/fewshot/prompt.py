@@ -16,7 +16,7 @@ such a text-only one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from pydantic import BaseModel, ConfigDict, model_validator
