@@ -173,7 +173,7 @@ def test_every_readme_command_and_snippet_runs(tmp_path, monkeypatch, capsys):
             outputs[code] = capsys.readouterr().out
             continue
         for command in bash_commands(code):
-            marker = next((marker for marker in NOT_RUN if command.startswith(marker)), None)
+            marker = next((marker for marker in NOT_RUN if marker in command), None)
             if marker is not None:
                 left_out.add(marker)
                 continue
