@@ -16,12 +16,12 @@ import inspect
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_type_hints
 
 import typer
 
 from percep_rag.config import Pooling, Precision
+from percep_rag.store.spec import DEFAULT_EDGE_PATH as DEFAULT_STORE
 
 if TYPE_CHECKING:
     from percep_rag.config import EmbedderSpec
@@ -83,8 +83,6 @@ PrecisionOption = Annotated[
 ProgressOption = Annotated[bool, typer.Option(help="Show a progress bar.")]
 ProgressBarsOption = Annotated[bool, typer.Option(help="Show progress bars.")]
 
-#: Where the store lives when neither ``--store`` nor ``$PERCEP_RAG_STORE`` says.
-DEFAULT_STORE = Path("~/.cache/percep_rag/store")
 StoreOption = Annotated[
     str | None,
     typer.Option(

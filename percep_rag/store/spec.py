@@ -36,6 +36,10 @@ _URL_SCHEMES = ("http://", "https://")
 _FORMS = "edge:<dir>, :memory:, local:<dir> or http(s)://host:port"
 
 
+#: Where the default Qdrant Edge store lives when ``$PERCEP_RAG_STORE`` says nothing.
+DEFAULT_EDGE_PATH = Path("~/.cache/percep_rag/store")
+
+
 class StoreSpec(BaseModel):
     """A store location plus how to talk to it.
 
@@ -114,7 +118,7 @@ class StoreSpec(BaseModel):
         env = os.environ.get("PERCEP_RAG_STORE")
         if env:
             return cls.parse(env)
-        return cls(kind="edge", path=Path("~/.cache/percep_rag/store").expanduser())
+        return cls(kind="edge", path=DEFAULT_EDGE_PATH.expanduser())
 
     def __str__(self) -> str:
         if self.kind == "memory":
