@@ -23,6 +23,7 @@ Usage::
 
     python benchmarks/fewshot_throughput.py                 # GPU, 4B-sized, bf16
     OMP_NUM_THREADS=1 python benchmarks/fewshot_throughput.py --tiny --device cpu
+    python benchmarks/fewshot_throughput.py --device cpu --dtype bf16 --vs-fp32   # CPU: bf16 vs fp32
 """
 
 from __future__ import annotations
@@ -121,6 +122,25 @@ def time_path(name: str, run: Callable[[int], np.ndarray], queries: int, device:
     return Result(name, queries, seconds, queries / seconds, 1000 * seconds / queries), scores
 
 
+def vs_fp32(reference: list[np.ndarray], scores: list[np.ndarray], fp32_row: Result, row: Result) -> dict:
+    """How the lower-precision cached scores compare with fp32 on the same queries and weights.
+
+    >>> a, b = [np.array([0.0, -1.0, -2.0])], [np.array([0.01, -1.02, -1.99])]
+    >>> out = vs_fp32(a, b, Result("fp32", 1, 2.0, 0.5, 2000.0), Result("bf16", 1, 1.0, 1.0, 1000.0))
+    >>> out["speedup_vs_fp32"], out["ranking_identical_vs_fp32"], round(out["max_abs_score_diff_vs_fp32"], 3)
+    (2.0, 1.0, 0.02)
+    """
+    pairs = list(zip(reference, scores, strict=True))
+    return {
+        "speedup_vs_fp32": row.queries_per_s / fp32_row.queries_per_s,
+        "max_abs_score_diff_vs_fp32": float(max(np.abs(a - b).max() for a, b in pairs)),
+        "argmax_agreement_vs_fp32": float(np.mean([a.argmax() == b.argmax() for a, b in pairs])),
+        "ranking_identical_vs_fp32": float(np.mean([np.array_equal(np.argsort(-a), np.argsort(-b)) for a, b in pairs])),
+        # How close the two nearest classes are in fp32: a difference above this can flip a ranking.
+        "min_fp32_score_gap": float(min(np.diff(np.sort(a)).min() if len(a) > 1 else np.inf for a in reference)),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny random Flamingo (CPU smoke run)")
@@ -137,6 +157,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--class-batch-size", type=int, default=None)
     parser.add_argument("--lm-layers", type=int, default=32, help="4B path only: fewer LM layers for a CPU smoke test")
+    parser.add_argument(
+        "--vs-fp32",
+        action="store_true",
+        help="first score the same queries in fp32 on the same weights (then cast in place, so only one "
+        "copy is resident): report fp32 queries/s, the largest score difference to fp32 and ranking agreement",
+    )
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
 
@@ -149,11 +175,12 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--classes must be in 1..{len(CLASS_NAMES)}")
     queries = args.queries or (20 if device.type == "cuda" else 10)
 
+    reference = args.vs_fp32 and dtype != torch.float32
+    build_dtype = torch.float32 if reference else dtype
     start = time.perf_counter()
-    bundle = build_tiny_flamingo(seed=0) if args.tiny else build_random_4b(device, dtype, args.lm_layers)
-    bundle.model.to(device=device, dtype=dtype)
+    bundle = build_tiny_flamingo(seed=0) if args.tiny else build_random_4b(device, build_dtype, args.lm_layers)
+    bundle.model.to(device=device, dtype=build_dtype)
     build_s = time.perf_counter() - start
-    clf = FewShotClassifier.from_bundle(bundle, class_batch_size=args.class_batch_size)
     names = CLASS_NAMES[: args.classes]
     size = (32, 32) if args.tiny else (256, 224)
 
@@ -163,10 +190,24 @@ def main(argv: list[str] | None = None) -> dict:
         return shots, make_test_image(1000 * index + 999, size)
 
     prepared = [inputs(index) for index in range(queries)]
-    for index in range(args.warmup):
-        shots, query = prepared[index % queries]
-        clf.score_classes(shots, query, names)
-        clf.naive_scores(shots, query, names)
+
+    def warm_up(clf: FewShotClassifier, naive: bool = True) -> None:
+        for index in range(args.warmup):
+            shots, query = prepared[index % queries]
+            clf.score_classes(shots, query, names)
+            if naive:
+                clf.naive_scores(shots, query, names)
+
+    fp32_row, fp32_scores = None, None
+    if reference:
+        clf = FewShotClassifier.from_bundle(bundle, class_batch_size=args.class_batch_size)
+        warm_up(clf, naive=False)
+        fp32_row, fp32_scores = time_path(
+            "cached fp32", lambda i: clf.score_classes(*prepared[i], names), queries, device
+        )
+        bundle.model.to(dtype=dtype)  # in place: the bf16 weights are the fp32 weights rounded
+    clf = FewShotClassifier.from_bundle(bundle, class_batch_size=args.class_batch_size)
+    warm_up(clf)
 
     cached, cached_scores = time_path("cached", lambda i: clf.score_classes(*prepared[i], names), queries, device)
     naive, naive_scores = time_path("naive", lambda i: clf.naive_scores(*prepared[i], names), queries, device)
@@ -194,19 +235,29 @@ def main(argv: list[str] | None = None) -> dict:
         "max_abs_score_diff": max_diff,
         "argmax_agreement": argmax_agree,
     }
+    if fp32_row is not None:
+        report["results"].insert(0, asdict(fp32_row))
+        report.update(vs_fp32(fp32_scores, cached_scores, fp32_row, cached))
     weights = "RANDOM weights" if bundle.random_weights else "pretrained"
     print(
         f"{bundle.name} ({weights}) on {report['device_name']} [{report['device']}, {report['dtype']}, "
         f"{report['threads']} threads]: {args.shots} shots, {args.classes} classes, "
         f"prompt {report['prompt_tokens']} tokens, class names {report['class_tokens_min_max']} tokens"
     )
-    for row in (cached, naive):
+    for row in [r for r in (fp32_row, cached, naive) if r is not None]:
         print(
             f"  {row.path:6s} {row.queries_per_s:8.2f} queries/s {row.ms_per_query:9.1f} ms/query"
             f" ({row.queries} queries)"
         )
     print(f"  speed-up cached/naive: {report['speedup']:.2f}x; max |score diff| {max_diff:.2e}; ", end="")
     print(f"argmax agreement {argmax_agree:.0%}")
+    if fp32_row is not None:
+        print(
+            f"  vs fp32 (cached path): {report['speedup_vs_fp32']:.2f}x; max |score diff| "
+            f"{report['max_abs_score_diff_vs_fp32']:.2e}; argmax agreement {report['argmax_agreement_vs_fp32']:.0%}; "
+            f"identical class ranking {report['ranking_identical_vs_fp32']:.0%}; smallest fp32 score gap "
+            f"{report['min_fp32_score_gap']:.2e}"
+        )
     if args.json:
         with open(args.json, "w") as file:
             json.dump(report, file, indent=2)

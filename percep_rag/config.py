@@ -28,6 +28,7 @@ Interpolation = Literal["bicubic", "bilinear"]
 ResizeMode = Literal["crop", "squash"]
 #: Where a timm ViT branch reads its tokens: after the final norm, or the last block's output.
 TokenSource = Literal["norm", "prenorm"]
+#: ``torch.compile`` of the forward: ``auto`` on CUDA, and on CPU for jobs of 512+ images (AlignedEmbedder.compiled).
 CompileMode = Literal["auto", "always", "never"]
 #: What a model computes in: ``auto`` is bf16 on CUDA and on CPUs with AMX/AVX-512 BF16, fp32 elsewhere.
 Precision = Literal["auto", "fp32", "bf16"]

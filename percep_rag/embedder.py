@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from percep_rag.alignment.base import Alignment, IdentityAlignment
 from percep_rag.alignment.factory import load_alignment
 from percep_rag.backbones import Backbone, TokenFeatures, create_backbone
+from percep_rag.compiled import Forward
 from percep_rag.config import CompileMode, EmbedderSpec, Fingerprint, Normalization, Pooling, Precision
 from percep_rag.devices import resolve_device as resolve_device
 from percep_rag.errors import ConfigError, ImageDecodeError
@@ -63,10 +64,14 @@ class AlignedEmbedder:
     One backbone pass gives both the base and the aligned vector for a feature-level
     alignment (gLocal); a LoRA alignment runs its fine-tuned copy of the backbone as well.
     On CUDA it uses bf16 autocast, channels-last and ``torch.compile`` and decodes
-    JPEGs on the GPU; on CPU it decodes in DataLoader workers, overlapping the forward, and
+    JPEGs on the GPU; on CPU it decodes in DataLoader workers, overlapping the forward,
+    compiles the forward for large jobs, and
     runs a bf16 copy of the weights where the CPU has native bf16 (``precision="auto"``;
     see :mod:`percep_rag.precision`). Pooling, alignment and normalisation are always fp32.
     """
+
+    #: On CPU, ``compile="auto"`` compiles for jobs of at least this many images (see :attr:`compiled`).
+    cpu_compile_min_images: int = 512
 
     def __init__(
         self,
@@ -124,29 +129,46 @@ class AlignedEmbedder:
 
     # ----------------------------------------------------------------- set-up
     def _prepare_for_device(self, compile_mode: CompileMode) -> None:
-        self._base_forward: Callable[[torch.Tensor], TokenFeatures] = self.backbone
-        self._aligned_forward = self.aligned_backbone
-        self._compiled = False
-        if not self.on_cuda:
+        base, aligned = self.backbone, self.aligned_backbone
+        if self.on_cuda:
+            self.backbone.to(memory_format=torch.channels_last)
+            if aligned is not None:
+                aligned.to(memory_format=torch.channels_last)
+        else:
             # bf16 weights (a copy: the fp32 original keeps the fingerprint) beat CPU autocast.
-            self._base_forward = compute_copy(self.backbone, self.compute_dtype)
-            if self.aligned_backbone is not None:
-                self._aligned_forward = compute_copy(self.aligned_backbone, self.compute_dtype)
-            # Opt-in on CPU: not shown to help there yet (benchmarks/embed_throughput.py --compile).
-            if compile_mode == "always":
-                self._compiled = True
-                self._base_forward = torch.compile(self._base_forward, dynamic=False)
-                if self._aligned_forward is not None:
-                    self._aligned_forward = torch.compile(self._aligned_forward, dynamic=False)
-            return
-        self.backbone.to(memory_format=torch.channels_last)
-        if self.aligned_backbone is not None:
-            self.aligned_backbone.to(memory_format=torch.channels_last)
-        if compile_mode == "always" or (compile_mode == "auto" and self.on_cuda):
-            self._compiled = True
-            self._base_forward = torch.compile(self.backbone, dynamic=False)
-            if self.aligned_backbone is not None:
-                self._aligned_forward = torch.compile(self.aligned_backbone, dynamic=False)
+            base = compute_copy(base, self.compute_dtype)
+            aligned = None if aligned is None else compute_copy(aligned, self.compute_dtype)
+        compile_now = compile_mode == "always" or (compile_mode == "auto" and self.on_cuda)
+        self._base_forward = Forward(base, compile=compile_now)
+        self._aligned_forward = None if aligned is None else Forward(aligned, compile=compile_now)
+        # On CPU, "auto" compiles once a job is large enough to repay the compile time.
+        self._compile_for_large_jobs = compile_mode == "auto" and not self.on_cuda
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the forward runs through ``torch.compile`` now.
+
+        ``compile="auto"`` compiles on CUDA at once and, on CPU, for the first job of at least
+        :attr:`cpu_compile_min_images` images (measured 1.2-1.5x for the ViT-B backbones on a
+        2-core CPU, after a one-off compile of seconds; benchmarks/RESULTS.md): a query stays eager.
+        """
+        return any(forward.compiled for forward in self._forwards())
+
+    def _forwards(self) -> list[Forward]:
+        return [forward for forward in (self._base_forward, self._aligned_forward) if forward is not None]
+
+    def prepare_for_job(self, images: int) -> None:
+        """Say how many images are coming, when they come in several calls (indexing in chunks):
+        on CPU, ``compile="auto"`` compiles for a job of :attr:`cpu_compile_min_images` or more.
+
+        >>> embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random", compile="never"))
+        >>> embedder.prepare_for_job(10_000); embedder.compiled
+        False
+        """
+        if self._compile_for_large_jobs and images >= self.cpu_compile_min_images:
+            self._compile_for_large_jobs = False
+            for forward in self._forwards():
+                forward.compile()
 
     def _probe_output_dim(self) -> int:
         size = self.backbone.preprocess.image_size
@@ -187,7 +209,7 @@ class AlignedEmbedder:
                 np.zeros((0, self.base_dim), np.float32), np.zeros((0, getattr(self, "dim", 0)), np.float32)
             )
         count = pixels.shape[0]
-        if self._compiled and count < self.batch_size:
+        if self.compiled and count < self.batch_size:
             # A compiled graph is specialised to one batch shape: pad rather than recompile.
             padding = pixels.new_zeros((self.batch_size - count, *pixels.shape[1:]))
             pixels = torch.cat([pixels.to(self.device), padding.to(self.device)])
@@ -214,6 +236,7 @@ class AlignedEmbedder:
         Tensors of another size are resized and cropped on the device first.
         """
         pixels = self._as_square_pixels(pixels)
+        self.prepare_for_job(len(pixels))
         parts = [
             self._embed_pixels(pixels[start : start + self.batch_size])
             for start in range(0, len(pixels), self.batch_size)
@@ -267,6 +290,7 @@ class AlignedEmbedder:
         self, sources: Sequence[ImageSource], *, progress: bool | str = False, normalized: bool = True
     ) -> Iterator[EmbeddingResult]:
         """Like :meth:`embed_many`, one :class:`EmbeddingResult` per batch, in input order."""
+        self.prepare_for_job(len(sources))
         description = progress if isinstance(progress, str) else "embedding"
         bar = tqdm(total=len(sources), desc=description, unit="img", disable=not progress)
         batches = iter_pixel_batches(

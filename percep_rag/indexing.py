@@ -100,6 +100,7 @@ def index_records(
     store.ensure_collection(collection, embedder.fingerprint, payload_indexes=indexes, options=collection_options)
     report = IndexReport(collection=collection, records=len(records))
     chunk = chunk_size or max(embedder.batch_size * 8, 256)
+    embedder.prepare_for_job(len(records))
     seen: set[str] = set()
     with tqdm(total=len(records), desc=f"indexing {collection}", unit="img", disable=not progress) as bar:
         for start in range(0, len(records), chunk):

@@ -345,3 +345,27 @@ def test_a_collection_without_its_metadata_is_called_damaged(tmp_path, monkeypat
         monkeypatch.setattr(store, "_read_meta", lambda name: None)  # its metadata point is gone
         with pytest.raises(FingerprintMismatchError, match="damaged or was not created by percep-rag; delete it"):
             store.collection_info("pets")
+
+
+@pytest.mark.parametrize(
+    ("command", "value", "allowed"),
+    [("search", "bogus", "'aligned', 'base', 'both'"), ("classify", "both", "'aligned', 'base'")],
+)
+def test_using_takes_only_the_vector_spaces_the_command_searches(capsys, images, command, value, allowed):
+    argv = [command, str(next(images.rglob("*.png"))), "-c", "c", "--using", value]
+    code, _, err = run_cli(capsys, *argv, *(["--vlm", "tiny-flamingo-random"] if command == "classify" else []))
+    assert code == 2
+    assert_one_line(err, "--using", f"'{value}'", allowed)
+
+
+def test_eval_fewshot_store_answers_within_the_timeout(capsys, tmp_path, silent_server):
+    for split in ("train", "test"):
+        for label, colour in (("red", (220, 30, 30)), ("blue", (30, 40, 220))):
+            (tmp_path / split / label).mkdir(parents=True)
+            Image.new("RGB", (16, 16), colour).save(tmp_path / split / label / "0.png")
+    argv = ["eval", "fewshot", str(tmp_path), "-b", "tiny-vit-random", "--methods", "knn-aligned", "--no-progress"]
+    started = time.monotonic()
+    code, _, err = run_cli(capsys, *argv, "--store", silent_server, "--timeout", "1")
+    assert code == 1
+    assert_one_line(err, silent_server, "unavailable")
+    assert time.monotonic() - started < 1 + 8  # one time-out, model set-up and slack; not 4 x 10 s

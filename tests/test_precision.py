@@ -34,7 +34,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _forward_dtype(embedder: AlignedEmbedder, aligned: bool = False) -> torch.dtype:
     module = embedder._aligned_forward if aligned else embedder._base_forward
-    return next(module.parameters()).dtype
+    return next(module.eager.parameters()).dtype
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ from percep_rag.cli.options import (
     FilterOption,
     ProgressBarsOption,
     StoreOption,
+    UsingOption,
     VlmOption,
     VlmOptions,
+    store_spec,
     with_options,
 )
 from percep_rag.cli.stored import (
@@ -64,7 +66,7 @@ def classify(
     ] = None,
     store: StoreOption = None,
     shots: Annotated[int, typer.Option(min=0, help="Retrieved examples per query (0: zero-shot).")] = 3,
-    using: Annotated[str, typer.Option(help="'aligned' or 'base' vectors for retrieval.")] = "aligned",
+    using: UsingOption = "aligned",
     diversity: DiversityOption = 0.0,
     filter: FilterOption = None,
     zero_shot_style: ZeroShotStyleOption = "plain",
@@ -84,8 +86,6 @@ def classify(
 
     if vlm_options.vlm is None:
         fail("classify needs --vlm: a released OpenFlamingo, or tiny-flamingo-random for a test run", USAGE)
-    if using not in ("aligned", "base"):
-        fail(f"--using must be 'aligned' or 'base', got {using!r}", USAGE)
     missing = [str(path) for path in query if not path.is_file()]
     if missing:
         fail(f"query images not found: {', '.join(missing)}", USAGE)
@@ -149,7 +149,7 @@ def eval_fewshot(
     """Retrieval-augmented few-shot accuracy (mean ± 95% CI over seeds) for each method."""
     from percep_rag.datasets.vtab import read_task
     from percep_rag.fewshot.evaluate import VLM_METHODS, evaluate_fewshot
-    from percep_rag.store import StoreSpec, open_store
+    from percep_rag.store import open_store
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     classification = read_task(task)
@@ -157,7 +157,7 @@ def eval_fewshot(
     classifier = None
     if VLM_METHODS & set(chosen):
         classifier = vlm_options.load(embedder_options.device, embedder_options.precision)
-    with open_store(StoreSpec.parse(store)) as opened:
+    with open_store(store_spec(store)) as opened:
         report = evaluate_fewshot(
             classification, embedder=embedder, store=opened, collection=collection, classifier=classifier,
             shots=shots, seeds=range(seeds), queries=queries, methods=chosen, diversity=diversity,

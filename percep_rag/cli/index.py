@@ -14,6 +14,7 @@ from percep_rag.cli.options import (
     CollectionOption,
     FilterOption,
     ProgressOption,
+    SpaceChoice,
     StoreOption,
     store_spec,
     with_options,
@@ -115,7 +116,7 @@ def search(
     collection: CollectionOption,
     store: StoreOption = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=10_000, help="Neighbours per vector space.")] = 5,
-    using: Annotated[str, typer.Option(help="'aligned', 'base' or 'both'.")] = "both",
+    using: Annotated[SpaceChoice, typer.Option(help="Which vectors to search: 'aligned', 'base' or 'both'.")] = "both",
     filter: FilterOption = None,
     grid: Annotated[
         Path | None, typer.Option(help="Also draw query | base top-k | aligned top-k here (.png, .jpg, .pdf, .svg).")
@@ -128,8 +129,6 @@ def search(
 
     The embedder options default to the ones the collection was written with.
     """
-    if using not in (*SPACES, "both"):
-        fail(f"--using must be 'aligned', 'base' or 'both', got {using!r}", USAGE)
     if not query_image.is_file():
         fail(f"query image not found: {query_image}", USAGE)
     if grid is not None:

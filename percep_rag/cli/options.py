@@ -34,6 +34,8 @@ WeightsOption = Annotated[
 ]
 #: A vector space of a collection.
 SpaceName = Literal["aligned", "base"]
+#: A vector space, or both side by side.
+SpaceChoice = Literal["aligned", "base", "both"]
 #: The largest count any integer option takes: numbers beyond it are usage errors, never overflows.
 MAX_COUNT = 1_000_000
 

@@ -1,0 +1,79 @@
+"""A model's forward that may run through ``torch.compile``, with eager as the way back.
+
+Compiling needs a working toolchain (a C++ compiler for inductor on CPU, Triton on CUDA).
+Where that fails, the first call warns once and the forward stays eager: slower, never broken.
+Errors from the model itself are not swallowed (the eager retry raises them again).
+
+>>> forward = Forward(torch.nn.Identity())
+>>> forward.compiled, forward(torch.ones(2)).tolist()
+(False, [1.0, 1.0])
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = ["CompileFallbackWarning", "Forward"]
+
+
+class CompileFallbackWarning(RuntimeWarning):
+    """``torch.compile`` failed on this machine; the model runs eagerly instead."""
+
+
+class Forward:
+    """Calls ``module`` eagerly, or its ``torch.compile`` d form once :meth:`compile` was called.
+
+    The compiled form is specialised to one input shape (``dynamic=False``): callers pad the
+    last, smaller batch rather than compile a second graph.
+    """
+
+    def __init__(self, module: Callable[..., Any], *, compile: bool = False):
+        self.eager = module
+        self._compiled: Callable[..., Any] | None = None
+        self._proven = False  # the compiled form has run once: its errors are the model's now
+        if compile:
+            self.compile()
+
+    @property
+    def compiled(self) -> bool:
+        """Whether calls go through the compiled form."""
+        return self._compiled is not None
+
+    def compile(self) -> None:
+        """Compile on the next call (idempotent; the eager module stays the way back)."""
+        if self._compiled is None:
+            self._compiled = torch.compile(self.eager, dynamic=False)
+
+    def __call__(self, *args: Any) -> Any:
+        if self._compiled is None:
+            return self.eager(*args)
+        if self._proven:
+            return self._compiled(*args)
+        try:
+            out = self._compiled(*args)
+        except Exception as error:
+            if not _is_compile_failure(error):
+                raise
+            self._compiled = None
+            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            warnings.warn(
+                f"torch.compile failed ({reason}); running eagerly (slower). "
+                "On CPU it needs a C++ compiler (g++); pass compile='never' to skip it.",
+                CompileFallbackWarning,
+                stacklevel=2,
+            )
+            return self.eager(*args)
+        self._proven = True
+        return out
+
+
+def _is_compile_failure(error: Exception) -> bool:
+    """Errors raised by dynamo/inductor while compiling (imported here: compiling loaded them already)."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor.exc import CppCompileError
+
+    return isinstance(error, (TorchDynamoException, CppCompileError))

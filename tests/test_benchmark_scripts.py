@@ -1,0 +1,93 @@
+"""The speed benchmarks run end to end on tiny models: smoke runs of seconds.
+
+No speed is checked (speed figures belong in benchmarks/RESULTS.md); what is checked is that
+each path the scripts report is measured, labelled and consistent, so a recorded run means
+what its table says.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def load_script(monkeypatch):
+    """Import a benchmark script by name (registered in sys.modules for this test only: dataclasses need it)."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+def test_embed_throughput_measures_every_path_against_the_limit(load_script, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PERCEP_RAG_CPU_BF16", "1")  # the bf16 path runs (slowly) on any CPU
+    script = load_script("embed_throughput")
+    out = tmp_path / "embed.json"
+    report = script.main(
+        ["--backbones", "tiny-vit-random", "--images", "6", "--tensor-images", "4", "--batch-size", "2",
+         "--repeats", "1", "--matmul-size", "64", "--jpeg-size", "48", "40", "--plain", "--json", str(out)]
+    )  # fmt: skip
+    [row] = report["results"]
+    assert row["random_weights"] and row["embedder_dtype"] == "bfloat16"
+    speeds = [key for key in row if key.endswith("_img_s") and "limit" not in key]
+    assert {"bare_fp32_img_s", "bare_bf16_img_s", "embedder_fp32_tensors_img_s", "embedder_jpeg_img_s"} <= set(speeds)
+    assert all(row[key] > 0 for key in speeds)
+    assert row["jpeg_vs_tensors"] == pytest.approx(row["embedder_jpeg_img_s"] / row["embedder_tensors_img_s"])
+    assert row["bf16_limit_img_s"] == pytest.approx(report["matmul_gflop_s"]["bf16"] / row["gflop_per_image"])
+    assert json.loads(out.read_text())["results"][0]["backbone"] == "tiny-vit-random"
+    printed = capsys.readouterr().out
+    assert "tiny-vit-random (random)" in printed and "of bf16 limit" in printed
+
+
+def test_embed_throughput_reuses_the_fp32_embedder_where_auto_is_fp32(load_script, monkeypatch):
+    monkeypatch.setenv("PERCEP_RAG_CPU_BF16", "0")
+    script = load_script("embed_throughput")
+    report = script.main(
+        ["--backbones", "tiny-vit-random", "--images", "2", "--tensor-images", "2", "--batch-size", "2",
+         "--repeats", "1", "--matmul-size", "64", "--jpeg-size", "32", "32", "--bf16-images", "0"]
+    )  # fmt: skip
+    [row] = report["results"]
+    assert row["embedder_dtype"] == "float32" and "bare_bf16_img_s" not in row
+    assert row["embedder_vs_fp32"] == 1.0
+
+
+def test_fewshot_throughput_compares_bf16_with_fp32_on_the_same_queries(load_script, capsys):
+    script = load_script("fewshot_throughput")
+    report = script.main(
+        ["--tiny", "--device", "cpu", "--dtype", "bf16", "--vs-fp32", "--queries", "2", "--warmup", "1",
+         "--classes", "4"]
+    )  # fmt: skip
+    assert report["dtype"] == "bfloat16" and report["random_weights"]
+    assert [row["path"] for row in report["results"]] == ["cached fp32", "cached", "naive"]
+    # bf16 is not fp32 (the comparison is real), yet close on the tiny model.
+    assert 0 < report["max_abs_score_diff_vs_fp32"] < 0.1
+    assert report["argmax_agreement_vs_fp32"] == 1.0
+    assert report["ranking_identical_vs_fp32"] in (0.0, 0.5, 1.0)
+    assert report["min_fp32_score_gap"] > 0
+    assert "vs fp32 (cached path)" in capsys.readouterr().out
+
+
+def test_vs_fp32_counts_a_flipped_ranking(load_script):
+    script = load_script("fewshot_throughput")
+    fp32, bf16 = script.Result("fp32", 2, 2.0, 1.0, 1000.0), script.Result("bf16", 2, 1.0, 2.0, 500.0)
+    reference = [np.array([0.0, -0.5, -1.0]), np.array([-1.0, -0.1, -0.2])]
+    scores = [np.array([0.0, -0.9, -0.8]), np.array([-1.0, -0.1, -0.2])]
+    out = script.vs_fp32(reference, scores, fp32, bf16)
+    assert out["ranking_identical_vs_fp32"] == 0.5 and out["argmax_agreement_vs_fp32"] == 1.0
+    assert out["speedup_vs_fp32"] == 2.0
+    assert out["max_abs_score_diff_vs_fp32"] == pytest.approx(0.4)
+    assert out["min_fp32_score_gap"] == pytest.approx(0.1)
