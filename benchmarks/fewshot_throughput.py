@@ -122,6 +122,21 @@ def time_path(name: str, run: Callable[[int], np.ndarray], queries: int, device:
     return Result(name, queries, seconds, queries / seconds, 1000 * seconds / queries), scores
 
 
+def score_agreement(reference: list[np.ndarray], scores: list[np.ndarray]) -> dict[str, float]:
+    """How far two paths' class scores on the same queries agree: the largest absolute difference,
+    the share of queries with the same top class, and with the same full ranking.
+
+    >>> score_agreement([np.array([0.0, -1.0, -2.0])], [np.array([0.01, -1.02, -1.99])])["ranking_identical"]
+    1.0
+    """
+    pairs = list(zip(reference, scores, strict=True))
+    return {
+        "max_abs_score_diff": float(max(np.abs(a - b).max() for a, b in pairs)),
+        "argmax_agreement": float(np.mean([a.argmax() == b.argmax() for a, b in pairs])),
+        "ranking_identical": float(np.mean([np.array_equal(np.argsort(-a), np.argsort(-b)) for a, b in pairs])),
+    }
+
+
 def vs_fp32(reference: list[np.ndarray], scores: list[np.ndarray], fp32_row: Result, row: Result) -> dict:
     """How the lower-precision cached scores compare with fp32 on the same queries and weights.
 
@@ -130,12 +145,9 @@ def vs_fp32(reference: list[np.ndarray], scores: list[np.ndarray], fp32_row: Res
     >>> out["speedup_vs_fp32"], out["ranking_identical_vs_fp32"], round(out["max_abs_score_diff_vs_fp32"], 3)
     (2.0, 1.0, 0.02)
     """
-    pairs = list(zip(reference, scores, strict=True))
     return {
         "speedup_vs_fp32": row.queries_per_s / fp32_row.queries_per_s,
-        "max_abs_score_diff_vs_fp32": float(max(np.abs(a - b).max() for a, b in pairs)),
-        "argmax_agreement_vs_fp32": float(np.mean([a.argmax() == b.argmax() for a, b in pairs])),
-        "ranking_identical_vs_fp32": float(np.mean([np.array_equal(np.argsort(-a), np.argsort(-b)) for a, b in pairs])),
+        **{f"{key}_vs_fp32": value for key, value in score_agreement(reference, scores).items()},
         # How close the two nearest classes are in fp32: a difference above this can flip a ranking.
         "min_fp32_score_gap": float(min(np.diff(np.sort(a)).min() if len(a) > 1 else np.inf for a in reference)),
     }
@@ -211,8 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     cached, cached_scores = time_path("cached", lambda i: clf.score_classes(*prepared[i], names), queries, device)
     naive, naive_scores = time_path("naive", lambda i: clf.naive_scores(*prepared[i], names), queries, device)
-    max_diff = float(max(np.abs(a - b).max() for a, b in zip(cached_scores, naive_scores, strict=True)))
-    argmax_agree = float(np.mean([a.argmax() == b.argmax() for a, b in zip(cached_scores, naive_scores, strict=True)]))
+    agreement = score_agreement(cached_scores, naive_scores)
+    max_diff, argmax_agree = agreement["max_abs_score_diff"], agreement["argmax_agreement"]
     tokens = clf.class_token_ids(names)
     prompt_ids, _ = clf.encode_prompt(*prepared[0])
 

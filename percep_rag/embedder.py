@@ -63,11 +63,11 @@ class AlignedEmbedder:
 
     One backbone pass gives both the base and the aligned vector for a feature-level
     alignment (gLocal); a LoRA alignment runs its fine-tuned copy of the backbone as well.
-    On CUDA it uses bf16 autocast, channels-last and ``torch.compile`` and decodes
-    JPEGs on the GPU; on CPU it decodes in DataLoader workers, overlapping the forward,
-    compiles the forward for large jobs, and
-    runs a bf16 copy of the weights where the CPU has native bf16 (``precision="auto"``;
-    see :mod:`percep_rag.precision`). Pooling, alignment and normalisation are always fp32.
+    On CUDA it uses bf16 autocast, channels-last and ``torch.compile`` and decodes JPEGs on
+    the GPU; on CPU it decodes in DataLoader workers, overlapping the forward, compiles the
+    forward for large jobs (:attr:`compiled`), and runs a bf16 copy of the weights where the
+    CPU has native bf16 (``precision="auto"``; see :mod:`percep_rag.precision`). Pooling,
+    alignment and normalisation are always fp32.
     """
 
     #: On CPU, ``compile="auto"`` compiles for jobs of at least this many images (see :attr:`compiled`).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,17 @@ def make_image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
     """A reproducible random RGB image."""
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def make_crash_folder(folder: Path, first_seed: int) -> list[Path]:
+    """40 distinct 32x32 PNGs, a duplicate of the first and a corrupt JPEG in ``folder`` (made
+    here), for the kill-and-resume tests; returns the good files (the duplicate included)."""
+    folder.mkdir()
+    for n in range(40):
+        make_image(first_seed + n, size=(32, 32)).save(folder / f"{n:02d}.png")
+    shutil.copy(folder / "00.png", folder / "dup.png")
+    (folder / "zz_bad.jpg").write_bytes(b"\xff\xd8\xff nope")
+    return sorted(path for path in folder.iterdir() if path.name != "zz_bad.jpg")
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from percep_rag.errors import ConfigError  # noqa: E402
 from percep_rag.indexing import index_records  # noqa: E402
 from percep_rag.store import StoreSpec, content_hash, open_store, point_id  # noqa: E402
 
-from .conftest import make_image  # noqa: E402
+from .conftest import make_crash_folder  # noqa: E402
 
 COLLECTION = "shapes"
 SPEC = EmbedderSpec(backbone="tiny-vit-random", device="cpu", batch_size=4)
@@ -161,12 +161,7 @@ def crashing_once(marker: Path) -> type:
 
 def test_driver_killed_then_rerun_with_a_dying_actor_ends_with_each_good_image_once(ray_address, tmp_path, monkeypatch):
     folder = tmp_path / "images"
-    folder.mkdir()
-    for n in range(40):
-        make_image(700 + n, size=(32, 32)).save(folder / f"{n:02d}.png")
-    shutil.copy(folder / "00.png", folder / "dup.png")
-    (folder / "zz_bad.jpg").write_bytes(b"\xff\xd8\xff nope")
-    wanted = {point_id(content_hash(p.read_bytes()), COLLECTION) for p in folder.iterdir() if p.name != "zz_bad.jpg"}
+    wanted = {point_id(content_hash(p.read_bytes()), COLLECTION) for p in make_crash_folder(folder, first_seed=700)}
     assert len(wanted) == 40
     spec = f"edge:{tmp_path / 'store'}"
 

@@ -22,7 +22,7 @@ from percep_rag.indexing import index_records
 from percep_rag.retrieval import ExampleRetriever, Retriever
 from percep_rag.store import StoreSpec, content_hash, open_store, point_id
 
-from .conftest import make_image
+from .conftest import make_crash_folder, make_image
 
 COLLECTION = "shapes"
 
@@ -193,12 +193,7 @@ def _run_indexer(folder: Path, spec: str, pause: float) -> subprocess.Popen:
 
 def test_indexing_killed_mid_run_resumes_to_exactly_the_good_images(tmp_path, embedder):
     folder = tmp_path / "images"
-    folder.mkdir()
-    for n in range(40):
-        make_image(500 + n, size=(32, 32)).save(folder / f"{n:02d}.png")
-    shutil.copy(folder / "00.png", folder / "dup.png")
-    (folder / "zz_bad.jpg").write_bytes(b"\xff\xd8\xff nope")
-    good = sorted(p for p in folder.iterdir() if p.name != "zz_bad.jpg")
+    good = make_crash_folder(folder, first_seed=500)
     wanted = expected_ids(good)
     assert len(wanted) == 40
     spec = f"edge:{tmp_path / 'store'}"
