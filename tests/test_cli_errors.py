@@ -369,3 +369,27 @@ def test_eval_fewshot_store_answers_within_the_timeout(capsys, tmp_path, silent_
     assert code == 1
     assert_one_line(err, silent_server, "unavailable")
     assert time.monotonic() - started < 1 + 8  # one time-out, model set-up and slack; not 4 x 10 s
+
+
+def test_a_compile_fallback_is_one_warning_line_and_the_command_succeeds(capsys, images, tmp_path, monkeypatch):
+    import torch
+    from torch._dynamo.exc import TorchDynamoException
+
+    from percep_rag.embedder import AlignedEmbedder
+
+    def compile_without_a_compiler(module, **kwargs):
+        def run(*args):
+            raise TorchDynamoException("InductorError: CppCompileError: g++ not found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile_without_a_compiler)
+    monkeypatch.setattr(AlignedEmbedder, "cpu_compile_min_images", 1)
+    out = tmp_path / "v.npy"
+    code, _, err = run_cli(capsys, "embed", str(images), "-b", "tiny-vit-random", "-o", str(out), "--no-progress")
+    assert code == 0
+    assert err.strip().splitlines() == [
+        "warning: torch.compile failed (InductorError: CppCompileError: g++ not found); running eagerly (slower). "
+        "On CPU it needs a C++ compiler (g++); pass compile='never' to skip it."
+    ]
+    assert np.load(out).shape == (2, 64)

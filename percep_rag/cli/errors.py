@@ -3,7 +3,7 @@
 0 success, 1 a runtime error (bad input, missing weights, a store that does not answer, ...),
 2 wrong usage (an option the parser or the typed configs refuse). Nothing ends in a traceback:
 an unexpected exception is one ``internal error: ...`` line, and ``PERCEP_RAG_DEBUG=1`` shows
-its traceback.
+its traceback. A warning is one ``warning: ...`` line too (no file name, no source line).
 
 >>> print(describe_validation_error(_validation_error()))
 --pooling: Input should be 'cls' or 'cls+patchmean'
@@ -11,9 +11,11 @@ its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import typer
@@ -72,10 +74,30 @@ def _os_error_message(error: OSError) -> str:
     return f"{error.strerror or type(error).__name__}{where}"
 
 
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show each warning raised inside as ``warning: <message>`` on stderr (restored on exit).
+
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err, one_line_warnings():
+    ...     warnings.warn("slow path", RuntimeWarning)
+    >>> err.getvalue()
+    'warning: slow path\\n'
+    """
+
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        typer.echo(f"warning: {str(message).strip()}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def run(app: Callable[..., Any] | typer.Typer, argv: list[str] | None = None) -> NoReturn:
     """Run ``app`` and exit with its code, every error as one line (see the module docstring)."""
     try:
-        code = app(args=argv, prog_name="percep-rag", standalone_mode=False)
+        with one_line_warnings():
+            code = app(args=argv, prog_name="percep-rag", standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
@@ -126,7 +148,8 @@ def report(error: BaseException) -> int | None:
 def run_script(main: Callable[[], Any]) -> NoReturn:
     """Run a script's ``main()`` (argparse usage errors exit 2 on their own) with the same one-line errors."""
     try:
-        main()
+        with one_line_warnings():
+            main()
     except BaseException as error:  # noqa: BLE001
         code = report(error)
         if code is None:
