@@ -36,6 +36,7 @@ __all__ = [
     "compute_copy",
     "cpu_flags",
     "cpu_has_fast_bf16",
+    "cpu_precision_summary",
     "resolve_precision",
 ]
 
@@ -80,6 +81,33 @@ def cpu_has_fast_bf16() -> bool:
     if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "NO AVX"):
         return False
     return any(flag in cpu_flags() for flag in FAST_BF16_CPU_FLAGS)
+
+
+def cpu_precision_summary() -> str:
+    """One line: the CPU, its bf16 feature flags and what ``precision="auto"`` resolves to on it.
+
+    CI prints it, so every test log says which kind of CPU it ran on.
+
+    >>> line = cpu_precision_summary()
+    >>> line.startswith("cpu: ") and "precision auto -> " in line
+    True
+    """
+    model = "unknown"
+    try:
+        for line in _CPUINFO.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    present = [flag for flag in FAST_BF16_CPU_FLAGS if flag in cpu_flags()]
+    forced = os.environ.get(BF16_ENV, "").strip()
+    source = f"forced by ${BF16_ENV}={forced}" if forced else "detected"
+    auto = "bf16" if resolve_precision("auto", "cpu") == torch.bfloat16 else "fp32"
+    return (
+        f"cpu: {model}; bf16 flags: {', '.join(present) or 'none'} (of {', '.join(FAST_BF16_CPU_FLAGS)}); "
+        f"torch capability {torch.backends.cpu.get_cpu_capability()}; precision auto -> {auto} ({source})"
+    )
 
 
 def resolve_precision(precision: Precision, device: str | torch.device, *, cpu_bf16: bool | None = None) -> torch.dtype:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -212,33 +211,6 @@ def test_missing_ensemble_weights_name_every_part_and_working_advice(capsys, ima
 
 
 # ----------------------------------------------------------------------------- item 6: time-outs
-
-
-@pytest.fixture
-def silent_server():
-    """127.0.0.1:<port> accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    server.close()
 
 
 def test_a_store_that_never_answers_fails_within_the_timeout(capsys, silent_server):

@@ -48,13 +48,32 @@ def test_ensemble_is_centred_then_l2_normalised():
 
 
 def test_pooling_matches_manual_computation(tiny):
-    embedder = AlignedEmbedder(create_backbone("tiny-vit-random"), pooling="cls+patchmean")
+    # fp32 exactness: pinned, since "auto" is bf16 on AMX CPUs.
+    embedder = AlignedEmbedder(create_backbone("tiny-vit-random"), pooling="cls+patchmean", precision="fp32")
     pixels = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     with torch.no_grad():
         tokens = embedder.backbone(pixels.float() / 255)
     expected = normalize(torch.cat([tokens.cls, tokens.patches.mean(1)], dim=1), "l2").numpy()
     np.testing.assert_allclose(embedder.embed_tensors(pixels).base, expected, atol=1e-6)
     np.testing.assert_allclose(pool(tokens, "cls").numpy(), tokens.cls.numpy())
+
+
+@pytest.mark.parametrize("cpu_bf16", ["0", "1"])
+def test_default_precision_pools_like_the_manual_computation_on_either_cpu_kind(monkeypatch, cpu_bf16):
+    """The default ("auto") on an AVX2 CPU (fp32: exact) and on an AMX CPU (bf16: cosine >= 0.999)."""
+    monkeypatch.setenv("PERCEP_RAG_CPU_BF16", cpu_bf16)
+    embedder = AlignedEmbedder(create_backbone("tiny-vit-random"), pooling="cls+patchmean")
+    pixels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        tokens = embedder.backbone(pixels.float() / 255)
+    expected = normalize(torch.cat([tokens.cls, tokens.patches.mean(1)], dim=1), "l2").numpy()
+    base = embedder.embed_tensors(pixels).base
+    if cpu_bf16 == "0":
+        assert embedder.compute_dtype == torch.float32
+        np.testing.assert_allclose(base, expected, atol=1e-6)
+    else:
+        assert embedder.compute_dtype == torch.bfloat16 and not np.allclose(base, expected, atol=1e-6)
+        assert (base * expected).sum(axis=1).min() >= 0.999
 
 
 def test_deterministic_across_calls_and_instances(tiny):

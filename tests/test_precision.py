@@ -59,6 +59,21 @@ def test_detection_reads_the_cpu_flags(monkeypatch, unforced, flags, capability,
     assert resolve_precision("fp32", "cpu") == torch.float32 and resolve_precision("bf16", "cpu") == torch.bfloat16
 
 
+@pytest.mark.parametrize(
+    ("flags", "auto"), [({"avx2"}, "fp32"), ({"avx2", "avx512f", "amx_bf16", "amx_tile"}, "bf16")]
+)
+def test_the_ci_line_names_the_bf16_flags_and_what_auto_resolves_to(monkeypatch, unforced, flags, auto):
+    from percep_rag.precision import cpu_precision_summary
+
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    line = cpu_precision_summary()
+    assert f"precision auto -> {auto} (detected)" in line and "\n" not in line
+    assert ("bf16 flags: amx_bf16 " in line) is (auto == "bf16")
+    monkeypatch.setenv(BF16_ENV, "0")
+    assert "precision auto -> fp32 (forced by $PERCEP_RAG_CPU_BF16=0)" in cpu_precision_summary()
+
+
 def test_environment_forces_the_detection(monkeypatch):
     monkeypatch.setenv(BF16_ENV, "1")
     assert resolve_precision("auto", "cpu") == torch.bfloat16

@@ -31,6 +31,8 @@ def embed(
 ) -> None:
     """Embed a folder or manifest of images into vectors plus ids; bad files are reported, not fatal.
 
+    A run where no image could be read at all exits with code 1 (and writes nothing).
+
     With --engine ray, --out is a folder of parquet shards (see docs/scale-out.md).
     """
     from percep_rag.datasets.records import load_records
@@ -49,6 +51,8 @@ def embed(
     started = time.perf_counter()
     result = embedder.embed_many([record.uri for record in records], progress="embedding" if progress else False)
     elapsed = time.perf_counter() - started
+    if not len(result.indices):
+        echo_skipped(result.failures, inputs=len(records))  # every image failed: exit 1, no empty file written
     kept = [records[i] for i in result.indices]
     meta = {
         "fingerprint": embedder.fingerprint.model_dump(),
@@ -89,4 +93,4 @@ def _embed_on_ray(source: Path, out: Path, spec, engine_options: EngineOptions, 
         f"({report.images_per_second:.1f} img/s, {report.actors} Ray actors) -> {out}/ "
         f"(parquet shards) [{report.fingerprint.dim}-d]{note}"
     )
-    echo_skipped(report.failures)
+    echo_skipped(report.failures, inputs=report.records)

@@ -56,7 +56,8 @@ def index(
 ) -> None:
     """Embed images (base + aligned) into a collection; re-running adds only new images.
 
-    Unreadable files are listed on stderr and skipped; the exit code stays 0. Adding to an existing
+    Unreadable files are listed on stderr and skipped; the exit code stays 0 unless no file could be
+    read at all (then 1). Adding to an existing
     collection, the embedder options default to the collection's. --engine ray embeds on Ray Data
     (docs/scale-out.md).
     """
@@ -107,7 +108,7 @@ def index(
         random_weights = embedder.backbone.random_weights
     typer.echo(f"{report}{random_note(random_weights)}")
     typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
-    echo_skipped(report.failures)
+    echo_skipped(report.failures, inputs=report.records)
 
 
 @with_options(CollectionEmbedderOptions)

@@ -23,10 +23,19 @@ def random_note(embedder: Any) -> str:
     return " [RANDOM backbone weights]" if random_weights else ""
 
 
-def echo_skipped(failures: Iterable[Any]) -> None:
-    """One ``skipped <source>: <reason>`` line on stderr per left-out input."""
+def echo_skipped(failures: Iterable[Any], *, inputs: int | None = None) -> None:
+    """One ``skipped <source>: <reason>`` line on stderr per left-out input.
+
+    With ``inputs`` (how many there were), a run where every input failed ends the command
+    with exit code 1 after the list: nothing done because nothing could be read is a failure.
+    """
+    failures = list(failures)
     for failure in failures:
         typer.secho(f"skipped {failure.source}: {failure.reason}", err=True, fg=typer.colors.YELLOW)
+    if inputs and len(failures) >= inputs:
+        from percep_rag.cli.errors import fail
+
+        fail(f"none of the {inputs} images could be read (each is listed above)")
 
 
 def figure_title(embedder: Any) -> str:

@@ -20,6 +20,7 @@ Retried writes are safe because point ids are deterministic (same id = same poin
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,8 +110,12 @@ class QdrantClientStore(VectorStore):
         self._location = location
         self._remote = remote
         self._retry = retry or RetryPolicy()
-        # A call's retries stop once ``timeout`` seconds have passed: a silent server costs one time-out.
+        # A call's retries stop once ``timeout`` seconds have passed, and once a call has found the
+        # server unavailable the calls of the next ``timeout`` seconds fail at once (a circuit
+        # breaker): a silent server costs a command one time-out in all, not one per call, while a
+        # long-lived process (``serve``) still tries again later and recovers when the server does.
         self._budget = timeout
+        self._unavailable: tuple[float, StoreUnavailableError] | None = None
 
     # ----------------------------------------------------------------- construction
 
@@ -197,6 +202,11 @@ class QdrantClientStore(VectorStore):
             attempts += 1
             return fn(*args, **kwargs)
 
+        if self._unavailable is not None:
+            until, error = self._unavailable
+            if time.monotonic() < until:
+                raise StoreUnavailableError(self._location, f"{op}: not tried, {error.reason}")
+            self._unavailable = None
         try:
             if not self._remote:
                 return once()
@@ -206,7 +216,9 @@ class QdrantClientStore(VectorStore):
         except Exception as exc:
             where = f"collection {name!r}" if name else "the store"
             if self._remote and _is_transient(exc):
-                raise StoreUnavailableError(self._location, f"{op}: {_describe(exc)}", attempts) from exc
+                error = StoreUnavailableError(self._location, f"{op}: {_describe(exc)}", attempts)
+                self._unavailable = (time.monotonic() + (self._budget or 0.0), error)
+                raise error from exc
             status = _status(exc)
             if status == "NOT_FOUND" or (not self._remote and "not found" in str(exc).lower()):
                 raise CollectionNotFoundError(f"{where} not found in {self._location}") from exc
