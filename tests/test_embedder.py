@@ -97,7 +97,7 @@ def test_every_input_kind_gives_the_same_vector(tiny, tmp_path):
     image.save(path)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    array = np.asarray(image)
+    array = np.array(image)  # writable: torch.from_numpy warns on a read-only array
     tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
     inputs = [image, str(path), path, buffer.getvalue(), tensor, tensor.float() / 255, array]
     vectors = np.stack([tiny.embed(item)[0] for item in inputs])

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from percep_rag.alignment.glocal import GlocalFitConfig
 from percep_rag.alignment.lora import LoraAlignment, LoraFitConfig, fit_lora
 from percep_rag.alignment.workflow import evaluate_2afc, fit_glocal_on_images
+from percep_rag.config import Precision
 from percep_rag.datasets.triplets import read_nights_csv
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.evaluation.neighbours import majority_vote, nearest
@@ -59,6 +60,8 @@ class StudyConfig(BaseModel):
 
     >>> StudyConfig.small().scenes, StudyConfig.cpu().backbone.device, StudyConfig().backbone.embed_dim
     (2000, 'cpu', 192)
+    >>> StudyConfig.small().precision  # the same numbers on AMX and AVX2 CPUs
+    'fp32'
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -83,6 +86,9 @@ class StudyConfig(BaseModel):
     knn: int = Field(5, ge=1)
     shots: int = Field(3, ge=1)
     device: str = "auto"
+    #: fp32 on every machine, so that a study's numbers do not depend on the CPU kind ("auto"
+    #: would fit LoRA and embed in bf16 on AMX CPUs); the embedders and both fits use it.
+    precision: Precision = "fp32"
 
     def world(self, seed: int) -> World:
         """The generated world of one seed (the same every time)."""
@@ -260,19 +266,23 @@ def run_study_seed(config: StudyConfig, seed: int, workdir: Path, *, progress: b
         jittered = _render_all(test_world, workdir / "scenes_test_jitter", config.image_size, jitter_seed=seed + 100)
 
     def embedder(pooling: str, alignment=None) -> AlignedEmbedder:
-        return AlignedEmbedder(backbone, pooling=pooling, alignment=alignment, device=config.device)
+        return AlignedEmbedder(
+            backbone, pooling=pooling, alignment=alignment, device=config.device, precision=config.precision
+        )
 
     def lora(pooling: str) -> LoraAlignment:
         run = fit_lora(
             backbone, train, val, workdir / f"lora_{pooling.replace('+', '_')}",
-            config=config.lora.model_copy(update={"pooling": pooling}), progress=progress,
+            config=config.lora.model_copy(update={"pooling": pooling, "precision": config.precision}),
+            progress=progress,
         )  # fmt: skip
         return LoraAlignment.load(run.run_dir)
 
     base, base_patch = embedder("cls"), embedder("cls+patchmean")
     with clock("gLocal fits"):
-        glocal, _ = fit_glocal_on_images(base, train, val, config=config.glocal)
-        glocal_patch, _ = fit_glocal_on_images(base_patch, train, val, config=config.glocal)
+        glocal_config = config.glocal.model_copy(update={"precision": config.precision})
+        glocal, _ = fit_glocal_on_images(base, train, val, config=glocal_config)
+        glocal_patch, _ = fit_glocal_on_images(base_patch, train, val, config=glocal_config)
     with clock("LoRA fits"):
         lora_image, lora_patch = lora("cls"), lora("cls+patchmean")
     embedders = {
