@@ -171,6 +171,8 @@ async function search() {
     setStatus(count ? `${count} neighbours per space in ${state.collection}` : "No stored image passes these filters.");
   } catch (error) {
     setStatus("");
+    $("columns").hidden = true;  // the grids below would be the previous query's
+    $("empty").hidden = true;
     showError(error.message);
   } finally {
     results.classList.remove("busy");
@@ -225,6 +227,9 @@ function render(found) {
 function showQuery(src, name) {
   const preview = $("query-preview");
   preview.hidden = false;
+  preview.onerror = () => {
+    preview.hidden = true;  // a file the browser cannot show either: the drop zone's text comes back
+  };
   preview.alt = `query: ${name}`;
   if (src) preview.src = src;
   $("query-name").textContent = name;
