@@ -48,6 +48,8 @@ class EmbeddingQueue:
         #: Forward passes run and images embedded, for tests and the benchmark.
         self.passes = 0
         self.embedded = 0
+        #: Queries in the forward pass running now (0 between passes).
+        self.in_pass = 0
         self._queue: queues.Queue[Any] = queues.Queue()
         self._thread = threading.Thread(target=self._work, name=f"percep-rag-{name}", daemon=True)
         self._thread.start()
@@ -57,6 +59,11 @@ class EmbeddingQueue:
         future: Future[tuple[np.ndarray, np.ndarray]] = Future()
         self._queue.put((image, future))
         return future
+
+    @property
+    def waiting(self) -> int:
+        """Queries waiting for the next forward pass."""
+        return self._queue.qsize()
 
     def close(self) -> None:
         """Finish the queued work and stop the worker; idempotent."""
@@ -86,7 +93,11 @@ class EmbeddingQueue:
                     stop = True
                     break
                 jobs.append(job)
-            self._run(jobs)
+            self.in_pass = len(jobs)
+            try:
+                self._run(jobs)
+            finally:
+                self.in_pass = 0
             if stop:
                 return
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 
 from percep_rag.errors import ImageDecodeError
 from percep_rag.io.decode import decode_image_bytes
@@ -38,7 +39,7 @@ class Query:
         return {"upload": self.filename or "upload", "bytes": len(self.image or b"")}
 
 
-def check_form(request: Request) -> None:
+async def check_form(request: Request) -> None:
     """415 unless the request is a form (the image travels as multipart, a point id in either)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in FORM_TYPES:
@@ -62,18 +63,22 @@ async def read_query(
         got = given or "none"
         raise ApiError(422, f"give exactly one of image (an upload) or point (a stored point id); got {got}")
     if point:
-        return Query(point=stored_point_id(store, collection, point))
+        return Query(point=await run_in_threadpool(stored_point_id, store, collection, point))
     assert image is not None
     data = await image.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise ApiError(413, f"upload {image.filename or 'image'!r} is over the limit of {max_bytes / 2**20:g} MB")
     name = image.filename or "upload"
+    await run_in_threadpool(_check_image, data, name, max_pixels)  # decoding is work: off the event loop
+    return Query(image=data, filename=name)
+
+
+def _check_image(data: bytes, name: str, max_pixels: int) -> None:
     try:
         decode_image_bytes(data, source_name=name, max_pixels=max_pixels)
     except ImageDecodeError as error:
         status, code = status_for_decode_error(error)
         raise ApiError(status, str(error), code) from None
-    return Query(image=data, filename=name)
 
 
 def stored_point_id(store: VectorStore, collection: str, point: str) -> str:

@@ -19,7 +19,7 @@ from percep_rag.serve.settings import API_KEY_HEADER
 FORM_OVERHEAD = 64 * 1024
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """A dependency: with an API key configured, the request must carry it in ``X-API-Key`` (else 401)."""
     expected = request.app.state.settings.api_key
     if expected is None:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from percep_rag.serve.answers import Hit, hit_json
@@ -46,7 +47,7 @@ async def search(
     k: int = Form(10, ge=1, description="Neighbours per vector space (at most the service's max_k)."),
     space: Space = Form("both", description="'aligned', 'base' or 'both' side by side."),
     filter: list[str] = Form([], description=FILTER_HELP),
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The ``k`` nearest points (never the query itself) in the aligned and/or base space that pass ``filter``."""
     state = request.app.state
     settings = state.settings
@@ -57,31 +58,35 @@ async def search(
     query = await read_query(image, point, store, name, settings.max_upload_bytes, settings.max_pixels)
     spaces = ("aligned", "base") if space == "both" else (space,)
 
-    def run() -> tuple[dict[str, object] | None, dict[str, list]]:
+    def run() -> JSONResponse:
+        # Searching and rendering the JSON both happen here, off the event loop.
         flt = read_filter(store, name, filter)
         with retriever.embedder.remember():
-            return flt, {using: _search(retriever, query, k, using, flt) for using in spaces}
+            found = {using: _search(retriever, query, k, using, flt) for using in spaces}
+        fingerprint = retriever.embedder.fingerprint
+        return JSONResponse(
+            {
+                "collection": name,
+                "query": query.describe(),
+                "k": k,
+                "space": space,
+                "filter": flt,
+                "embedder": {
+                    "backbone": fingerprint.backbone,
+                    "alignment": fingerprint.alignment,
+                    "random_weights": fingerprint.random_weights,
+                },
+                "results": {
+                    using: [
+                        hit_json(hit, rank, image_url(request, name, str(hit.id)))
+                        for rank, hit in enumerate(hits, start=1)
+                    ]
+                    for using, hits in found.items()
+                },
+            }
+        )
 
-    flt, found = await run_in_threadpool(run)
-    fingerprint = retriever.embedder.fingerprint
-    return {
-        "collection": name,
-        "query": query.describe(),
-        "k": k,
-        "space": space,
-        "filter": flt,
-        "embedder": {
-            "backbone": fingerprint.backbone,
-            "alignment": fingerprint.alignment,
-            "random_weights": fingerprint.random_weights,
-        },
-        "results": {
-            using: [
-                hit_json(hit, rank, image_url(request, name, str(hit.id))) for rank, hit in enumerate(hits, start=1)
-            ]
-            for using, hits in found.items()
-        },
-    }
+    return await run_in_threadpool(run)
 
 
 def _search(retriever: Any, query: Query, k: int, using: str, flt: dict[str, object] | None) -> list:
