@@ -35,4 +35,6 @@ def index_folder(folder: Path, store_text: str, collection: str, embedder) -> No
     from percep_rag.store import open_store
 
     with open_store(store_text) as store:
-        index_records(load_source(folder).records, embedder=embedder, store=store, collection=collection, progress=False)
+        index_records(
+            load_source(folder).records, embedder=embedder, store=store, collection=collection, progress=False
+        )

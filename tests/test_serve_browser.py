@@ -161,7 +161,10 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     browser.find_element(By.ID, "file").send_keys(str(query))
     wait.until(lambda d: len(hits("aligned")) == 8 and len(hits("base")) == 8)
     wait.until(images_loaded)
-    assert browser.find_element(By.ID, "columns").is_displayed() and not browser.find_element(By.ID, "empty").is_displayed()
+    assert (
+        browser.find_element(By.ID, "columns").is_displayed()
+        and not browser.find_element(By.ID, "empty").is_displayed()
+    )
     first = hits("aligned")[0]
     assert "#1" in first.text and "dog" in first.text
     assert all(img.get_attribute("loading") == "lazy" for img in browser.find_elements(By.CSS_SELECTOR, ".hit img"))
