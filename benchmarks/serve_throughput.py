@@ -75,7 +75,7 @@ class Row:
     p99_ms: float
     healthz_p99_ms: float
     healthz_errors: int
-    forward_passes: int | None = None
+    load_1min: float = float("nan")
 
 
 def build_collection(path: Path, points: int, seed: int = 0) -> None:
@@ -193,15 +193,17 @@ def run_load(url: str, clients: int, seconds: float, max_requests: int, images: 
         "p99_ms": percentile(latencies, 99),
         "healthz_p99_ms": percentile(probed["latencies"], 99),
         "healthz_errors": probed["errors"],
+        "load_1min": os.getloadavg()[0],  # the machine's load: other jobs share these CPUs
     }
 
 
 def table(rows: list[Row]) -> str:
     return markdown_table(
-        ["mode", "clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "/healthz p99 ms", "/healthz errors"],
+        ["mode", "clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "/healthz p99 ms", "/healthz errors",
+         "load"],
         [
             [r.mode, r.clients, r.requests, r.errors, f"{r.requests_per_s:.1f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
-             f"{r.healthz_p99_ms:.1f}", r.healthz_errors]
+             f"{r.healthz_p99_ms:.1f}", r.healthz_errors, f"{r.load_1min:.1f}"]
             for r in rows
         ],
     )  # fmt: skip
@@ -224,16 +226,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=15.0, help="Load per client count.")
     parser.add_argument("--max-requests", type=int, default=2000, help="Bound on each client's loop.")
     parser.add_argument("--modes", nargs="+", choices=["batching", "no-batching"], default=["batching", "no-batching"])
+    parser.add_argument("--store", type=Path, help="Keep the built collection here (reused when it exists).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     started = dt.datetime.now(dt.UTC)
     images = query_images(64)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as folder:
-        store = Path(folder) / "store"
-        began = time.perf_counter()
-        build_collection(store, args.points)
-        print(f"built {args.points:,} points in {time.perf_counter() - began:.1f} s", file=sys.stderr)
+        store = args.store or Path(folder) / "store"
+        if not store.exists():
+            began = time.perf_counter()
+            build_collection(store, args.points)
+            print(f"built {args.points:,} points in {time.perf_counter() - began:.1f} s", file=sys.stderr)
         for mode in args.modes:
             process, url = start_server(store, mode == "batching", Path(folder) / f"{mode}.log")
             try:

@@ -62,6 +62,10 @@ def serve(
     ] = None,
     batching: Annotated[bool, typer.Option(help="Group concurrent queries into one forward pass.")] = True,
     max_batch: Annotated[int, typer.Option(min=1, max=1024, help="Most queries per forward pass.")] = 16,
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option(min=1, max=1024, help="Searches worked on at once; others wait (default: 2 per CPU, at least 4)."),
+    ] = None,
     log_level: Annotated[LogLevel, typer.Option(help="How much uvicorn logs.")] = "info",
     *,
     embedder_options: CollectionEmbedderOptions,
@@ -77,7 +81,8 @@ def serve(
 
     from percep_rag.serve import create_app
 
-    settings = _settings(api_key, max_upload_mb, max_pixels, batching, max_batch)
+    limits: dict[str, Any] = {"max_pixels": max_pixels, "max_concurrent": max_concurrent}
+    settings = _settings(api_key, max_upload_mb, batching, max_batch, limits)
     with ExitStack() as stack:
         served = _served_collections(stack, store or [None], collection, embedder_options)
         vlm = _load_vlm(vlm_options, served, embedder_options) if vlm_options.vlm else None
@@ -87,13 +92,13 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
-def _settings(api_key: str | None, max_upload_mb: float, max_pixels: int | None, batching: bool, max_batch: int):
+def _settings(api_key: str | None, max_upload_mb: float, batching: bool, max_batch: int, limits: dict[str, Any]):
     from percep_rag.serve import ServeSettings
 
     key = api_key if api_key is not None else os.environ.get(API_KEY_VARIABLE) or None
-    limits: dict[str, Any] = {"max_pixels": max_pixels} if max_pixels else {}
+    given = {name: value for name, value in limits.items() if value is not None}
     return ServeSettings(
-        api_key=key, max_upload_bytes=int(max_upload_mb * 1024 * 1024), batching=batching, max_batch=max_batch, **limits
+        api_key=key, max_upload_bytes=int(max_upload_mb * 1024 * 1024), batching=batching, max_batch=max_batch, **given
     )
 
 

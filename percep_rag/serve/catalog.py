@@ -8,10 +8,14 @@ so their concurrent queries batch together.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import anyio
+import anyio.to_thread
 
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.retrieval import ExampleRetriever
@@ -50,6 +54,8 @@ class Catalog:
         self._entries: dict[str, _Entry] = {}
         self._queues: dict[int, EmbeddingQueue] = {}
         self._lock = threading.Lock()
+        self._concurrency = settings.max_concurrent
+        self._limiter: anyio.CapacityLimiter | None = None
         batch = settings.max_batch if settings.batching else 1
         try:
             for served in collections:
@@ -118,6 +124,12 @@ class Catalog:
                     entry.labels.clear()
                 entry.labels[key] = found
         return entry.labels[key]
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        """``function(*args)`` on a worker thread, at most ``max_concurrent`` at once (the others wait, idle)."""
+        if self._limiter is None:  # made on the event loop, on first use
+            self._limiter = anyio.CapacityLimiter(self._concurrency)
+        return await anyio.to_thread.run_sync(functools.partial(function, *args), limiter=self._limiter)
 
     def close(self) -> None:
         """Stop the embedding workers (the stores belong to the caller)."""

@@ -7,14 +7,16 @@ over the limit (413), not an image (415), empty, truncated or corrupt (400), too
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 
 from percep_rag.errors import ImageDecodeError
 from percep_rag.io.decode import decode_image_bytes
 from percep_rag.serve.errors import ApiError, status_for_decode_error
+from percep_rag.serve.settings import ServeSettings
 from percep_rag.store.base import VectorStore
 from percep_rag.store.describe import payload_fields, unknown_filter_fields
 from percep_rag.store.errors import FilterError
@@ -52,10 +54,11 @@ async def read_query(
     point: str | None,
     store: VectorStore,
     collection: str,
-    max_bytes: int,
-    max_pixels: int,
+    settings: ServeSettings,
+    run: Callable[..., Awaitable[Any]],
 ) -> Query:
-    """The request's query, checked (see the module docstring)."""
+    """The request's query, checked (see the module docstring); ``run`` runs the blocking checks off the loop."""
+    max_bytes = settings.max_upload_bytes
     if isinstance(image, str):  # a form field named image that is not a file
         raise ApiError(422, "image: send the image as a file upload (multipart/form-data)")
     given = [name for name, value in (("image", image), ("point", point)) if value not in (None, "")]
@@ -63,13 +66,13 @@ async def read_query(
         got = given or "none"
         raise ApiError(422, f"give exactly one of image (an upload) or point (a stored point id); got {got}")
     if point:
-        return Query(point=await run_in_threadpool(stored_point_id, store, collection, point))
+        return Query(point=await run(stored_point_id, store, collection, point))
     assert image is not None
     data = await image.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise ApiError(413, f"upload {image.filename or 'image'!r} is over the limit of {max_bytes / 2**20:g} MB")
     name = image.filename or "upload"
-    await run_in_threadpool(_check_image, data, name, max_pixels)  # decoding is work: off the event loop
+    await run(_check_image, data, name, settings.max_pixels)  # decoding is work: off the event loop
     return Query(image=data, filename=name)
 
 

@@ -8,10 +8,15 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from percep_rag.io.decode import DEFAULT_MAX_PIXELS
 
+#: Searches worked on at once by default: enough to fill a batch, few enough that the event loop
+#: (``/healthz``, uploads) is not starved of the interpreter by request threads.
+DEFAULT_CONCURRENCY = max(4, 2 * (os.cpu_count() or 1))
 #: The header that carries ``--api-key``.
 API_KEY_HEADER = "X-API-Key"
 
@@ -27,4 +32,7 @@ class ServeSettings(BaseModel):
     max_k: int = Field(default=100, ge=1, le=10_000, description="Most neighbours one search may ask for.")
     batching: bool = Field(default=True, description="Group concurrent queries into one forward pass.")
     max_batch: int = Field(default=16, ge=1, le=1024, description="Most queries in one forward pass when batching.")
+    max_concurrent: int = Field(
+        default=DEFAULT_CONCURRENCY, ge=1, le=1024, description="Searches and classifications worked on at once."
+    )
     thumbnail_size: int = Field(default=256, ge=16, le=2048, description="Default longest side of a thumbnail.")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 
 from percep_rag.serve.answers import hit_json, jsonable
 from percep_rag.serve.errors import ApiError
@@ -47,7 +46,7 @@ async def classify(
     retriever = state.catalog.retriever(name)
     store = retriever.store
     settings = state.settings
-    query = await read_query(image, point, store, name, settings.max_upload_bytes, settings.max_pixels)
+    query = await read_query(image, point, store, name, settings, state.catalog.run)
 
     def run() -> dict[str, Any]:
         flt = read_filter(store, name, filter)
@@ -64,7 +63,7 @@ async def classify(
             class_scores = state.vlm.score_classes(shown, data, names) if scores else None
         return {"flt": flt, "names": names, "found": found, "prediction": prediction, "scores": class_scores}
 
-    done = await run_in_threadpool(run)
+    done = await state.catalog.run(run)
     random = bool(retriever.embedder.fingerprint.random_weights or getattr(state.vlm, "random_weights", False))
     answer: dict[str, Any] = {
         "collection": name,

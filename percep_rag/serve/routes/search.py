@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -55,7 +54,7 @@ async def search(
         raise ApiError(422, f"k: at most {settings.max_k} neighbours per search, got {k}")
     retriever = state.catalog.retriever(name)
     store = retriever.store
-    query = await read_query(image, point, store, name, settings.max_upload_bytes, settings.max_pixels)
+    query = await read_query(image, point, store, name, settings, state.catalog.run)
     spaces = ("aligned", "base") if space == "both" else (space,)
 
     def run() -> JSONResponse:
@@ -86,7 +85,7 @@ async def search(
             }
         )
 
-    return await run_in_threadpool(run)
+    return await state.catalog.run(run)
 
 
 def _search(retriever: Any, query: Query, k: int, using: str, flt: dict[str, object] | None) -> list:
