@@ -444,3 +444,29 @@ def test_healthz_answers_while_searches_run_and_queries_batch(world, batching):
     assert queue.embedded == 4
     # Batching: the queries that waited share one pass.
     assert queue.passes == ((1 if held == 4 else 2) if batching else 4)
+
+
+def test_a_chunked_body_over_the_limit_is_refused_unread():
+    """No Content-Length (a chunked upload): the bytes received are counted, the app never runs."""
+    import asyncio
+
+    from percep_rag.serve.security import BodyLimit
+
+    reached = []
+
+    async def app(scope, receive, send):
+        reached.append(scope["path"])
+
+    chunks = [{"type": "http.request", "body": b"x" * 1000, "more_body": True} for _ in range(10)]
+    sent: list[dict] = []
+
+    async def receive():
+        return chunks.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/collections/c/search", "headers": [], "query_string": b""}
+    asyncio.run(BodyLimit(app, limit=4000)(scope, receive, send))
+    assert reached == [] and sent[0]["status"] == 413 and len(chunks) == 5  # stopped reading at the limit
+    assert b"too large" in sent[1]["body"]

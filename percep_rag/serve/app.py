@@ -3,11 +3,8 @@
 No global state: the settings, the :class:`~percep_rag.serve.catalog.Catalog` and the VLM live
 on ``app.state``; two apps in one process share nothing (but an embedder given to both).
 
->>> from percep_rag import AlignedEmbedder, EmbedderSpec
->>> from percep_rag.store import open_store
 >>> from fastapi.testclient import TestClient
->>> store = open_store(":memory:")
->>> app = create_app([])
+>>> app = create_app([])  # no collection: the health check and the page only
 >>> with TestClient(app) as client:
 ...     client.get("/healthz").json()["status"]
 'ok'
