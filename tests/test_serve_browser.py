@@ -1,8 +1,10 @@
 """Issue 23: `percep-rag serve` as a real process on a loopback port, driven by a real headless Chromium.
 
-Upload an image, see the base and aligned grids, filter, click a result (mouse and keyboard)
-to query with it, see an error state; screenshots at desktop and phone widths are kept in
-``$PERCEP_RAG_ARTIFACTS`` (else the test's temp folder) and their paths printed.
+The service runs with an API key (``$PERCEP_RAG_API_KEY``): the page asks for it, then sends
+it with every request, thumbnails included. Upload an image, see the base and aligned grids,
+filter, click a result (mouse and keyboard) to query with it, see an error state. Screenshots
+at desktop and phone widths are kept in ``$PERCEP_RAG_ARTIFACTS`` (else the test's temp
+folder) and their paths printed.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); without them
 the test FAILS saying so: a browser test that is skipped proves nothing.
@@ -24,6 +26,7 @@ import pytest
 from tests.serve_world import index_folder, make_photos
 
 ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "browser-test-key"
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",
@@ -83,7 +86,11 @@ def server(tmp_path_factory):
     index_folder(photos, f"edge:{root / 'store'}", "photos", embedder)
     port = free_port()
     log = root / "serve.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "integrations")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "integrations")]),
+        "PERCEP_RAG_API_KEY": API_KEY,  # the page must ask for it, and send it with every request
+    }
     command = [sys.executable, "-m", "percep_rag", "serve", "--store", f"edge:{root / 'store'}", "--port", str(port)]
     with log.open("w") as out:
         process = subprocess.Popen([*command, "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -140,6 +147,12 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     wait = WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException])  # grids re-render
     kept = artifacts(tmp_path)
     browser.get(server["url"] + "/")
+    # The service wants a key: the page says so and opens the key field.
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert "API key" in browser.find_element(By.ID, "error").text
+    key_field = browser.find_element(By.ID, "api-key")
+    assert key_field.is_displayed()
+    key_field.send_keys(API_KEY, Keys.TAB)
     wait.until(lambda d: "photos" in d.find_element(By.ID, "collection").text)
     wait.until(lambda d: d.find_element(By.ID, "collection-meta").text)
     assert "tiny-vit-random" in browser.find_element(By.ID, "collection-meta").text
@@ -150,22 +163,28 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     def hits(column: str) -> list:
         return browser.find_elements(By.CSS_SELECTOR, f"#{column} button.hit")
 
-    def images_loaded(d) -> bool:
-        return d.execute_script(
-            "const imgs = [...document.querySelectorAll('.hit img')];"
-            "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"
-        )
+    def images_loaded(column: str = "aligned"):
+        # The first row of a column (in view): with a key, thumbnails are fetched as they scroll into view.
+        def loaded(d) -> bool:
+            return d.execute_script(
+                f"const imgs = [...document.querySelectorAll('#{column} .hit img')].slice(0, 3);"
+                "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"
+            )
+
+        return loaded
 
     # Upload: both grids fill, the images arrive, labels and scores are shown.
     query = server["photos"] / "test" / "dog" / "0.png"
     browser.find_element(By.ID, "file").send_keys(str(query))
     wait.until(lambda d: len(hits("aligned")) == 8 and len(hits("base")) == 8)
-    wait.until(images_loaded)
+    wait.until(images_loaded())
     assert (
         browser.find_element(By.ID, "columns").is_displayed()
         and not browser.find_element(By.ID, "empty").is_displayed()
     )
     first = hits("aligned")[0]
+    # Sent with the key (an <img> cannot send a header): fetched, then shown from a blob URL.
+    assert first.find_element(By.TAG_NAME, "img").get_attribute("src").startswith("blob:")
     assert "#1" in first.text and "dog" in first.text
     assert all(img.get_attribute("loading") == "lazy" for img in browser.find_elements(By.CSS_SELECTOR, ".hit img"))
     shoot(browser, kept, "results-desktop")
@@ -183,7 +202,7 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     clicked.click()
     wait.until(lambda d: d.find_element(By.ID, "query-name").text != before)
     wait.until(lambda d: "Searching" not in d.find_element(By.ID, "status").text)
-    wait.until(images_loaded)
+    wait.until(images_loaded())
     assert len(hits("aligned")) == 8
     assert browser.find_element(By.ID, "query-preview").get_attribute("src")
 
@@ -196,11 +215,12 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
 
     # Phone width: the columns stack, nothing overflows sideways.
     browser.set_window_size(390, 844)
-    wait.until(images_loaded)
+    wait.until(images_loaded("base"))
     overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than a phone"
     shoot(browser, kept, "query-phone")
     browser.execute_script("document.getElementById('status').scrollIntoView()")
+    wait.until(images_loaded("base"))
     shoot(browser, kept, "results-phone")
 
     # An upload the service refuses: the error it names is shown, the page stays usable.
