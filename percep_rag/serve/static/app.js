@@ -110,6 +110,7 @@ async function loadCollections() {
     const remembered = new URLSearchParams(location.hash.slice(1)).get("collection");
     if (remembered && listed.collections.some((row) => row.name === remembered)) select.value = remembered;
     showError("");
+    if (state.keyNeeded) $("key-box").open = false;  // the key works: fold the field away
     await chooseCollection();
   } catch (error) {
     select.replaceChildren(option("", "—"));
