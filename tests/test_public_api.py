@@ -241,6 +241,16 @@ EXPECTED_ALL = {
         "open_store",
         "point_id",
     ],
+    "percep_rag.serve": [
+        "API_KEY_HEADER",
+        "ApiError",
+        "EmbeddingQueue",
+        "QueuedEmbedder",
+        "ServeSettings",
+        "ServedCollection",
+        "create_app",
+    ],
+    "percep_rag.serve.routes": [],
     "percep_rag.study": [
         "BACKBONE_NAME",
         "BACKGROUND_COLOURS",

@@ -11,8 +11,10 @@ random-weight ones before a block runs (:data:`TINY`):
 ``align fit ...``                                                  ``... --epochs 1`` (seconds, not hours)
 =================================================================  ==========================
 
-Only :data:`NOT_RUN` is left out: installing, the test suite itself and the perceptual-world
-study (minutes; run by ``tests/test_study.py``). ``percep-rag`` commands run through the real
+Only :data:`NOT_RUN` is left out: installing, the test suite itself, the perceptual-world
+study (minutes; run by ``tests/test_study.py``) and the long-running ``percep-rag serve`` with
+the ``curl`` requests to it (the service is run by ``tests/test_serve_browser.py``; the README's
+``create_app`` snippet sends the same search in process). ``percep-rag`` commands run through the real
 entry point :func:`percep_rag.cli.main` in this process (a subprocess would import torch for
 each of them); ``python integrations/...`` runs its script's ``main``.
 """
@@ -50,6 +52,8 @@ NOT_RUN = {
     "python benchmarks/perceptual_world.py": "minutes of training; its figures are checked by test_study",
     "--engine ray": "a Ray cluster and a Qdrant server; tests/test_distributed.py runs the Ray path on local Ray",
     "run_study(": "minutes of training; tests/test_study.py runs run_study(StudyConfig.small())",
+    "percep-rag serve": "a server that runs until stopped; tests/test_serve_browser.py runs it on a free port",
+    "curl ": "requests to that running server; tests/test_serve_api.py sends each of them",
 }
 
 pytest.importorskip("open_flamingo", reason="the README's few-shot commands need open-flamingo")
@@ -196,6 +200,8 @@ def test_every_readme_command_and_snippet_runs(tmp_path, monkeypatch, capsys):
     assert {hit["payload"]["label"] for space in hits.values() for hit in space} <= {"cat", "dog"}
     [described] = [out for command, out in outputs.items() if command.startswith("percep-rag info")]
     assert json.loads(described)["payload_fields"]["split"] == "str"
+    [served] = [out for code, out in outputs.items() if "create_app" in code]
+    assert len(eval(served.splitlines()[-1])) == 3  # three (label, score) hits from the service
     [listed] = [out for command, out in outputs.items() if command.startswith("percep-rag collections")]
     assert re.search(r"photos-test\s+6 points", listed) and re.search(r"photos\s+12 points", listed)
     assert Path("photos.meta.json").exists() and json.loads(Path("photos.meta.json").read_text())["labels"][0] == "cat"

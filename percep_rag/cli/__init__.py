@@ -20,6 +20,7 @@ from percep_rag.cli.index import index, search, show
 from percep_rag.cli.models import models
 from percep_rag.cli.options import with_store_timeout
 from percep_rag.cli.output import progress_for_stderr
+from percep_rag.cli.serve import serve
 
 __all__ = ["app", "main"]
 
@@ -57,6 +58,7 @@ app.command("show")(show)
 app.command("classify")(classify)
 app.command("collections")(collections)
 app.command("info")(info)
+app.command("serve")(serve)
 
 align_app = typer.Typer(no_args_is_help=True, help="Fit and evaluate human alignments (gLocal, LoRA).")
 align_app.command("fit")(align_fit)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from percep_rag.cli.options import StoreOption
-from percep_rag.cli.stored import existing_collection, open_existing_store, payload_fields
+from percep_rag.cli.stored import existing_collection, open_existing_store
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -68,16 +68,7 @@ def info(
 
 
 def _describe(store: Any, collection: str) -> dict[str, Any]:
-    record = existing_collection(store, collection)
-    return {
-        "name": collection,
-        "store": str(store.location),
-        "points": store.count(collection),
-        "fingerprint": record.fingerprint.model_dump(),
-        "vectors": dict(record.vectors),
-        "payload_fields": payload_fields(store, collection),
-        "payload_indexes": dict(record.payload_indexes),
-        "options": json.loads(record.options.model_dump_json()),
-        "created_at": record.created_at,
-        "library_version": record.library_version,
-    }
+    from percep_rag.store.describe import describe_collection
+
+    existing_collection(store, collection)
+    return describe_collection(store, collection)

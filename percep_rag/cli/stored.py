@@ -20,14 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from percep_rag.cli.errors import ERROR, USAGE, fail
 from percep_rag.cli.options import AlignmentOption, BackboneOption, EmbedderOptions, PoolingOption, store_spec
+from percep_rag.store.describe import payload_fields, unknown_filter_fields
 
 if TYPE_CHECKING:
     from percep_rag.store import VectorStore
     from percep_rag.store.schema import CollectionInfo
-
-#: How many payloads are read to list a collection's fields (``info``, the unknown-field message).
-FIELD_SAMPLE = 10_000
-
 
 @dataclass(frozen=True)
 class CollectionEmbedderOptions(EmbedderOptions):
@@ -109,24 +106,6 @@ def default_options(options: EmbedderOptions) -> EmbedderOptions:
     )
 
 
-def payload_fields(store: VectorStore, collection: str, *, sample: int | None = FIELD_SAMPLE) -> dict[str, str]:
-    """Field -> the type names of its stored values, over the first ``sample`` points (all when ``None``)."""
-    found: dict[str, set[str]] = {}
-    for seen, point in enumerate(store.iterate(collection)):
-        if sample is not None and seen >= sample:
-            break
-        for key, value in point.payload.items():
-            found.setdefault(key, set()).add(_type_name(value))
-    return {key: "|".join(sorted(kinds)) for key, kinds in sorted(found.items())}
-
-
-def _type_name(value: object) -> str:
-    if isinstance(value, list):
-        inner = sorted({_type_name(item) for item in value}) or ["empty"]
-        return f"list[{'|'.join(inner)}]"
-    return {bool: "bool", int: "int", float: "float", str: "str", dict: "object"}.get(type(value), type(value).__name__)
-
-
 def checked_filter(store: VectorStore, collection: str, texts: list[str] | None) -> dict[str, object] | None:
     """``--filter`` texts as a filter dict that matches at least one point of ``collection``.
 
@@ -141,7 +120,7 @@ def checked_filter(store: VectorStore, collection: str, texts: list[str] | None)
     if store.count(collection, parsed) > 0:
         return parsed
     fields = payload_fields(store, collection, sample=None)
-    unknown = [key for key in parsed if key.split(".")[0] not in fields]
+    unknown = unknown_filter_fields(parsed, fields)
     if unknown:
         fail(
             f"--filter names {', '.join(map(repr, unknown))}, a field no point of {collection!r} has "

@@ -1,0 +1,273 @@
+"""Service throughput: N concurrent clients against a local `percep-rag serve`, with and without batching.
+
+A collection of ``--points`` synthetic points (random unit vectors stored under the fingerprint
+of a tiny random-weight embedder, so building it takes seconds, not an embedding run) is served
+by a real ``percep-rag serve`` process on a free loopback port (127.0.0.1 only). For each mode
+(``--batching`` / ``--no-batching``) and each client count N, N threads each send search requests
+(a PNG upload, k=10, both spaces) in a bounded loop for ``--seconds``; meanwhile a prober asks
+``/healthz`` every 50 ms. Reported: requests/s, p50/p99 latency, errors (non-200 or failed
+requests), the ``/healthz`` p99 and error count under that load.
+
+The figures are for tiny-vit-random, where the HTTP, decoding and store query dominate the
+forward pass; a real backbone's forward pass is where batching pays (see RESULTS.md).
+
+Usage::
+
+    nice -n 10 python benchmarks/serve_throughput.py --points 50000 --clients 1 4 16 --seconds 15 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from percep_rag import AlignedEmbedder, EmbedderSpec
+from percep_rag.evaluation.tables import markdown_table
+from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES
+from percep_rag.store import content_hash, open_store, point_id
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Asks /healthz every 50 ms until a line arrives on stdin; prints the latencies (s) and errors as JSON.
+PROBER = """
+import json, select, sys, time, urllib.request
+latencies, errors = [], 0
+while not select.select([sys.stdin], [], [], 0.05)[0]:
+    began = time.perf_counter()
+    try:
+        with urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=10) as answer:
+            answer.read()
+        latencies.append(time.perf_counter() - began)
+    except OSError:
+        errors += 1
+print(json.dumps({"latencies": latencies, "errors": errors}))
+"""
+COLLECTION = "catalog"
+BACKBONE = "tiny-vit-random"
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    mode: str
+    clients: int
+    requests: int
+    errors: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    healthz_p99_ms: float
+    healthz_errors: int
+    load_1min: float = float("nan")
+
+
+def build_collection(path: Path, points: int, seed: int = 0) -> None:
+    """``points`` random unit vectors in an Edge store, under the tiny embedder's fingerprint."""
+    embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone=BACKBONE, precision="fp32"))
+    rng = np.random.default_rng(seed)
+    labels = [f"class-{n:02d}" for n in range(20)]
+    with open_store(f"edge:{path}") as store:
+        store.ensure_collection(COLLECTION, embedder.fingerprint, payload_indexes=DEFAULT_PAYLOAD_INDEXES)
+        for start in range(0, points, 5000):
+            count = min(5000, points - start)
+            vectors = {}
+            for name, dim in (("base", embedder.base_dim), ("aligned", embedder.dim)):
+                x = rng.normal(size=(count, dim)).astype(np.float32)
+                vectors[name] = x / np.linalg.norm(x, axis=1, keepdims=True)
+            digests = [content_hash(f"synthetic-{start + i}".encode()) for i in range(count)]
+            payloads = [
+                {"uri": f"/nonexistent/{start + i}.png", "label": labels[(start + i) % 20],
+                 "split": "train" if (start + i) % 5 else "test", "content_hash": digest}
+                for i, digest in enumerate(digests)
+            ]  # fmt: skip
+            store.upsert_arrays(COLLECTION, [point_id(d, COLLECTION) for d in digests], vectors, payloads)
+        store.optimize(COLLECTION)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(store: Path, batching: bool, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "percep_rag", "serve", "--store", f"edge:{store}", "--port", str(port),
+        "--log-level", "warning", "--batching" if batching else "--no-batching",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited: {log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+                return process, url
+        except OSError:
+            time.sleep(0.25)
+    process.kill()
+    raise RuntimeError("the server did not start in 180 s")
+
+
+def query_images(count: int, size: int = 64) -> list[bytes]:
+    rng = np.random.default_rng(1)
+    images = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        images.append(buffer.getvalue())
+    return images
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1000 if values else float("nan")
+
+
+def run_load(url: str, clients: int, seconds: float, max_requests: int, images: list[bytes]) -> dict:
+    """``clients`` threads searching for ``seconds`` (at most ``max_requests`` each), and the health prober."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for sent in range(max_requests):
+                if stop.is_set():
+                    return
+                image = images[(n * 7919 + sent) % len(images)]
+                began = time.perf_counter()
+                try:
+                    ok = http.post(f"/collections/{COLLECTION}/search", files={"image": ("q.png", image, "image/png")},
+                                   data={"k": "10"}).status_code == 200  # fmt: skip
+                except httpx.HTTPError:
+                    ok = False
+                took = time.perf_counter() - began
+                with lock:
+                    latencies.append(took) if ok else None
+                    errors[0] += 0 if ok else 1
+
+    # /healthz is timed from its own process, so that the load generator's threads do not delay it.
+    prober = subprocess.Popen(
+        [sys.executable, "-c", PROBER, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    stop.set()
+    timer.cancel()
+    probed = json.loads(prober.communicate("stop\n", timeout=60)[0])
+    return {
+        "requests": len(latencies) + errors[0],
+        "errors": errors[0],
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "healthz_p99_ms": percentile(probed["latencies"], 99),
+        "healthz_errors": probed["errors"],
+        "load_1min": os.getloadavg()[0],  # the machine's load: other jobs share these CPUs
+    }
+
+
+def table(rows: list[Row]) -> str:
+    return markdown_table(
+        ["mode", "clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "/healthz p99 ms", "/healthz errors",
+         "load"],
+        [
+            [r.mode, r.clients, r.requests, r.errors, f"{r.requests_per_s:.1f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
+             f"{r.healthz_p99_ms:.1f}", r.healthz_errors, f"{r.load_1min:.1f}"]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=50_000)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--seconds", type=float, default=15.0, help="Load per client count.")
+    parser.add_argument("--max-requests", type=int, default=2000, help="Bound on each client's loop.")
+    parser.add_argument("--modes", nargs="+", choices=["batching", "no-batching"], default=["batching", "no-batching"])
+    parser.add_argument("--store", type=Path, help="Keep the built collection here (reused when it exists).")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    started = dt.datetime.now(dt.UTC)
+    images = query_images(64)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as folder:
+        store = args.store or Path(folder) / "store"
+        if not store.exists():
+            began = time.perf_counter()
+            build_collection(store, args.points)
+            print(f"built {args.points:,} points in {time.perf_counter() - began:.1f} s", file=sys.stderr)
+        for mode in args.modes:
+            process, url = start_server(store, mode == "batching", Path(folder) / f"{mode}.log")
+            try:
+                run_load(url, 2, 2.0, 20, images)  # warm-up: first requests pay for lazy initialisation
+                for clients in args.clients:
+                    measured = run_load(url, clients, args.seconds, args.max_requests, images)
+                    rows.append(Row(mode=mode, clients=clients, **measured))
+                    print(table(rows[-1:]).splitlines()[-1], file=sys.stderr)
+            finally:
+                process.terminate()
+                process.wait(30)
+    print(f"\nServe throughput, {args.points:,} points, {BACKBONE} (random weights), {os.cpu_count()} CPUs "
+          f"({cpu_name()}), {started:%Y-%m-%d}\n")  # fmt: skip
+    print(table(rows))
+    report = {
+        "meta": {
+            "date": started.isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+            "cpu": cpu_name(),
+            "cpus": os.cpu_count(),
+            "points": args.points,
+            "backbone": BACKBONE,
+            "random_weights": True,
+        },
+        "rows": [asdict(row) for row in rows],
+    }
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""``percep-rag serve``: the HTTP API and the visual-search page over a store's collections (uvicorn)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import typer
+
+from percep_rag.cli.errors import USAGE, fail
+from percep_rag.cli.fewshot import ChosenVlmOptions
+from percep_rag.cli.options import StoreOption, with_options
+from percep_rag.cli.stored import (
+    CollectionEmbedderOptions,
+    existing_collection,
+    open_existing_store,
+    options_for_collection,
+)
+
+#: Read when --api-key is not given, so that the key need not appear in the process list.
+API_KEY_VARIABLE = "PERCEP_RAG_API_KEY"
+
+StoresOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--store",
+        help=f"{StoreOption.__metadata__[0].help} Repeat to serve the collections of several stores.",
+    ),
+]
+CollectionsOption = Annotated[
+    list[str] | None,
+    typer.Option("--collection", "-c", help="A collection to serve; repeatable (default: every collection)."),
+]
+
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+@dataclass(frozen=True)
+class OptionalVlmOptions(ChosenVlmOptions):
+    """``--vlm`` for ``/classify``: without it the service searches only."""
+
+
+@with_options(OptionalVlmOptions)
+@with_options(CollectionEmbedderOptions, without=("batch_size",))
+def serve(
+    store: StoresOption = None,
+    collection: CollectionsOption = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the service to the network.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help=f"Require this key in the X-API-Key header (default: ${API_KEY_VARIABLE}, else none)."),
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, max=4096, help="Largest query image upload, MB.")] = 20.0,
+    max_pixels: Annotated[
+        int | None, typer.Option(min=1, help="Largest image decoded, width x height (default: the decoder's).")
+    ] = None,
+    batching: Annotated[bool, typer.Option(help="Group concurrent queries into one forward pass.")] = True,
+    max_batch: Annotated[int, typer.Option(min=1, max=1024, help="Most queries per forward pass.")] = 16,
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option(min=1, max=1024, help="Searches worked on at once; others wait (default: 2 per CPU, at least 4)."),
+    ] = None,
+    log_level: Annotated[LogLevel, typer.Option(help="How much uvicorn logs.")] = "info",
+    *,
+    embedder_options: CollectionEmbedderOptions,
+    vlm_options: OptionalVlmOptions,
+) -> None:
+    """Serve search (and, with --vlm, classify) over HTTP, with a visual-search page at /.
+
+    Each collection is searched with its own embedder, loaded once (the options default to the
+    ones the collection was written with). Binds to 127.0.0.1 unless --host says otherwise.
+    The API is documented at /docs. Stop with Ctrl-C.
+    """
+    import uvicorn
+
+    from percep_rag.serve import create_app
+
+    limits: dict[str, Any] = {"max_pixels": max_pixels, "max_concurrent": max_concurrent}
+    settings = _settings(api_key, max_upload_mb, batching, max_batch, limits)
+    with ExitStack() as stack:
+        served = _served_collections(stack, store or [None], collection, embedder_options)
+        vlm = _load_vlm(vlm_options, served, embedder_options) if vlm_options.vlm else None
+        app = create_app(served, settings=settings, vlm=vlm)
+        names = ", ".join(item.name for item in served)
+        typer.echo(f"serving {names} on http://{host}:{port} (API docs at /docs)", err=True)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def _settings(api_key: str | None, max_upload_mb: float, batching: bool, max_batch: int, limits: dict[str, Any]):
+    from percep_rag.serve import ServeSettings
+
+    key = api_key if api_key is not None else os.environ.get(API_KEY_VARIABLE) or None
+    given = {name: value for name, value in limits.items() if value is not None}
+    return ServeSettings(
+        api_key=key, max_upload_bytes=int(max_upload_mb * 1024 * 1024), batching=batching, max_batch=max_batch, **given
+    )
+
+
+def _served_collections(
+    stack: ExitStack, stores: list[str | None], wanted: list[str] | None, options: CollectionEmbedderOptions
+) -> list[Any]:
+    """Every wanted collection of ``stores``, each with its embedder (built once per distinct embedder)."""
+    from percep_rag.embedder import AlignedEmbedder
+    from percep_rag.serve import ServedCollection
+
+    served: list[ServedCollection] = []
+    embedders: dict[Any, AlignedEmbedder] = {}
+    where: dict[str, str] = {}
+    for text in stores:
+        opened = stack.enter_context(open_existing_store(text))
+        names = opened.list_collections()
+        chosen = [name for name in names if name in wanted] if wanted else names
+        for name in chosen:
+            if name in where:
+                fail(f"collection {name!r} is in both {where[name]} and {opened.location}: serve one of them", USAGE)
+            where[name] = str(opened.location)
+            resolved = options_for_collection(options, existing_collection(opened, name))
+            if resolved not in embedders:
+                embedders[resolved] = resolved.build()
+            served.append(ServedCollection(name, opened, embedders[resolved]))
+    missing = sorted(set(wanted or []) - set(where))
+    if missing:
+        fail(f"no collection {', '.join(map(repr, missing))} in {', '.join(str(s) for s in stores)}", USAGE)
+    if not served:
+        fail("nothing to serve: the store holds no collection (index images first)")
+    return served
+
+
+def _load_vlm(options: OptionalVlmOptions, served: list[Any], embedder_options: CollectionEmbedderOptions) -> Any:
+    """The few-shot classifier behind ``/classify`` (the one place the service's VLM is loaded)."""
+    return options.load(str(served[0].embedder.device), embedder_options.precision)

@@ -1,0 +1,305 @@
+// percep-rag visual search: plain browser JavaScript, no build step, nothing fetched from elsewhere.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { collection: "", query: null, keyNeeded: false };
+const KEY_STORAGE = "percep-rag-api-key";
+
+function apiKey() {
+  return $("api-key").value.trim();
+}
+
+function headers() {
+  const key = apiKey();
+  return key ? { "X-API-Key": key } : {};
+}
+
+async function api(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers: { ...headers(), ...(options.headers || {}) } });
+  } catch (error) {
+    throw new Error("The service cannot be reached: is `percep-rag serve` still running?");
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (error) {
+    body = null;
+  }
+  if (!response.ok) {
+    if (response.status === 401) {
+      state.keyNeeded = true;
+      $("key-box").open = true;
+      $("api-key").focus();
+    }
+    const detail = body && body.detail ? body.detail : response.statusText;
+    throw new Error(`${detail} (HTTP ${response.status})`);
+  }
+  return body;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function setStatus(message) {
+  $("status").textContent = message;
+}
+
+// Thumbnails load lazily: the browser's own lazy loading, or, when a key must travel in a header,
+// a fetch as the image scrolls into view.
+const lazyImages = "IntersectionObserver" in window
+  ? new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        if (entry.isIntersecting) {
+          lazyImages.unobserve(entry.target);
+          loadWithKey(entry.target);
+        }
+      }
+    }, { rootMargin: "200px" })
+  : null;
+
+async function loadWithKey(img) {
+  try {
+    const response = await fetch(img.dataset.src, { headers: headers() });
+    if (!response.ok) throw new Error(String(response.status));
+    img.src = URL.createObjectURL(await response.blob());
+  } catch (error) {
+    img.alt = `${img.alt} (image unavailable)`;
+  }
+}
+
+function setImage(img, url) {
+  img.loading = "lazy";
+  img.decoding = "async";
+  if (!apiKey()) {
+    img.src = url;
+  } else if (lazyImages) {
+    img.dataset.src = url;
+    lazyImages.observe(img);
+  } else {
+    img.dataset.src = url;
+    loadWithKey(img);
+  }
+}
+
+function option(value, text) {
+  const element = document.createElement("option");
+  element.value = value;
+  element.textContent = text;
+  return element;
+}
+
+async function loadCollections() {
+  const select = $("collection");
+  try {
+    const listed = await api("collections");
+    select.replaceChildren();
+    if (!listed.collections.length) {
+      select.append(option("", "no collections"));
+      showError("This service serves no collection: index images first, then restart it.");
+      return;
+    }
+    for (const row of listed.collections) {
+      const points = row.points === null ? "unavailable" : `${row.points} points`;
+      select.append(option(row.name, `${row.name} (${points})`));
+    }
+    const remembered = new URLSearchParams(location.hash.slice(1)).get("collection");
+    if (remembered && listed.collections.some((row) => row.name === remembered)) select.value = remembered;
+    showError("");
+    if (state.keyNeeded) $("key-box").open = false;  // the key works: fold the field away
+    await chooseCollection();
+  } catch (error) {
+    select.replaceChildren(option("", "—"));
+    showError(error.message);
+  }
+}
+
+function fillFacet(select, values) {
+  const previous = select.value;
+  select.replaceChildren(option("", "any"));
+  for (const value of values || []) select.append(option(String(value), String(value)));
+  select.value = (values || []).map(String).includes(previous) ? previous : "";
+  select.disabled = !(values && values.length);
+}
+
+async function chooseCollection() {
+  state.collection = $("collection").value;
+  history.replaceState(null, "", `#collection=${encodeURIComponent(state.collection)}`);
+  if (!state.collection) return;
+  try {
+    const info = await api(`collections/${encodeURIComponent(state.collection)}`);
+    const fp = info.fingerprint;
+    $("collection-meta").textContent = `${fp.backbone}, ${fp.alignment} alignment, ${info.points} points`;
+    $("random-note").hidden = !fp.random_weights;
+    fillFacet($("label-filter"), info.facets.label);
+    fillFacet($("split-filter"), info.facets.split);
+    showError("");
+    if (state.query) await search();
+  } catch (error) {
+    $("collection-meta").textContent = "";
+    showError(error.message);
+  }
+}
+
+function queryForm() {
+  const form = new FormData();
+  if (state.query.file) form.append("image", state.query.file, state.query.file.name || "query");
+  else form.append("point", state.query.point);
+  form.append("k", $("k").value);
+  form.append("space", "both");
+  if ($("label-filter").value) form.append("filter", `label=${$("label-filter").value}`);
+  if ($("split-filter").value) form.append("filter", `split=${$("split-filter").value}`);
+  return form;
+}
+
+async function search() {
+  if (!state.query || !state.collection) return;
+  const results = document.querySelector(".results");
+  results.classList.add("busy");
+  setStatus("Searching…");
+  showError("");
+  try {
+    const found = await api(`collections/${encodeURIComponent(state.collection)}/search`, {
+      method: "POST",
+      body: queryForm(),
+    });
+    render(found);
+    const count = found.results.aligned.length;
+    setStatus(count ? `${count} neighbours per space in ${state.collection}` : "No stored image passes these filters.");
+  } catch (error) {
+    setStatus("");
+    $("columns").hidden = true;  // the grids below would be the previous query's
+    $("empty").hidden = true;
+    showError(error.message);
+  } finally {
+    results.classList.remove("busy");
+  }
+}
+
+function renderColumn(list, hits) {
+  list.replaceChildren();
+  if (!hits.length) {
+    const none = document.createElement("li");
+    none.className = "none";
+    none.textContent = "No neighbours: loosen the filters.";
+    list.append(none);
+    return;
+  }
+  for (const hit of hits) {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "hit";
+    const label = hit.label ?? "unlabelled";
+    button.title = hit.uri || hit.id;
+    button.setAttribute("aria-label", `#${hit.rank} ${label}, score ${hit.score.toFixed(3)}: search with this image`);
+    const img = document.createElement("img");
+    img.alt = `${label} (#${hit.rank})`;
+    img.width = 160;
+    img.height = 160;
+    setImage(img, hit.image);
+    const caption = document.createElement("span");
+    caption.className = "cap";
+    const name = document.createElement("span");
+    name.className = "label";
+    name.textContent = `#${hit.rank} ${label}`;
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = hit.score.toFixed(3);
+    caption.append(name, score);
+    button.append(img, caption);
+    button.addEventListener("click", () => queryWithPoint(hit));
+    item.append(button);
+    list.append(item);
+  }
+}
+
+function render(found) {
+  $("empty").hidden = true;
+  $("columns").hidden = false;
+  renderColumn($("base"), found.results.base || []);
+  renderColumn($("aligned"), found.results.aligned || []);
+}
+
+function showQuery(src, name) {
+  const preview = $("query-preview");
+  preview.hidden = false;
+  preview.onerror = () => {
+    preview.hidden = true;  // a file the browser cannot show either: the drop zone's text comes back
+  };
+  preview.alt = `query: ${name}`;
+  if (src) preview.src = src;
+  $("query-name").textContent = name;
+}
+
+function queryWithFile(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    showError(`${file.name} is not an image (${file.type}).`);
+    return;
+  }
+  state.query = { file };
+  showQuery(URL.createObjectURL(file), file.name);
+  search();
+}
+
+function queryWithPoint(hit) {
+  state.query = { point: hit.id };
+  const preview = $("query-preview");
+  preview.removeAttribute("src");
+  setImage(preview, hit.image);
+  showQuery(null, `${hit.label ?? "stored image"} · ${hit.uri ? hit.uri.split("/").pop() : hit.id}`);
+  search();
+  $("drop").focus();
+}
+
+function wireDropZone() {
+  const drop = $("drop");
+  const input = $("file");
+  drop.addEventListener("click", () => input.click());
+  drop.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      input.click();
+    }
+  });
+  input.addEventListener("change", () => queryWithFile(input.files[0]));
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (event) => {
+      event.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    drop.addEventListener(name, () => drop.classList.remove("over"));
+  }
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    queryWithFile(event.dataTransfer.files[0]);
+  });
+  // Pasting an image (Ctrl+V) queries with it too.
+  document.addEventListener("paste", (event) => {
+    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    if (file) queryWithFile(file);
+  });
+}
+
+function init() {
+  const stored = sessionStorage.getItem(KEY_STORAGE);
+  if (stored) $("api-key").value = stored;
+  $("api-key").addEventListener("change", () => {
+    sessionStorage.setItem(KEY_STORAGE, apiKey());
+    loadCollections();
+  });
+  $("collection").addEventListener("change", chooseCollection);
+  for (const id of ["k", "label-filter", "split-filter"]) $(id).addEventListener("change", search);
+  $("options").addEventListener("submit", (event) => event.preventDefault());
+  wireDropZone();
+  loadCollections();
+}
+
+document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,236 @@
+"""Issue 23: `percep-rag serve` as a real process on a loopback port, driven by a real headless Chromium.
+
+The service runs with an API key (``$PERCEP_RAG_API_KEY``): the page asks for it, then sends
+it with every request, thumbnails included. Upload an image, see the base and aligned grids,
+filter, click a result (mouse and keyboard) to query with it, see an error state. Screenshots
+at desktop and phone widths are kept in ``$PERCEP_RAG_ARTIFACTS`` (else the test's temp
+folder) and their paths printed.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); without them
+the test FAILS saying so: a browser test that is skipped proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.serve_world import index_folder, make_photos
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "browser-test-key"
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
+
+def find_browser() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.fail(
+            "the browser test needs Chromium and its driver: apt-get install -y chromium chromium-driver "
+            f"(found chromium: {browser or 'no'}, chromedriver: {driver or 'no'})",
+            pytrace=False,
+        )
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.fail("the browser test needs selenium: pip install -e '.[dev]'", pytrace=False)
+    return browser, driver
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_health(url: str, server: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"percep-rag serve exited with {server.returncode}:\n{log.read_text()}", pytrace=False)
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    pytest.fail(f"percep-rag serve did not answer /healthz in {seconds:.0f} s:\n{log.read_text()}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from percep_rag import AlignedEmbedder, EmbedderSpec
+
+    root = tmp_path_factory.mktemp("browser")
+    photos = make_photos(root, per_class=4)
+    embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random", precision="fp32"))
+    index_folder(photos, f"edge:{root / 'store'}", "photos", embedder)
+    port = free_port()
+    log = root / "serve.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "integrations")]),
+        "PERCEP_RAG_API_KEY": API_KEY,  # the page must ask for it, and send it with every request
+    }
+    command = [sys.executable, "-m", "percep_rag", "serve", "--store", f"edge:{root / 'store'}", "--port", str(port)]
+    with log.open("w") as out:
+        process = subprocess.Popen([*command, "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url, process, log)
+        yield {"url": url, "photos": photos, "root": root, "log": log}
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    browser_path, driver_path = find_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser_path
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def artifacts(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("PERCEP_RAG_ARTIFACTS") or tmp_path / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def shoot(driver, folder: Path, name: str) -> Path:
+    path = folder / f"serve-{name}.png"
+    driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+def test_the_page_in_a_real_browser(server, browser, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException])  # grids re-render
+    kept = artifacts(tmp_path)
+    browser.get(server["url"] + "/")
+    # The service wants a key: the page says so and opens the key field.
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert "API key" in browser.find_element(By.ID, "error").text
+    key_field = browser.find_element(By.ID, "api-key")
+    assert key_field.is_displayed()
+    key_field.send_keys(API_KEY, Keys.TAB)
+    wait.until(lambda d: "photos" in d.find_element(By.ID, "collection").text)
+    wait.until(lambda d: d.find_element(By.ID, "collection-meta").text)
+    assert "tiny-vit-random" in browser.find_element(By.ID, "collection-meta").text
+    assert browser.find_element(By.ID, "random-note").is_displayed()  # random weights are said, always
+    assert browser.find_element(By.ID, "empty").is_displayed()
+    shoot(browser, kept, "empty-desktop")
+
+    def hits(column: str) -> list:
+        return browser.find_elements(By.CSS_SELECTOR, f"#{column} button.hit")
+
+    def images_loaded(column: str = "aligned"):
+        # The first row of a column (in view): with a key, thumbnails are fetched as they scroll into view.
+        def loaded(d) -> bool:
+            return d.execute_script(
+                f"const imgs = [...document.querySelectorAll('#{column} .hit img')].slice(0, 3);"
+                "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"
+            )
+
+        return loaded
+
+    # Upload: both grids fill, the images arrive, labels and scores are shown.
+    query = server["photos"] / "test" / "dog" / "0.png"
+    browser.find_element(By.ID, "file").send_keys(str(query))
+    wait.until(lambda d: len(hits("aligned")) == 8 and len(hits("base")) == 8)
+    wait.until(images_loaded())
+    assert (
+        browser.find_element(By.ID, "columns").is_displayed()
+        and not browser.find_element(By.ID, "empty").is_displayed()
+    )
+    first = hits("aligned")[0]
+    # Sent with the key (an <img> cannot send a header): fetched, then shown from a blob URL.
+    assert first.find_element(By.TAG_NAME, "img").get_attribute("src").startswith("blob:")
+    assert "#1" in first.text and "dog" in first.text
+    assert all(img.get_attribute("loading") == "lazy" for img in browser.find_elements(By.CSS_SELECTOR, ".hit img"))
+    shoot(browser, kept, "results-desktop")
+
+    # Filter by label: every hit is a fish.
+    Select(browser.find_element(By.ID, "label-filter")).select_by_visible_text("fish")
+    wait.until(lambda d: all("fish" in hit.text for hit in hits("base")) and len(hits("base")) == 8)
+    Select(browser.find_element(By.ID, "label-filter")).select_by_visible_text("any")
+    wait.until(lambda d: len(hits("base")) == 8 and not all("fish" in hit.text for hit in hits("base")))
+
+    # Click a result: it becomes the query (and is not its own neighbour).
+    clicked = hits("aligned")[2]
+    clicked_label = clicked.get_attribute("aria-label")
+    before = browser.find_element(By.ID, "query-name").text
+    clicked.click()
+    wait.until(lambda d: d.find_element(By.ID, "query-name").text != before)
+    wait.until(lambda d: "Searching" not in d.find_element(By.ID, "status").text)
+    wait.until(images_loaded())
+    assert len(hits("aligned")) == 8
+    assert browser.find_element(By.ID, "query-preview").get_attribute("src")
+
+    # The keyboard alone: focus a result, press Enter.
+    target = hits("base")[1]
+    name_before = browser.find_element(By.ID, "query-name").text
+    target.send_keys(Keys.ENTER)
+    wait.until(lambda d: d.find_element(By.ID, "query-name").text != name_before)
+    assert clicked_label  # every result button has an accessible name
+
+    # Phone width: the columns stack, nothing overflows sideways.
+    browser.set_window_size(390, 844)
+    wait.until(images_loaded("base"))
+    overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a phone"
+    shoot(browser, kept, "query-phone")
+    browser.execute_script("document.getElementById('status').scrollIntoView()")
+    wait.until(images_loaded("base"))
+    shoot(browser, kept, "results-phone")
+
+    # An upload the service refuses: the error it names is shown, the page stays usable.
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not really a png")
+    browser.set_window_size(1280, 900)
+    browser.find_element(By.ID, "file").send_keys(str(bad))
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    message = browser.find_element(By.ID, "error").text
+    assert "not an image" in message and "415" in message
+    assert not browser.find_element(By.ID, "columns").is_displayed()  # not the previous query's results
+    shoot(browser, kept, "error-desktop")
+    assert "Traceback" not in server["log"].read_text()
