@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import struct
 import threading
@@ -104,7 +105,13 @@ def test_openapi_schema_docs_and_page(client):
     schema = client.get("/openapi.json").json()
     assert {"/collections/{name}/search", "/collections/{name}/classify", "/healthz"} <= set(schema["paths"])
     assert "/collections/{name}/points/{point}/image" in schema["paths"]
-    assert client.get("/docs").status_code == 200
+    # The docs pages load their scripts from this server, not from a CDN (nothing is reachable offline).
+    for docs in ("/docs", "/redoc"):
+        html = client.get(docs)
+        assert html.status_code == 200 and "cdn" not in html.text.lower(), html.text
+        scripts = re.findall(r'<script src="([^"]+)"', html.text)
+        assert scripts and all(src.startswith("/") for src in scripts), scripts
+        assert all(client.get(src).status_code == 200 for src in scripts)
     page = client.get("/")
     assert page.status_code == 200 and "<title>" in page.text
     for asset in ("app.js", "style.css"):

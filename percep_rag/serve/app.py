@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from percep_rag._version import __version__
 from percep_rag.serve.catalog import Catalog, ServedCollection
@@ -60,7 +61,9 @@ def create_app(
         finally:
             catalog.close()
 
-    app = FastAPI(title="percep-rag", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN: blank pages offline.
+    # fastapi-offline serves the same pages from files shipped in its wheel.
+    app = FastAPIOffline(title="percep-rag", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.catalog = catalog
     app.state.vlm = vlm
