@@ -39,20 +39,11 @@ def train_tiny_tokenizer(corpus: str = _TINY_CORPUS, vocab_size: int = 400) -> A
     >>> tok.convert_ids_to_tokens(tok("<image>Output:cat<|endofchunk|>").input_ids)[:2]
     ['<image>', 'Output']
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from percep_rag.vlm.bpe import train_byte_bpe
 
-    backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+    tokenizer = train_byte_bpe(
+        corpus, ["<unk>", "<s>", "</s>"], vocab_size=vocab_size, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     )
-    backend.train_from_iterator([corpus] * 4, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
     return prepare_tokenizer(tokenizer)
 
 
