@@ -87,7 +87,8 @@ def parse_vlm_spec(text: str) -> VlmSpec:
         return VlmSpec(backend=claimed[0], target=text)
     examples = "; ".join(f"{b.name}:<{b.description}>" for b in VLM_BACKENDS.values())
     raise VlmSpecError(
-        f"unknown VLM {text!r}: use <backend>:<model> with a backend of {', '.join(VLM_BACKENDS.names())} ({examples}), "
+        f"unknown VLM {text!r}: use <backend>:<model> with a backend of {', '.join(VLM_BACKENDS.names())} "
+        f"({examples}), "
         "a released OpenFlamingo name, or a test model (tiny-flamingo-random, tiny-smolvlm-random)"
     )
 

@@ -10,6 +10,8 @@ saying where to put the files. A folder holding the marker file :data:`RANDOM_WE
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,13 @@ from percep_rag.precision import resolve_precision
 from percep_rag.vlm.errors import VlmNotFoundError, VlmSpecError
 from percep_rag.vlm.smolvlm import SmolVlmClassifier
 
-__all__ = ["RANDOM_WEIGHTS_MARKER", "SUPPORTED_MODEL_TYPES", "find_model_folder", "load_smolvlm"]
+__all__ = [
+    "RANDOM_WEIGHTS_MARKER",
+    "SUPPORTED_MODEL_TYPES",
+    "find_model_folder",
+    "load_smolvlm",
+    "without_progress_bars",
+]
 
 #: A file in a model folder saying its weights are random (test models): predictions are labelled so.
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
@@ -105,6 +113,25 @@ def load_smolvlm(
 def _load_folder(folder: Path, kind: str, dtype: Any) -> tuple[Any, Any]:
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
+    with without_progress_bars():
+        return _load_quietly(folder, kind, dtype, AutoConfig, AutoModelForImageTextToText, AutoProcessor)
+
+
+@contextmanager
+def without_progress_bars() -> Iterator[None]:
+    """transformers' own "Loading weights" bars, off for this load only (its setting is restored)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
+def _load_quietly(folder: Path, kind: str, dtype: Any, AutoConfig, AutoModel, AutoProcessor) -> tuple[Any, Any]:  # noqa: N803
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as error:
@@ -115,7 +142,7 @@ def _load_folder(folder: Path, kind: str, dtype: Any) -> tuple[Any, Any]:
         )
     try:
         processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True, dtype=dtype)
+        model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=dtype)
     except ImportError as error:  # e.g. SmolVLMProcessor needs num2words
         raise VlmSpecError(f"loading {folder} needs a missing package: {error}") from None
     except OSError as error:

@@ -15,7 +15,7 @@ from typing import Any
 
 from percep_rag.backbones._seed import build_seeded
 from percep_rag.vlm.bpe import train_byte_bpe
-from percep_rag.vlm.smolvlm_loading import RANDOM_WEIGHTS_MARKER
+from percep_rag.vlm.smolvlm_loading import RANDOM_WEIGHTS_MARKER, without_progress_bars
 
 __all__ = ["SMOLVLM_CHAT_TEMPLATE", "TINY_SMOLVLM_NAME", "build_tiny_smolvlm", "make_processor", "tiny_tokenizer"]
 
@@ -29,7 +29,14 @@ SMOLVLM_CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 #: The processor's tokens (Idefics3Processor looks them up by text), then padding.
-_SPECIAL_TOKENS = ["<unk>", "<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>", "<global-img>"]
+_SPECIAL_TOKENS = [
+    "<unk>",
+    "<|im_start|>",
+    "<end_of_utterance>",
+    "<image>",
+    "<fake_token_around_image>",
+    "<global-img>",
+]
 _LABELS = "airplane bird cat deer dog frog horse ship truck apple car yes no".split()
 _CORPUS = "\n".join(
     [f"User: Assistant: {label}" for label in _LABELS]
@@ -95,7 +102,8 @@ def build_tiny_smolvlm(folder: str | os.PathLike, *, seed: int = 0) -> Path:
     processor = make_processor(tokenizer, image_size=image_size, image_seq_len=image_seq_len)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    with without_progress_bars():
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
     (out / RANDOM_WEIGHTS_MARKER).write_text("random weights: a test model, its predictions mean nothing\n")
     return out
