@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from percep_rag.fewshot.errors import PromptError
-from percep_rag.fewshot.tiny import make_test_image
 from percep_rag.vlm import (
     FewShotVLM,
+    PromptError,
     SmolVlmClassifier,
     VlmNotFoundError,
     VlmSpecError,
@@ -22,6 +21,7 @@ from percep_rag.vlm import (
     load_vlm,
 )
 from percep_rag.vlm.smolvlm_loading import RANDOM_WEIGHTS_MARKER
+from percep_rag.vlm.tiny_smolvlm import make_test_image
 
 # Names of different token lengths; "cat" is a prefix of "catfish" and "cat food".
 CLASS_NAMES = ["cat", "dog", "bird", "catfish", "cat food", "golden retriever", "zebra crossing"]

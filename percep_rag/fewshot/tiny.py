@@ -14,6 +14,7 @@ from torch import nn
 
 from percep_rag.errors import ConfigError
 from percep_rag.fewshot.flamingo import FlamingoBundle, assemble_flamingo, open_gates, prepare_tokenizer
+from percep_rag.vlm.tiny_smolvlm import make_test_image
 
 __all__ = ["TINY_NAME", "build_tiny_flamingo", "make_test_image", "train_tiny_tokenizer"]
 
@@ -129,12 +130,3 @@ def build_tiny_flamingo(
     model = build_seeded(build, seed)
     processor = image_transform(image_size, is_train=False, mean=OPENAI_MEAN, std=OPENAI_STD)
     return FlamingoBundle(model, tokenizer, processor, TINY_NAME, random_weights=True)
-
-
-def make_test_image(seed: int = 0, size: tuple[int, int] = (40, 36)):
-    """A reproducible random RGB PIL image (for examples and tests)."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))

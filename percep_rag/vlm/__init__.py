@@ -9,7 +9,7 @@
 
 from percep_rag.vlm.base import Example, FewShotVLM, VlmSpec
 from percep_rag.vlm.chat_prompt import ChatPromptTemplate, continuation_ids
-from percep_rag.vlm.errors import VlmNotFoundError, VlmSpecError
+from percep_rag.vlm.errors import PromptError, VlmNotFoundError, VlmSpecError
 from percep_rag.vlm.registry import (
     VLM_BACKENDS,
     VlmBackend,
@@ -28,6 +28,7 @@ __all__ = [
     "ChatPromptTemplate",
     "Example",
     "FewShotVLM",
+    "PromptError",
     "SmolVlmClassifier",
     "VlmBackend",
     "VlmNotFoundError",

@@ -63,10 +63,9 @@ class FewShotVLM(Protocol):
 
 
 class VlmSpec(BaseModel):
-    """A parsed ``--vlm`` value: which backend, and what it loads (``None``: its default).
+    """A parsed ``--vlm`` value (:func:`~percep_rag.vlm.registry.parse_vlm_spec`): which backend, and what
+    it loads (``None``: the backend's default).
 
-    >>> VlmSpec.parse("smolvlm:/models/smol")
-    VlmSpec(backend='smolvlm', target='/models/smol')
     >>> str(VlmSpec(backend="openflamingo", target="OpenFlamingo-4B-vitl-rpj3b"))
     'openflamingo:OpenFlamingo-4B-vitl-rpj3b'
     """
@@ -75,13 +74,6 @@ class VlmSpec(BaseModel):
 
     backend: str
     target: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> VlmSpec:
-        """``backend:target``, ``backend``, or a bare name one backend claims (see :mod:`percep_rag.vlm.registry`)."""
-        from percep_rag.vlm.registry import parse_vlm_spec
-
-        return parse_vlm_spec(text)
 
     def __str__(self) -> str:
         return self.backend if self.target is None else f"{self.backend}:{self.target}"

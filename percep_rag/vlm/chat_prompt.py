@@ -27,8 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from percep_rag.fewshot.errors import PromptError
 from percep_rag.vlm.base import Example
+from percep_rag.vlm.errors import PromptError
 
 __all__ = ["ChatPromptTemplate", "continuation_ids"]
 

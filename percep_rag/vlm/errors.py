@@ -9,5 +9,9 @@ class VlmNotFoundError(WeightsNotFoundError):
     """A VLM's files are not on this machine; the message says where to put them."""
 
 
+class PromptError(ConfigError):
+    """A prompt, template, label or class name cannot be used as given (every backend raises it)."""
+
+
 class VlmSpecError(ConfigError):
     """A ``--vlm`` spec, or an option given with it, cannot be used."""

@@ -10,8 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from percep_rag.config import Precision
-from percep_rag.fewshot.classify import FewShotClassifier
-from percep_rag.fewshot.prompt import build_prompt
+from percep_rag.vlm.errors import VlmSpecError
+
+try:
+    from percep_rag.fewshot.classify import FewShotClassifier
+    from percep_rag.fewshot.prompt import build_prompt
+except ImportError as missing:  # open-flamingo is installed on its own (it pins an old torch)
+    raise VlmSpecError(
+        f"the openflamingo backend needs open-flamingo ({missing}): pip install --no-deps open-flamingo==2.0.1 "
+        "einops einops-exts"
+    ) from None
 from percep_rag.precision import resolve_precision
 from percep_rag.vlm.base import Example
 

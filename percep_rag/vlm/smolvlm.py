@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from percep_rag.fewshot.errors import PromptError
 from percep_rag.io.images import ImageSource, decode_image
 from percep_rag.vlm.base import Example
 from percep_rag.vlm.chat_prompt import ChatPromptTemplate, continuation_ids
+from percep_rag.vlm.errors import PromptError
 
 __all__ = ["EncodedPrompt", "SmolVlmClassifier"]
 
@@ -52,7 +52,7 @@ class SmolVlmClassifier:
     Build one with :func:`percep_rag.vlm.load_vlm` (``smolvlm:<dir>``).
 
     >>> from percep_rag.vlm import load_vlm
-    >>> from percep_rag.fewshot.tiny import make_test_image
+    >>> from percep_rag.vlm.tiny_smolvlm import make_test_image
     >>> clf = load_vlm("tiny-smolvlm-random", precision="fp32")
     >>> shots = [(make_test_image(1), "cat"), (make_test_image(2), "dog")]
     >>> scores = clf.score_classes(shots, make_test_image(3), ["cat", "dog", "bird"])

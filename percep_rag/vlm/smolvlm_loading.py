@@ -9,7 +9,6 @@ saying where to put the files. A folder holding the marker file :data:`RANDOM_WE
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,23 +82,12 @@ def load_smolvlm(
 ) -> SmolVlmClassifier:
     """A :class:`~percep_rag.vlm.smolvlm.SmolVlmClassifier` for ``target`` (folder or hub id, offline).
 
-    ``target="tiny-smolvlm-random"`` builds the tiny random-weight model, saves it to a
-    temporary folder and loads it from there through this same path.
-
-    >>> load_smolvlm("tiny-smolvlm-random", precision="fp32").model.config.model_type
+    >>> import tempfile
+    >>> from percep_rag.vlm.tiny_smolvlm import build_tiny_smolvlm
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     load_smolvlm(str(build_tiny_smolvlm(folder)), precision="fp32").model.config.model_type
     'idefics3'
     """
-    from percep_rag.vlm.tiny_smolvlm import TINY_SMOLVLM_NAME, build_tiny_smolvlm
-
-    if target == TINY_SMOLVLM_NAME:
-        with tempfile.TemporaryDirectory(prefix="tiny-smolvlm-") as folder:
-            build_tiny_smolvlm(folder)
-            loaded = load_smolvlm(
-                folder, kind=kind, device=device, precision=precision, class_batch_size=class_batch_size,
-                normalize_length=normalize_length, template=template,
-            )  # fmt: skip
-        loaded.name = TINY_SMOLVLM_NAME
-        return loaded
     folder = find_model_folder(target, kind=kind)
     dtype = resolve_precision(precision, device)
     model, processor = _load_folder(folder, kind, dtype)

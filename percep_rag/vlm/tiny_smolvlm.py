@@ -17,7 +17,14 @@ from percep_rag.backbones._seed import build_seeded
 from percep_rag.vlm.bpe import train_byte_bpe
 from percep_rag.vlm.smolvlm_loading import RANDOM_WEIGHTS_MARKER, without_progress_bars
 
-__all__ = ["SMOLVLM_CHAT_TEMPLATE", "TINY_SMOLVLM_NAME", "build_tiny_smolvlm", "make_processor", "tiny_tokenizer"]
+__all__ = [
+    "SMOLVLM_CHAT_TEMPLATE",
+    "TINY_SMOLVLM_NAME",
+    "build_tiny_smolvlm",
+    "make_processor",
+    "make_test_image",
+    "tiny_tokenizer",
+]
 
 TINY_SMOLVLM_NAME = "tiny-smolvlm-random"
 #: SmolVLM-Instruct's chat template (transformers' SmolVLM DEFAULT_CHAT_TEMPLATE without its video branch).
@@ -107,3 +114,12 @@ def build_tiny_smolvlm(folder: str | os.PathLike, *, seed: int = 0) -> Path:
         processor.save_pretrained(out)
     (out / RANDOM_WEIGHTS_MARKER).write_text("random weights: a test model, its predictions mean nothing\n")
     return out
+
+
+def make_test_image(seed: int = 0, size: tuple[int, int] = (40, 36)):
+    """A reproducible random RGB PIL image (for examples and tests)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
