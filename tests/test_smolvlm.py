@@ -208,3 +208,12 @@ def test_folder_of_another_architecture_and_a_real_folder_are_told_apart(tiny_fo
     shutil.copytree(tiny_folder, trained)
     (trained / RANDOM_WEIGHTS_MARKER).unlink()
     assert load_vlm(f"smolvlm:{trained}", precision="fp32").random_weights is False
+
+
+def test_smolvlm2_classes_load_and_keep_parity(tmp_path):
+    pytest.importorskip("num2words", reason="SmolVLMProcessor needs num2words (percep-rag[smolvlm])")
+    vlm = load_vlm(f"smolvlm:{build_tiny_smolvlm(tmp_path, architecture='smolvlm')}", precision="fp32")
+    assert type(vlm.model).__name__ == "SmolVLMForConditionalGeneration" and vlm.model.config.model_type == "smolvlm"
+    query = make_test_image(8)
+    cached = vlm.score_classes(shots(2), query, CLASS_NAMES)
+    np.testing.assert_allclose(cached, vlm.naive_scores(shots(2), query, CLASS_NAMES), rtol=0, atol=1e-5)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from percep_rag.backbones._seed import build_seeded
+from percep_rag.errors import ConfigError
 from percep_rag.vlm.bpe import train_byte_bpe
 from percep_rag.vlm.smolvlm_loading import RANDOM_WEIGHTS_MARKER, without_progress_bars
 
@@ -64,34 +65,62 @@ def tiny_tokenizer() -> Any:
     )  # fmt: skip
 
 
-def make_processor(tokenizer: Any, *, image_size: int, image_seq_len: int) -> Any:
-    """An ``Idefics3Processor`` for one-tile images of ``image_size`` px, with SmolVLM's chat template."""
+#: What a tiny model can be: SmolVLM(-Instruct, 256M-2.2B) and Idefics3 checkpoints are ``idefics3``;
+#: SmolVLM2 checkpoints are ``smolvlm`` (their processor also takes videos and needs num2words).
+Architecture = Literal["idefics3", "smolvlm"]
+
+
+def make_processor(tokenizer: Any, *, image_size: int, image_seq_len: int, architecture: Architecture = "idefics3"):
+    """The architecture's processor for one-tile images of ``image_size`` px, with SmolVLM's chat template."""
+    edge = {"longest_edge": image_size}
+    if architecture == "smolvlm":
+        from transformers import SmolVLMImageProcessor, SmolVLMProcessor, SmolVLMVideoProcessor
+
+        images = SmolVLMImageProcessor(do_image_splitting=False, size=edge, max_image_size=edge)
+        videos = SmolVLMVideoProcessor(size=edge, max_image_size=edge)
+        return SmolVLMProcessor(
+            images, tokenizer, videos, image_seq_len=image_seq_len, chat_template=SMOLVLM_CHAT_TEMPLATE
+        )
     from transformers import Idefics3Processor
     from transformers.models.idefics3.image_processing_idefics3 import Idefics3ImageProcessor
 
-    edge = {"longest_edge": image_size}
     images = Idefics3ImageProcessor(do_image_splitting=False, size=edge, max_image_size=edge)
     return Idefics3Processor(images, tokenizer, image_seq_len=image_seq_len, chat_template=SMOLVLM_CHAT_TEMPLATE)
 
 
-def build_tiny_smolvlm(folder: str | os.PathLike, *, seed: int = 0) -> Path:
+def _classes(architecture: Architecture) -> tuple[Any, Any, Any]:
+    if architecture == "smolvlm":
+        from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
+        from transformers.models.smolvlm.configuration_smolvlm import SmolVLMVisionConfig
+
+        return SmolVLMConfig, SmolVLMVisionConfig, SmolVLMForConditionalGeneration
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration
+    from transformers.models.idefics3.configuration_idefics3 import Idefics3VisionConfig
+
+    return Idefics3Config, Idefics3VisionConfig, Idefics3ForConditionalGeneration
+
+
+def build_tiny_smolvlm(folder: str | os.PathLike, *, seed: int = 0, architecture: Architecture = "idefics3") -> Path:
     """Write a tiny random-weight SmolVLM (model, processor, chat template) to ``folder``.
 
     16 px images in 4 px patches, pixel-shuffled by 2: 4 image tokens per image. The folder
     gets the :data:`~percep_rag.vlm.smolvlm_loading.RANDOM_WEIGHTS_MARKER` file, so whatever
-    loads it labels its predictions as random. Deterministic in ``seed``.
+    loads it labels its predictions as random. Deterministic in ``seed``. ``architecture``:
+    ``idefics3`` (what SmolVLM-256M/500M/2.2B-Instruct are) or ``smolvlm`` (SmolVLM2's classes).
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     sorted(p.name for p in build_tiny_smolvlm(folder).iterdir())[:3]
     ['RANDOM_WEIGHTS', 'chat_template.jinja', 'config.json']
     """
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, LlamaConfig
-    from transformers.models.idefics3.configuration_idefics3 import Idefics3VisionConfig
+    from transformers import LlamaConfig
 
+    if architecture not in get_args(Architecture):
+        raise ConfigError(f"architecture must be one of {', '.join(get_args(Architecture))}, got {architecture!r}")
+    config_class, vision_class, model_class = _classes(architecture)
     tokenizer = tiny_tokenizer()
     image_size, patch_size, scale_factor = 16, 4, 2
-    vision = Idefics3VisionConfig(
+    vision = vision_class(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
         image_size=image_size, patch_size=patch_size,
     )  # fmt: skip
@@ -100,13 +129,13 @@ def build_tiny_smolvlm(folder: str | os.PathLike, *, seed: int = 0) -> Path:
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
     )  # fmt: skip
-    config = Idefics3Config(
+    config = config_class(
         vision_config=vision.to_dict(), text_config=text.to_dict(), scale_factor=scale_factor,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
-    model = build_seeded(lambda: Idefics3ForConditionalGeneration(config).eval(), seed)
+    model = build_seeded(lambda: model_class(config).eval(), seed)
     image_seq_len = (image_size // patch_size) ** 2 // scale_factor**2
-    processor = make_processor(tokenizer, image_size=image_size, image_seq_len=image_seq_len)
+    processor = make_processor(tokenizer, image_size=image_size, image_seq_len=image_seq_len, architecture=architecture)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     with without_progress_bars():
