@@ -49,7 +49,8 @@ class SmolVlmClassifier:
     (what ``AutoModelForImageTextToText`` loads), ``processor`` its processor; every image is
     one tile (``do_image_splitting=False``), so a prompt of 8+ shots stays short.
     ``class_batch_size`` bounds how many answers share one forward (``None``: all at once).
-    Build one with :func:`percep_rag.vlm.load_vlm` (``smolvlm:<dir>``).
+    Calls never change the model (each builds its own cache), so one classifier can serve
+    concurrent calls. Build one with :func:`percep_rag.vlm.load_vlm` (``smolvlm:<dir>``).
 
     >>> from percep_rag.vlm import load_vlm
     >>> from percep_rag.vlm.tiny_smolvlm import make_test_image
