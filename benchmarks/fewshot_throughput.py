@@ -18,10 +18,16 @@ Models have RANDOM weights (numbers measure speed only, never accuracy):
   every 2 layers, bf16 on the GPU. The tokenizer is the locally trained tiny BPE, so class
   names take a few more tokens than with the real GPT-NeoX tokenizer.
 * ``--tiny``: :func:`percep_rag.fewshot.build_tiny_flamingo` in fp32, a CPU smoke run.
+* ``--vlm smolvlm``: SmolVLM-256M-Instruct's architecture (:func:`smolvlm_256m_config`: Idefics3,
+  a SigLIP-base-patch16-512 vision tower, pixel shuffle x4 -> 64 tokens per 512 px image, a
+  SmolLM2-135M Llama), one tile per image, through :class:`percep_rag.vlm.SmolVlmClassifier`;
+  the tokenizer is the locally trained tiny BPE (class names take more tokens than with
+  SmolLM2's). With ``--tiny``: the tiny random SmolVLM of :mod:`percep_rag.vlm.tiny_smolvlm`.
 
 Usage::
 
     python benchmarks/fewshot_throughput.py                 # GPU, 4B-sized, bf16
+    python benchmarks/fewshot_throughput.py --vlm smolvlm --device cpu --dtype fp32   # SmolVLM-256M-sized
     OMP_NUM_THREADS=1 python benchmarks/fewshot_throughput.py --tiny --device cpu
     python benchmarks/fewshot_throughput.py --device cpu --dtype bf16 --vs-fp32   # CPU: bf16 vs fp32
 """
@@ -38,10 +44,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from percep_rag.fewshot import FewShotClassifier, build_tiny_flamingo
-from percep_rag.fewshot.flamingo import FlamingoBundle, assemble_flamingo, open_gates
-from percep_rag.fewshot.tiny import make_test_image, train_tiny_tokenizer
 from percep_rag.precision import resolve_precision
+from percep_rag.vlm.tiny_smolvlm import make_test_image
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck", "apple"]
 
@@ -65,7 +69,103 @@ def redpajama_3b_config(vocab_size: int = 50432):
     )
 
 
-def build_random_4b(device: torch.device, dtype: torch.dtype, lm_layers: int = 32) -> FlamingoBundle:
+def smolvlm_256m_config(image_token_id: int, pad_token_id: int):
+    """The architecture of HuggingFaceTB/SmolVLM-256M-Instruct (an Idefics3), its published values typed in.
+
+    Vision: google/siglip-base-patch16-512 (768 wide, 12 layers, 12 heads, MLP 3072, 16 px patches
+    of 512 px images); pixel shuffle ``scale_factor=4`` -> 1024 / 16 = 64 tokens per image. Text:
+    SmolLM2-135M, a Llama (576 wide, 30 layers, 9 heads, 3 KV heads, MLP 1536, RoPE theta 1e5,
+    tied embeddings) with the vocabulary grown to 49280 for the image tokens. The token ids are
+    this benchmark's tokenizer's (the real tokenizer cannot be downloaded here).
+    """
+    from transformers import Idefics3Config, LlamaConfig
+    from transformers.models.idefics3.configuration_idefics3 import Idefics3VisionConfig
+
+    vision = Idefics3VisionConfig(
+        hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+        image_size=512, patch_size=16, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6,
+    )  # fmt: skip
+    text = LlamaConfig(
+        vocab_size=49280, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+        num_key_value_heads=3, head_dim=64, max_position_embeddings=8192, rope_theta=100000.0, rms_norm_eps=1e-5,
+        tie_word_embeddings=True, pad_token_id=pad_token_id,
+    )  # fmt: skip
+    return Idefics3Config(
+        vision_config=vision.to_dict(), text_config=text.to_dict(), scale_factor=4, image_token_id=image_token_id,
+        tie_word_embeddings=True, pad_token_id=pad_token_id,
+    )  # fmt: skip
+
+
+@dataclass
+class Subject:
+    """The model under test: built once, cast in place for --vs-fp32, wrapped by ``classifier()``."""
+
+    name: str
+    random_weights: bool
+    model: torch.nn.Module
+    classifier: Callable[[int | None], object]
+
+
+def build_random_smolvlm_256m(device: torch.device, dtype: torch.dtype) -> Subject:
+    """SmolVLM-256M's architecture with random weights (:func:`smolvlm_256m_config`), built on ``device``."""
+    from transformers import Idefics3ForConditionalGeneration
+
+    from percep_rag.vlm import SmolVlmClassifier
+    from percep_rag.vlm.tiny_smolvlm import make_processor, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    processor = make_processor(tokenizer, image_size=512, image_seq_len=64)
+    config = smolvlm_256m_config(tokenizer.convert_tokens_to_ids("<image>"), tokenizer.pad_token_id)
+    with torch.device(device):
+        torch.manual_seed(0)
+        model = Idefics3ForConditionalGeneration._from_config(config, dtype=dtype).eval()
+    name = "random-SmolVLM-256M-architecture"
+
+    def classifier(class_batch_size: int | None) -> SmolVlmClassifier:
+        return SmolVlmClassifier(model, processor, class_batch_size=class_batch_size, name=name, random_weights=True)
+
+    return Subject(name, True, model, classifier)
+
+
+def build_subject(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> Subject:
+    """The model ``--vlm``/``--tiny`` ask for, with random weights, on ``device`` in ``dtype``."""
+    if args.vlm == "smolvlm":
+        if not args.tiny:
+            return build_random_smolvlm_256m(device, dtype)
+        from percep_rag.vlm import load_vlm
+
+        tiny = load_vlm("tiny-smolvlm-random", device=str(device), precision="fp32")
+        tiny.model.to(dtype=dtype)
+
+        def tiny_classifier(class_batch_size: int | None):
+            tiny.class_batch_size = class_batch_size
+            return tiny
+
+        return Subject(tiny.name, True, tiny.model, tiny_classifier)
+    from percep_rag.fewshot import FewShotClassifier, build_tiny_flamingo
+
+    bundle = build_tiny_flamingo(seed=0) if args.tiny else build_random_4b(device, dtype, args.lm_layers)
+
+    def classifier(class_batch_size: int | None) -> FewShotClassifier:
+        return FewShotClassifier.from_bundle(bundle, class_batch_size=class_batch_size)
+
+    return Subject(bundle.name, bundle.random_weights, bundle.model, classifier)
+
+
+def token_counts(clf, shots, query, names) -> tuple[int, list[int]]:
+    """The prompt's length in tokens and the class names' shortest and longest token counts."""
+    from percep_rag.vlm import SmolVlmClassifier
+
+    if isinstance(clf, SmolVlmClassifier):
+        prompt = clf.encode_prompt(shots, query)
+        tokens = clf.class_token_ids(prompt.text, names)
+        return prompt.length, [min(map(len, tokens)), max(map(len, tokens))]
+    tokens = clf.class_token_ids(names)
+    prompt_ids, _ = clf.encode_prompt(shots, query)
+    return int(prompt_ids.shape[1]), [min(map(len, tokens)), max(map(len, tokens))]
+
+
+def build_random_4b(device: torch.device, dtype: torch.dtype, lm_layers: int = 32):
     """OpenFlamingo-4B's architecture with random weights, built directly on ``device``.
 
     ``lm_layers`` < 32 only shrinks the LM's depth, to smoke-test this path on a CPU.
@@ -75,6 +175,8 @@ def build_random_4b(device: torch.device, dtype: torch.dtype, lm_layers: int = 3
     from transformers import GPTNeoXForCausalLM
 
     from percep_rag.backbones.openclip import OPENAI_MEAN, OPENAI_STD
+    from percep_rag.fewshot.flamingo import FlamingoBundle, assemble_flamingo, open_gates
+    from percep_rag.fewshot.tiny import train_tiny_tokenizer
 
     tokenizer = train_tiny_tokenizer()
     with torch.device(device):  # random init on the GPU: seconds instead of minutes on the CPU
@@ -155,7 +257,8 @@ def vs_fp32(reference: list[np.ndarray], scores: list[np.ndarray], fp32_row: Res
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="tiny random Flamingo (CPU smoke run)")
+    parser.add_argument("--vlm", choices=["openflamingo", "smolvlm"], default="openflamingo", help="which backend")
+    parser.add_argument("--tiny", action="store_true", help="the backend's tiny random model (CPU smoke run)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--dtype",
@@ -175,6 +278,11 @@ def main(argv: list[str] | None = None) -> dict:
         help="first score the same queries in fp32 on the same weights (then cast in place, so only one "
         "copy is resident): report fp32 queries/s, the largest score difference to fp32 and ranking agreement",
     )
+    parser.add_argument(
+        "--skip-naive",
+        action="store_true",
+        help="time only the cached path (e.g. bf16 on a CPU without native bf16, where the naive path takes hours)",
+    )
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
 
@@ -190,11 +298,11 @@ def main(argv: list[str] | None = None) -> dict:
     reference = args.vs_fp32 and dtype != torch.float32
     build_dtype = torch.float32 if reference else dtype
     start = time.perf_counter()
-    bundle = build_tiny_flamingo(seed=0) if args.tiny else build_random_4b(device, build_dtype, args.lm_layers)
-    bundle.model.to(device=device, dtype=build_dtype)
+    subject = build_subject(args, device, build_dtype)
+    subject.model.to(device=device, dtype=build_dtype)
     build_s = time.perf_counter() - start
     names = CLASS_NAMES[: args.classes]
-    size = (32, 32) if args.tiny else (256, 224)
+    size = (32, 32) if args.tiny else (256, 224) if args.vlm == "openflamingo" else (640, 512)
 
     def inputs(index: int):
         # Distinct random images per query, so nothing is cached across queries by accident.
@@ -203,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     prepared = [inputs(index) for index in range(queries)]
 
-    def warm_up(clf: FewShotClassifier, naive: bool = True) -> None:
+    def warm_up(clf, naive: bool = not args.skip_naive) -> None:
         for index in range(args.warmup):
             shots, query = prepared[index % queries]
             clf.score_classes(shots, query, names)
@@ -212,25 +320,27 @@ def main(argv: list[str] | None = None) -> dict:
 
     fp32_row, fp32_scores = None, None
     if reference:
-        clf = FewShotClassifier.from_bundle(bundle, class_batch_size=args.class_batch_size)
+        clf = subject.classifier(args.class_batch_size)
         warm_up(clf, naive=False)
         fp32_row, fp32_scores = time_path(
             "cached fp32", lambda i: clf.score_classes(*prepared[i], names), queries, device
         )
-        bundle.model.to(dtype=dtype)  # in place: the bf16 weights are the fp32 weights rounded
-    clf = FewShotClassifier.from_bundle(bundle, class_batch_size=args.class_batch_size)
+        subject.model.to(dtype=dtype)  # in place: the bf16 weights are the fp32 weights rounded
+    clf = subject.classifier(args.class_batch_size)
     warm_up(clf)
 
     cached, cached_scores = time_path("cached", lambda i: clf.score_classes(*prepared[i], names), queries, device)
-    naive, naive_scores = time_path("naive", lambda i: clf.naive_scores(*prepared[i], names), queries, device)
-    agreement = score_agreement(cached_scores, naive_scores)
-    max_diff, argmax_agree = agreement["max_abs_score_diff"], agreement["argmax_agreement"]
-    tokens = clf.class_token_ids(names)
-    prompt_ids, _ = clf.encode_prompt(*prepared[0])
+    naive, max_diff, argmax_agree = None, None, None
+    if not args.skip_naive:
+        naive, naive_scores = time_path("naive", lambda i: clf.naive_scores(*prepared[i], names), queries, device)
+        agreement = score_agreement(cached_scores, naive_scores)
+        max_diff, argmax_agree = agreement["max_abs_score_diff"], agreement["argmax_agreement"]
+    prompt_tokens, class_tokens = token_counts(clf, *prepared[0], names)
 
     report = {
-        "model": bundle.name,
-        "random_weights": bundle.random_weights,
+        "model": subject.name,
+        "backend": args.vlm,
+        "random_weights": subject.random_weights,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "dtype": str(dtype).removeprefix("torch."),
@@ -238,21 +348,21 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "shots": args.shots,
         "classes": args.classes,
-        "lm_layers": None if args.tiny else args.lm_layers,
-        "prompt_tokens": int(prompt_ids.shape[1]),
-        "class_tokens_min_max": [min(map(len, tokens)), max(map(len, tokens))],
+        "lm_layers": None if args.tiny or args.vlm != "openflamingo" else args.lm_layers,
+        "prompt_tokens": prompt_tokens,
+        "class_tokens_min_max": class_tokens,
         "build_s": round(build_s, 2),
-        "results": [asdict(cached), asdict(naive)],
-        "speedup": cached.queries_per_s / naive.queries_per_s,
+        "results": [asdict(row) for row in (cached, naive) if row is not None],
+        "speedup": None if naive is None else cached.queries_per_s / naive.queries_per_s,
         "max_abs_score_diff": max_diff,
         "argmax_agreement": argmax_agree,
     }
     if fp32_row is not None:
         report["results"].insert(0, asdict(fp32_row))
         report.update(vs_fp32(fp32_scores, cached_scores, fp32_row, cached))
-    weights = "RANDOM weights" if bundle.random_weights else "pretrained"
+    weights = "RANDOM weights" if subject.random_weights else "pretrained"
     print(
-        f"{bundle.name} ({weights}) on {report['device_name']} [{report['device']}, {report['dtype']}, "
+        f"{subject.name} ({weights}) on {report['device_name']} [{report['device']}, {report['dtype']}, "
         f"{report['threads']} threads]: {args.shots} shots, {args.classes} classes, "
         f"prompt {report['prompt_tokens']} tokens, class names {report['class_tokens_min_max']} tokens"
     )
@@ -261,8 +371,9 @@ def main(argv: list[str] | None = None) -> dict:
             f"  {row.path:6s} {row.queries_per_s:8.2f} queries/s {row.ms_per_query:9.1f} ms/query"
             f" ({row.queries} queries)"
         )
-    print(f"  speed-up cached/naive: {report['speedup']:.2f}x; max |score diff| {max_diff:.2e}; ", end="")
-    print(f"argmax agreement {argmax_agree:.0%}")
+    if naive is not None:
+        print(f"  speed-up cached/naive: {report['speedup']:.2f}x; max |score diff| {max_diff:.2e}; ", end="")
+        print(f"argmax agreement {argmax_agree:.0%}")
     if fp32_row is not None:
         print(
             f"  vs fp32 (cached path): {report['speedup_vs_fp32']:.2f}x; max |score diff| "

@@ -3,14 +3,18 @@
 Point it at a folder of labelled images (``folder/<label>/<image>``) and one or more query
 images: it indexes the folder (once; re-runs reuse the store), retrieves the k most similar
 examples for each query (most similar last, as OpenFlamingo's RICES), prints the
-interleaved prompt, and, with a VLM, the class the VLM ranks first.
+prompt, and, with a VLM, the class the VLM ranks first. The VLM is any ``--vlm`` spec
+(:func:`percep_rag.vlm.load_vlm`); without one the prompt shown is OpenFlamingo's layout.
+
+    python integrations/fewshot_prompting.py my_photos/ query1.jpg query2.jpg \\
+        --backbone dreamsim-ensemble --vlm smolvlm:HuggingFaceTB/SmolVLM-256M-Instruct
 
     python integrations/fewshot_prompting.py my_photos/ query1.jpg query2.jpg \\
         --backbone dreamsim-ensemble --vlm OpenFlamingo-4B-vitl-rpj3b \\
         --vlm-checkpoint ~/weights/of4b/checkpoint.pt --vlm-lang ~/weights/redpajama-3b
 
     # no weights at hand? everything runs on random test models (results are meaningless):
-    python integrations/fewshot_prompting.py my_photos/ query.jpg --backbone tiny-vit-random --vlm tiny-flamingo-random
+    python integrations/fewshot_prompting.py my_photos/ query.jpg --backbone tiny-vit-random --vlm tiny-smolvlm-random
 """
 
 from __future__ import annotations
@@ -52,10 +56,15 @@ def main() -> None:
     parser.add_argument("--using", choices=("aligned", "base"), default="aligned")
     parser.add_argument("--shots", type=_shots, default=3)
     parser.add_argument("--store", default=None, help="store spec (default: <folder>/.percep_rag_store, Edge)")
-    parser.add_argument("--vlm", default=None, help="tiny-flamingo-random or a released OpenFlamingo name")
-    parser.add_argument("--vlm-checkpoint", default=None)
-    parser.add_argument("--vlm-lang", default=None)
-    parser.add_argument("--vlm-vision-weights", default=None)
+    parser.add_argument(
+        "--vlm",
+        default=None,
+        help="smolvlm:<dir or hub id>, idefics3:<dir or hub id>, openflamingo:<release> (or a bare release name), "
+        "tiny-smolvlm-random, tiny-flamingo-random",
+    )
+    parser.add_argument("--vlm-checkpoint", default=None, help="OpenFlamingo only")
+    parser.add_argument("--vlm-lang", default=None, help="OpenFlamingo only")
+    parser.add_argument("--vlm-vision-weights", default=None, help="OpenFlamingo only")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: bf16 on AMX/AVX-512 BF16 CPUs")
     args = parser.parse_args()
@@ -75,7 +84,7 @@ def main() -> None:
         parser.error(f"{args.folder} has no labelled images (expected folder/<label>/<image>)")
     classifier = None
     if args.vlm:
-        from percep_rag.fewshot.evaluate import load_vlm
+        from percep_rag.vlm import load_vlm
 
         classifier = load_vlm(
             args.vlm,
@@ -93,7 +102,8 @@ def main() -> None:
             args.queries, retriever.examples_batch(args.queries, k=args.shots, using=args.using), strict=True
         ):
             pairs = [(example.uri, example.label) for example in examples]
-            prompt, _ = build_prompt(pairs, PromptTemplate())
+            # The VLM's own prompt; without one, OpenFlamingo's layout shows what retrieval feeds a VLM.
+            prompt = classifier.prompt_text(pairs) if classifier else build_prompt(pairs, PromptTemplate())[0]
             print(f"\n== {query}")
             for example in examples:
                 print(f"  {example.score:.3f}  {example.label:<20} {example.uri}")

@@ -41,6 +41,22 @@ def make_crash_folder(folder: Path, first_seed: int) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.name != "zz_bad.jpg")
 
 
+#: The colour classes of :func:`make_colour_task`.
+TASK_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+def make_colour_task(root: Path) -> Path:
+    """A VTAB-style task ``root/<split>/<colour>/<n>.png``: 6 train and 4 test noisy solid colours per class."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("test", 4)):
+        for name, colour in TASK_COLOURS.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(np.array(colour) + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     """``root/<label>/<n>.png|jpg``: 3 labels x 4 images, mixed formats and sizes."""

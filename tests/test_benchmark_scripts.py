@@ -91,3 +91,34 @@ def test_vs_fp32_counts_a_flipped_ranking(load_script):
     assert out["speedup_vs_fp32"] == 2.0
     assert out["max_abs_score_diff_vs_fp32"] == pytest.approx(0.4)
     assert out["min_fp32_score_gap"] == pytest.approx(0.1)
+
+
+def test_fewshot_throughput_runs_the_smolvlm_backend(load_script, capsys):
+    script = load_script("fewshot_throughput")
+    report = script.main(
+        ["--vlm", "smolvlm", "--tiny", "--device", "cpu", "--dtype", "bf16", "--vs-fp32", "--queries", "2",
+         "--warmup", "1", "--classes", "4"]
+    )  # fmt: skip
+    assert report["backend"] == "smolvlm" and report["model"] == "tiny-smolvlm-random" and report["random_weights"]
+    assert [row["path"] for row in report["results"]] == ["cached fp32", "cached", "naive"]
+    assert report["argmax_agreement_vs_fp32"] in (0.0, 0.5, 1.0) and report["max_abs_score_diff_vs_fp32"] > 0
+    assert report["prompt_tokens"] > 3 * 4 and report["class_tokens_min_max"][0] >= 2  # name + end of utterance
+    assert "tiny-smolvlm-random (RANDOM weights)" in capsys.readouterr().out
+
+
+def test_smolvlm_256m_config_is_the_published_architecture(load_script):
+    config = load_script("fewshot_throughput").smolvlm_256m_config(image_token_id=3, pad_token_id=6)
+    vision, text = config.vision_config, config.text_config
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.image_size, vision.patch_size) == (768, 12, 512, 16)
+    assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.num_key_value_heads) == (
+        576, 30, 9, 3,
+    )  # fmt: skip
+    assert (text.intermediate_size, text.vocab_size, config.scale_factor) == (1536, 49280, 4)
+    assert (vision.image_size // vision.patch_size) ** 2 // config.scale_factor**2 == 64  # tokens per image
+
+
+def test_fewshot_throughput_can_time_the_cached_path_alone(load_script):
+    script = load_script("fewshot_throughput")
+    report = script.main(["--vlm", "smolvlm", "--tiny", "--device", "cpu", "--skip-naive", "--queries", "1",
+                          "--warmup", "0", "--classes", "3"])  # fmt: skip
+    assert [row["path"] for row in report["results"]] == ["cached"] and report["speedup"] is None

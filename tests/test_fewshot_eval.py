@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.datasets.vtab import read_task
@@ -12,22 +10,14 @@ from percep_rag.errors import ConfigError
 from percep_rag.fewshot.evaluate import evaluate_fewshot, load_vlm, majority_label
 from percep_rag.store import open_store
 
-pytest.importorskip("open_flamingo", reason="percep-rag[flamingo] installs open-flamingo with --no-deps")
+from .conftest import make_colour_task
 
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+pytest.importorskip("open_flamingo", reason="percep-rag[flamingo] installs open-flamingo with --no-deps")
 
 
 @pytest.fixture(scope="module")
 def task_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vtab")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 6), ("test", 4)):
-        for name, colour in COLOURS.items():
-            (root / split / name).mkdir(parents=True)
-            for i in range(count):
-                pixels = np.clip(np.array(colour) + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
-    return root
+    return make_colour_task(tmp_path_factory.mktemp("vtab"))
 
 
 def test_protocol_reports_every_method_with_intervals(task_root):

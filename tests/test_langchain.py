@@ -518,6 +518,10 @@ def test_readme_examples_run(tmp_path, monkeypatch):
         assert isinstance(image_turn, HumanMessage) and image_turn.content[0]["type"] == "image_url"
         assert isinstance(label_turn, AIMessage) and label_turn.content == shot.page_content
     assert namespace["answer"] == shots[-1].page_content  # the stand-in VLM echoes the nearest label
+
+    # A local few-shot VLM on the retrieved examples, in the retriever's order.
+    assert namespace["local_shots"] == [(shot.metadata["image_uri"], shot.page_content) for shot in shots]
+    assert namespace["local_answer"] in ("lime", "plum", "tomato") and namespace["local_vlm"].random_weights
     assert "fruit/plum-1.png" not in {d.metadata["image_uri"] for d in shots}
     assert namespace["query_vector"] == namespace["vectors"][0]
     namespace["store"].close()

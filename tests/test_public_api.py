@@ -298,6 +298,27 @@ EXPECTED_ALL = {
         "metric_bars",
         "retrieval_grid",
     ],
+    "percep_rag.vlm": [
+        "ChatPromptTemplate",
+        "Example",
+        "FewShotVLM",
+        "PromptError",
+        "SmolVlmClassifier",
+        "TINY_SMOLVLM_NAME",
+        "VLM_BACKENDS",
+        "VlmBackend",
+        "VlmNotFoundError",
+        "VlmSpec",
+        "VlmSpecError",
+        "build_tiny_smolvlm",
+        "continuation_ids",
+        "find_model_folder",
+        "list_vlm_backends",
+        "load_smolvlm",
+        "load_vlm",
+        "parse_vlm_spec",
+        "register_vlm_backend",
+    ],
 }
 
 

@@ -7,6 +7,7 @@ random-weight ones before a block runs (:data:`TINY`):
 ``dreamsim-ensemble``                                              ``tiny-ensemble-random``
 ``dino-vit-b-16``                                                  ``tiny-vit-random``
 ``--vlm OpenFlamingo-4B-vitl-rpj3b --vlm-checkpoint ... --vlm-lang ...``  ``--vlm tiny-flamingo-random``
+``smolvlm:HuggingFaceTB/SmolVLM-256M-Instruct``                     ``tiny-smolvlm-random``
 ``/data/deepfashion2``                                             ``deepfashion2`` (a generated mini copy)
 ``align fit ...``                                                  ``... --epochs 1`` (seconds, not hours)
 =================================================================  ==========================
@@ -40,6 +41,7 @@ README = ROOT / "README.md"
 
 TINY = (
     (r"--vlm OpenFlamingo-4B-vitl-rpj3b --vlm-checkpoint \S+ --vlm-lang \S+", "--vlm tiny-flamingo-random"),
+    (r"smolvlm:HuggingFaceTB/SmolVLM-256M-Instruct", "tiny-smolvlm-random"),
     (r"dreamsim-ensemble", "tiny-ensemble-random"),
     (r"dino-vit-b-16", "tiny-vit-random"),
     (r"/data/deepfashion2", "deepfashion2"),

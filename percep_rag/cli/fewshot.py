@@ -85,7 +85,11 @@ def classify(
     from percep_rag.retrieval import ExampleRetriever
 
     if vlm_options.vlm is None:
-        fail("classify needs --vlm: a released OpenFlamingo, or tiny-flamingo-random for a test run", USAGE)
+        fail(
+            "classify needs --vlm: smolvlm:<dir or hub id>, a released OpenFlamingo, or tiny-smolvlm-random / "
+            "tiny-flamingo-random for a test run",
+            USAGE,
+        )
     missing = [str(path) for path in query if not path.is_file()]
     if missing:
         fail(f"query images not found: {', '.join(missing)}", USAGE)

@@ -70,6 +70,22 @@ def parse_alignment(text: str) -> str:
         raise typer.BadParameter(str(error)) from None
 
 
+def parse_vlm(text: str) -> str:
+    """``--vlm``: a spec some backend understands (a typo is a usage error listing the backends).
+
+    >>> parse_vlm("smolvlm:/models/smol")
+    'smolvlm:/models/smol'
+    """
+    from percep_rag.vlm.errors import VlmSpecError
+    from percep_rag.vlm.registry import parse_vlm_spec
+
+    try:
+        parse_vlm_spec(text)
+    except VlmSpecError as error:
+        raise typer.BadParameter(str(error)) from None
+    return text
+
+
 PoolingOption = Annotated[Pooling, typer.Option(help="How patch tokens become one vector.")]
 AlignmentOption = Annotated[
     str, typer.Option(parser=parse_alignment, help="'identity', 'glocal:<file>' or 'lora:<dir>'.")
@@ -101,12 +117,19 @@ FilterOption = Annotated[
 VlmOption = Annotated[
     str,
     typer.Option(
-        help="'tiny-flamingo-random' (test model) or a released OpenFlamingo, e.g. OpenFlamingo-4B-vitl-rpj3b."
+        parser=parse_vlm,
+        help="'smolvlm:<dir or hub id>', 'idefics3:<dir or hub id>' (transformers, offline), "
+        "'openflamingo:<release>' (or a bare release name, e.g. OpenFlamingo-4B-vitl-rpj3b); "
+        "test models: tiny-smolvlm-random, tiny-flamingo-random."
     ),
 ]
-VlmCheckpointOption = Annotated[str | None, typer.Option(help="The release's checkpoint.pt.")]
-VlmLangOption = Annotated[str | None, typer.Option(help="Local folder of the language model and its tokenizer.")]
-VlmVisionOption = Annotated[str | None, typer.Option(help="CLIP ViT-L/14 weights file for the vision encoder.")]
+VlmCheckpointOption = Annotated[str | None, typer.Option(help="OpenFlamingo only: the release's checkpoint.pt.")]
+VlmLangOption = Annotated[
+    str | None, typer.Option(help="OpenFlamingo only: local folder of the language model and its tokenizer.")
+]
+VlmVisionOption = Annotated[
+    str | None, typer.Option(help="OpenFlamingo only: CLIP ViT-L/14 weights file for the vision encoder.")
+]
 
 
 @dataclass(frozen=True)
@@ -153,9 +176,9 @@ class VlmOptions:
     vlm_vision_weights: VlmVisionOption = None
 
     def load(self, device: str, precision: str = "auto") -> Any:
-        """The :class:`~percep_rag.fewshot.classify.FewShotClassifier` on ``device``, computing in ``precision``."""
+        """The :class:`~percep_rag.vlm.FewShotVLM` on ``device``, computing in ``precision``."""
         from percep_rag.devices import resolve_device
-        from percep_rag.fewshot.evaluate import load_vlm
+        from percep_rag.vlm.registry import load_vlm
 
         return load_vlm(
             self.vlm,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from percep_rag.errors import ConfigError, PercepRagError
+from percep_rag.errors import PercepRagError
+from percep_rag.vlm.errors import PromptError
+
+__all__ = ["CheckpointMismatchError", "MediaStateError", "PromptError"]
 
 
 class CheckpointMismatchError(PercepRagError, KeyError):
@@ -30,10 +33,6 @@ class CheckpointMismatchError(PercepRagError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return self.args[0]
-
-
-class PromptError(ConfigError):
-    """A prompt, template, label or class name cannot be used as given."""
 
 
 class MediaStateError(PercepRagError, RuntimeError):

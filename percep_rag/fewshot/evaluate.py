@@ -35,7 +35,6 @@ from percep_rag.evaluation.stats import Interval, mean_ci95
 from percep_rag.evaluation.tables import markdown_table
 from percep_rag.fewshot.prompt import ZeroShotStyle, demonstrations_needed, prompt_examples
 from percep_rag.indexing import index_records
-from percep_rag.precision import resolve_precision
 from percep_rag.retrieval import Example, ExampleRetriever
 from percep_rag.store import VectorStore
 
@@ -208,8 +207,8 @@ def load_vlm(
     device: str = "cpu",
     precision: Precision = "auto",
 ):
-    """A :class:`~percep_rag.fewshot.classify.FewShotClassifier` for ``name``: the tiny
-    random-weight test model, or a released OpenFlamingo loaded from local files.
+    """The few-shot VLM ``name`` names (a ``--vlm`` spec, see :func:`percep_rag.vlm.load_vlm`): the tiny
+    random-weight test models, a released OpenFlamingo loaded from local files, or ``smolvlm:<dir>``.
 
     ``precision="auto"`` loads bf16 weights on CUDA and on CPUs with native bf16 (AMX,
     AVX-512 BF16), fp32 elsewhere (:func:`percep_rag.precision.resolve_precision`).
@@ -219,18 +218,8 @@ def load_vlm(
     ...
     percep_rag.errors.ImageDecodeError: nonexistent.png: ...
     """
-    from percep_rag.fewshot.classify import FewShotClassifier
-    from percep_rag.fewshot.flamingo import load_openflamingo
-    from percep_rag.fewshot.tiny import build_tiny_flamingo
+    from percep_rag.vlm.registry import load_vlm as load_any
 
-    dtype = resolve_precision(precision, device)
-    if name == "tiny-flamingo-random":
-        bundle = build_tiny_flamingo()
-        bundle.model.to(device=device, dtype=dtype)
-    else:
-        bundle = load_openflamingo(
-            checkpoint, release=name, lang=lang, vision_weights=vision_weights, device=device, dtype=dtype
-        )
-    classifier = FewShotClassifier.from_bundle(bundle)
-    classifier.random_weights = bundle.random_weights
-    return classifier
+    return load_any(
+        name, device=device, precision=precision, checkpoint=checkpoint, lang=lang, vision_weights=vision_weights
+    )

@@ -25,6 +25,7 @@ from percep_rag.config import ZeroShotStyle
 from percep_rag.fewshot.errors import PromptError
 from percep_rag.fewshot.flamingo import EOC_TOKEN, MEDIA_TOKEN
 from percep_rag.io.images import ImageSource, decode_image
+from percep_rag.vlm.base import Example
 
 __all__ = [
     "PromptTemplate",
@@ -36,9 +37,6 @@ __all__ = [
     "prompt_examples",
 ]
 
-#: One demonstration: an image (anything :func:`~percep_rag.io.images.decode_image` reads) and its
-#: label; an image ``None`` makes a text-only demonstration (open_flamingo's 0-shot prompts).
-Example = tuple[ImageSource | None, str]
 
 #: A 0-shot prompt: the query alone, or open_flamingo's two text-only demonstrations.
 ZERO_SHOT_STYLES: tuple[str, ...] = get_args(ZeroShotStyle)

@@ -14,6 +14,7 @@ from torch import nn
 
 from percep_rag.errors import ConfigError
 from percep_rag.fewshot.flamingo import FlamingoBundle, assemble_flamingo, open_gates, prepare_tokenizer
+from percep_rag.vlm.tiny_smolvlm import make_test_image
 
 __all__ = ["TINY_NAME", "build_tiny_flamingo", "make_test_image", "train_tiny_tokenizer"]
 
@@ -39,20 +40,11 @@ def train_tiny_tokenizer(corpus: str = _TINY_CORPUS, vocab_size: int = 400) -> A
     >>> tok.convert_ids_to_tokens(tok("<image>Output:cat<|endofchunk|>").input_ids)[:2]
     ['<image>', 'Output']
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from percep_rag.vlm.bpe import train_byte_bpe
 
-    backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+    tokenizer = train_byte_bpe(
+        corpus, ["<unk>", "<s>", "</s>"], vocab_size=vocab_size, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     )
-    backend.train_from_iterator([corpus] * 4, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
     return prepare_tokenizer(tokenizer)
 
 
@@ -138,12 +130,3 @@ def build_tiny_flamingo(
     model = build_seeded(build, seed)
     processor = image_transform(image_size, is_train=False, mean=OPENAI_MEAN, std=OPENAI_STD)
     return FlamingoBundle(model, tokenizer, processor, TINY_NAME, random_weights=True)
-
-
-def make_test_image(seed: int = 0, size: tuple[int, int] = (40, 36)):
-    """A reproducible random RGB PIL image (for examples and tests)."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
