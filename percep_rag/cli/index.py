@@ -48,6 +48,17 @@ def index(
             "a DeepFashion2 split (default there: validation)."
         ),
     ] = None,
+    sync: Annotated[
+        bool,
+        typer.Option(
+            "--sync",
+            help="After indexing, remove the points whose image is no longer in SOURCE (withdrawn, or replaced "
+            "at the same path) and relink renamed ones; prints added/kept/replaced/removed. Safe to rerun after a crash.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --sync: only print what it would add, replace and remove.")
+    ] = False,
     *,
     embedder_options: CollectionEmbedderOptions,
     engine_options: EngineOptions,
@@ -58,16 +69,21 @@ def index(
 
     Unreadable files are listed on stderr and skipped; the exit code stays 0. Adding to an existing
     collection, the embedder options default to the collection's. --engine ray embeds on Ray Data
-    (docs/scale-out.md).
+    (docs/scale-out.md). --sync also removes what SOURCE no longer holds (README: a changing catalog).
     """
     from percep_rag.datasets.sources import load_source
     from percep_rag.indexing import index_records
     from percep_rag.store import open_store
 
+    if dry_run and not sync:
+        fail("--dry-run goes with --sync", USAGE)
     loaded = load_source(source, split=split)
     if not loaded.records:
         fail(f"no images found in {source}")
     spec = store_spec(store)
+    if sync:
+        _sync(loaded, spec, collection, dataset, dry_run, embedder_options, engine_options, cluster_options, progress)
+        return
     with open_store(spec) as opened:
         if opened.has_collection(collection):
             chosen = options_for_collection(embedder_options, opened.collection_info(collection))
@@ -107,6 +123,51 @@ def index(
         random_weights = embedder.backbone.random_weights
     typer.echo(f"{report}{random_note(random_weights)}")
     typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
+    echo_skipped(report.failures)
+
+
+def _sync(
+    loaded: Any,
+    spec: Any,
+    collection: str,
+    dataset: str | None,
+    dry_run: bool,
+    embedder_options: CollectionEmbedderOptions,
+    engine_options: EngineOptions,
+    cluster_options: ClusterOptions,
+    progress: bool,
+) -> None:
+    """``index --sync``: the library's sync on the chosen engine, then its report."""
+    from percep_rag.store import open_store
+    from percep_rag.sync import sync_records
+
+    common = {
+        "collection": collection,
+        "dataset": dataset or loaded.dataset,
+        "payload_indexes": loaded.payload_indexes,
+        "dry_run": dry_run,
+        "progress": progress,
+        "collection_options": cluster_options.collection_options(),
+    }
+    with open_store(spec) as opened:
+        if opened.has_collection(collection):
+            chosen = options_for_collection(embedder_options, opened.collection_info(collection))
+        else:
+            chosen = default_options(embedder_options)
+        if not engine_options.on_ray:
+            report = sync_records(loaded.records, embedder=chosen.build(), store=opened, **common)
+    if engine_options.on_ray:
+        from percep_rag.distributed import sync_with_ray
+
+        report = sync_with_ray(
+            loaded.records, spec=chosen.spec(), store=spec, options=engine_options.ray_options(), **common
+        )
+    if report.index is not None:
+        typer.echo(str(report.index))
+    typer.echo(str(report))
+    with open_store(spec) as opened:
+        total = opened.count(collection) if opened.has_collection(collection) else 0
+    typer.echo(f"collection {collection!r} in {spec} {'holds' if dry_run else 'now holds'} {total} points")
     echo_skipped(report.failures)
 
 
