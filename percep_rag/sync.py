@@ -250,4 +250,3 @@ def sync_records(
         )
 
     return sync_after(lambda: nullcontext(store), collection, records, None if dry_run else index, progress=progress)
-

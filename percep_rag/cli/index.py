@@ -53,7 +53,8 @@ def index(
         typer.Option(
             "--sync",
             help="After indexing, remove the points whose image is no longer in SOURCE (withdrawn, or replaced "
-            "at the same path) and relink renamed ones; prints added/kept/replaced/removed. Safe to rerun after a crash.",
+            "at the same path) and relink renamed ones; prints added/kept/replaced/removed. Safe to rerun "
+            "after a crash.",
         ),
     ] = False,
     dry_run: Annotated[

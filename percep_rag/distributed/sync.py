@@ -53,4 +53,6 @@ def sync_with_ray(
             collection_options=collection_options,
         )
 
-    return sync_after(lambda: open_store(store_spec), collection, records, None if dry_run else index, progress=progress)
+    return sync_after(
+        lambda: open_store(store_spec), collection, records, None if dry_run else index, progress=progress
+    )

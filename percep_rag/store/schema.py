@@ -52,12 +52,17 @@ class StoredPoint:
 
 @dataclass(frozen=True, slots=True)
 class ScoredPoint:
-    """A query hit; ``score`` is the cosine similarity (higher is closer)."""
+    """A query hit; ``score`` is the cosine similarity (higher is closer).
+
+    ``duplicate_of_query`` is set by :class:`~percep_rag.retrieval.Retriever`: the hit's image
+    is the query's, or nearly so (another file with the same or almost the same pixels).
+    """
 
     id: str
     score: float
     payload: dict[str, Any]
     vectors: dict[str, np.ndarray] | None = None
+    duplicate_of_query: bool = False
 
 
 def _record_vectors(raw: Any) -> dict[str, np.ndarray]:
