@@ -277,12 +277,16 @@ class ExampleRetriever(Retriever):
         exclude_ids: Iterable[str] = (),
         diversity: float = 0.0,
         fetch_k: int | None = None,
-    ) -> list[list[Example]]:
-        """:meth:`examples` for many query images, embedded in one pass."""
+        as_hits: bool = False,
+    ) -> list[list[Example]] | list[list[ScoredPoint]]:
+        """:meth:`examples` for many query images, embedded in one pass (``as_hits``: the
+        store hits instead, in search order, most similar first)."""
         if isinstance(diversity, bool) or not isinstance(diversity, int | float) or not 0 <= diversity <= 1:
             raise ConfigError(f"diversity must be a number in [0, 1], got {diversity!r}")
         # Stricter than search: no copy of the query (same uri or same vector) may leak into its prompt.
         hits = self._nearest(images, k, using, filter, exclude_ids, 1.0 - diversity, fetch_k, drop_copies=True)
+        if as_hits:
+            return hits
         # OpenFlamingo's RICES puts the most similar example right before the query.
         return [[Example.from_hit(hit) for hit in reversed(found)] for found in hits]
 
