@@ -229,10 +229,12 @@ def sync_records(
     payload_indexes: Mapping[str, PayloadType] | None = None,
     dry_run: bool = False,
     progress: bool = True,
+    on_upsert: Callable[[int], None] | None = None,
     collection_options: CollectionOptions | None = None,
 ) -> SyncReport:
     """Index ``records`` into ``collection``, then remove and relink what the source no longer
     holds (see the module docstring); ``dry_run`` only reports what it would do.
+    ``on_upsert(n)`` follows each durable write of the indexing step.
 
     Example: ``sync_records(load_records("catalog/"), embedder=e, store=s, collection="catalog")``
     """
@@ -246,6 +248,7 @@ def sync_records(
             dataset=dataset,
             payload_indexes=payload_indexes,
             progress=progress,
+            on_upsert=on_upsert,
             collection_options=collection_options,
         )
 
