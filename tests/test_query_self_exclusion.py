@@ -60,7 +60,8 @@ def test_a_search_never_returns_its_own_point_but_returns_its_copies_marked(inde
     hits = retriever.search(point=own, k=3)
     assert own not in {hit.id for hit in hits} and hits[0].payload["label"] == "2-copy" and hits[0].duplicate_of_query
     # The mark follows the threshold asked for.
-    assert not any(hit.duplicate_of_query for hit in retriever.search(str(folder / "2.png"), k=3, duplicate_threshold=1.1))
+    strict = retriever.search(str(folder / "2.png"), k=3, duplicate_threshold=1.1)
+    assert not any(hit.duplicate_of_query for hit in strict)
 
 
 def test_few_shot_examples_never_hold_any_copy_of_the_query(indexed):

@@ -187,8 +187,10 @@ def search(
     *,
     embedder_options: CollectionEmbedderOptions,
 ) -> None:
-    """The nearest stored images to QUERY_IMAGE, as a table per vector space (the query itself is never returned).
+    """The nearest stored images to QUERY_IMAGE, as a table per vector space.
 
+    The query's own point is never returned; other copies of the same image are, marked as
+    duplicates of the query.
     The embedder options default to the ones the collection was written with.
     """
     if not query_image.is_file():
@@ -265,7 +267,13 @@ def _hits_json(query: Path, embedder: Any, hits: dict[str, list]) -> dict[str, A
         "random_weights": bool(embedder.backbone.random_weights),
         "hits": {
             space: [
-                {"rank": rank, "score": float(hit.score), "id": str(hit.id), "payload": hit.payload}
+                {
+                    "rank": rank,
+                    "score": float(hit.score),
+                    "id": str(hit.id),
+                    "duplicate_of_query": bool(hit.duplicate_of_query),
+                    "payload": hit.payload,
+                }
                 for rank, hit in enumerate(found, start=1)
             ]
             for space, found in hits.items()
@@ -274,11 +282,14 @@ def _hits_json(query: Path, embedder: Any, hits: dict[str, list]) -> dict[str, A
 
 
 def _hits_table(hits: list) -> str:
-    rows = [("rank", "score", "label", "uri")]
+    rows = [("rank", "score", "label", "copy", "uri")]
     for rank, hit in enumerate(hits, start=1):
-        rows.append((str(rank), f"{hit.score:.4f}", str(hit.payload.get("label", "")), str(hit.payload.get("uri", ""))))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join("  ".join([*(row[i].ljust(widths[i]) for i in range(3)), row[3]]) for row in rows)
+        copy = "dup" if hit.duplicate_of_query else "-"  # another file of the query's image
+        rows.append(
+            (str(rank), f"{hit.score:.4f}", str(hit.payload.get("label", "")), copy, str(hit.payload.get("uri", "")))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join([*(row[i].ljust(widths[i]) for i in range(4)), row[4]]) for row in rows)
 
 
 def _draw_neighbour_grid(
