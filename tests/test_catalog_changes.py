@@ -22,6 +22,7 @@ from percep_rag.datasets.records import scan_folder
 from percep_rag.duplicates import choose_threshold, find_duplicates, similar_pairs
 from percep_rag.indexing import index_records
 from percep_rag.store import content_hash, open_store, point_id
+from percep_rag.store.layouts import MEMORY_LAYOUTS, memory_layout
 from percep_rag.sync import sync_records
 
 from .conftest import make_crash_folder, make_image
@@ -272,3 +273,26 @@ def test_choose_threshold_separates_labelled_pairs():
     assert choose_threshold([0.99, 0.995], [0.90, 0.95]) == pytest.approx(0.97)
     # One same pair below a different one cannot be separated: the cut makes the fewest errors.
     assert 0.95 < choose_threshold([0.99, 0.995, 0.93], [0.90, 0.95]) <= 0.99
+
+
+# --------------------------------------------------------------------------- memory layouts
+
+
+@pytest.mark.parametrize("layout", sorted(MEMORY_LAYOUTS))
+def test_every_memory_layout_builds_and_answers_on_edge(layout, tmp_path):
+    from percep_rag.store.edge import EdgeStore
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 32)).astype(np.float32)
+    ids = [point_id(str(i), "m") for i in range(300)]
+    fingerprint = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random")).fingerprint
+    fingerprint = fingerprint.model_copy(update={"base_dim": 32, "dim": 32})
+    options = memory_layout(layout, index_threshold=100)
+    with EdgeStore(tmp_path / "edge") as store:
+        store.create_collection("m", fingerprint, options=options)
+        store.upsert_arrays("m", ids, {"base": vectors[:, ::-1], "aligned": vectors})
+        store.optimize("m")
+    with EdgeStore(tmp_path / "edge") as store:  # reopened: the layout is recorded with the collection
+        assert store.collection_info("m").options == options
+        hits = store.query_batch("m", vectors[:20], k=1)
+    assert [row[0].id for row in hits] == ids[:20]  # rescoring from the originals finds each point itself

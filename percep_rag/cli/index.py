@@ -308,7 +308,8 @@ def _draw_neighbour_grid(
 
     def captions(found: list) -> list[str]:
         return [
-            f"#{rank} {hit.payload.get('label', '')}\ncos {hit.score:.3f}" for rank, hit in enumerate(found[:depth], 1)
+            f"#{rank} {hit.payload.get('label', '')}\ncos {hit.score:.3f}{' (copy)' if hit.duplicate_of_query else ''}"
+            for rank, hit in enumerate(found[:depth], 1)
         ]
 
     retrieval_grid(
