@@ -184,8 +184,14 @@ def test_delete_by_filter_and_uri_asks_first(tmp_path, image_folder, embedder, c
     code, out, _ = run_cli(capsys, "delete", "-c", COLLECTION, "--store", spec, "--uri", str(target), "--yes")
     assert code == 0 and "deleted 1 point of" in out
     with open_store(spec) as store:
+        victim = next(iter(store.iterate(COLLECTION)))
+    twice = ("--id", victim.id, "--id", victim.id)
+    code, out, _ = run_cli(capsys, "delete", "-c", COLLECTION, "--store", spec, *twice, "-y")
+    assert code == 0 and "deleted 1 point of" in out and "6 left" in out
+    with open_store(spec) as store:
         labels = [p.payload for p in store.iterate(COLLECTION)]
-    assert len(labels) == 7 and not any(p["label"] == "circle" or p["uri"] == str(target) for p in labels)
+    assert len(labels) == 6 and not any(p["label"] == "circle" or p["uri"] == str(target) for p in labels)
+    assert victim.payload not in labels
 
 
 # --------------------------------------------------------------------------- duplicates
