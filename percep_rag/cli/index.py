@@ -87,6 +87,7 @@ def index(
         return
     with open_store(spec) as opened:
         if opened.has_collection(collection):
+            _note_kept_layout(opened.collection_info(collection), cluster_options)
             chosen = options_for_collection(embedder_options, opened.collection_info(collection))
         else:
             chosen = default_options(embedder_options)
@@ -127,6 +128,20 @@ def index(
     echo_skipped(report.failures)
 
 
+def _note_kept_layout(info: Any, cluster_options: ClusterOptions) -> None:
+    """``--memory`` only lays out a new collection: say so when an existing one keeps another layout."""
+    from percep_rag.store.layouts import layout_of
+
+    current = layout_of(info.options)
+    if cluster_options.memory is not None and current != cluster_options.memory:
+        typer.secho(
+            f"warning: collection {info.name!r} exists with the {current or 'custom'!s} memory layout; "
+            f"--memory {cluster_options.memory} applies to new collections only",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+
+
 def _sync(
     loaded: Any,
     spec: Any,
@@ -152,6 +167,7 @@ def _sync(
     }
     with open_store(spec) as opened:
         if opened.has_collection(collection):
+            _note_kept_layout(opened.collection_info(collection), cluster_options)
             chosen = options_for_collection(embedder_options, opened.collection_info(collection))
         else:
             chosen = default_options(embedder_options)

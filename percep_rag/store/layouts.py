@@ -55,3 +55,19 @@ def memory_layout(name: str, **overrides: Any) -> CollectionOptions:
         choices = ", ".join(MEMORY_LAYOUTS)
         raise ConfigError(f"unknown memory layout {name!r}; choose one of {choices}")
     return CollectionOptions(**{**MEMORY_LAYOUTS[name], **overrides})
+
+
+def layout_of(options: CollectionOptions) -> str | None:
+    """The name of the layout ``options`` follow (its fields set as the layout sets them), or ``None``.
+
+    >>> layout_of(memory_layout("low", index_threshold=500))
+    'low'
+    >>> layout_of(CollectionOptions(datatype="float16", on_disk=True)) is None
+    True
+    """
+    fields = ("quantization", "datatype", "on_disk", "oversampling")
+    for name in MEMORY_LAYOUTS:
+        reference = memory_layout(name)
+        if all(getattr(options, f) == getattr(reference, f) for f in fields):
+            return name
+    return None
