@@ -75,10 +75,10 @@ def test_sync_after_a_replaced_a_removed_and_a_renamed_file(tmp_path, embedder, 
     with open_store(spec) as store:
         assert {p.id for p in store.iterate(COLLECTION)} == old  # a dry run changes nothing
 
-    sync = ("--sync", "--no-progress", "--memory", "low")
+    sync = ("--sync", "--no-progress", "--memory", "balanced")
     code, out, err = run_cli(capsys, "index", str(folder), "-c", COLLECTION, "--store", spec, *sync)
     assert code == 0 and "1 added, 4 kept, 1 replaced, 1 removed, 1 relinked, 0 failed" in out
-    assert "exists with the balanced memory layout; --memory low applies to new collections only" in err
+    assert "exists with the low memory layout; --memory balanced applies to new collections only" in err
     with open_store(spec) as store:
         points = {p.id: p.payload for p in store.iterate(COLLECTION)}
         assert set(points) == wanted

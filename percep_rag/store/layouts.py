@@ -5,10 +5,10 @@ in RAM decides the machine. Each layout is one set of options, measured side by 
 the same 1M x 768 data by ``benchmarks/store_throughput.py`` (table in
 ``benchmarks/RESULTS.md``, the choice argued in ``docs/scale-out.md``):
 
-* ``balanced``: float32 originals, int8 copies and the HNSW graph all in RAM (the
-  layout before layouts existed; fastest, ~2 x 3.9 KB a point);
-* ``low``: float32 originals on disk, read only to rescore the candidates; the int8
-  copies and the graph pinned in RAM;
+* ``low`` (the default): float32 originals on disk, read only to rescore the candidates;
+  the int8 copies and the graph pinned in RAM (~2.7 KB a point, recall as ``balanced``);
+* ``balanced``: float32 originals, int8 copies and the HNSW graph all in RAM (the layout
+  before issue 24; ~2x faster queries, ~7.9 KB a point);
 
 and the further candidates the benchmark compares (``float16``, ``binary2-disk``,
 ``binary1.5-disk``, ``binary1-disk``). ``index --memory NAME`` picks one for a new collection;
@@ -16,7 +16,7 @@ an existing collection keeps the layout it was created with.
 
 >>> memory_layout("low").on_disk
 True
->>> memory_layout("balanced") == CollectionOptions()
+>>> memory_layout("low") == CollectionOptions()
 True
 >>> memory_layout("tiny")
 Traceback (most recent call last):
@@ -32,13 +32,13 @@ from percep_rag.errors import ConfigError
 from percep_rag.store.schema import CollectionOptions
 
 #: The layouts ``index --memory`` offers (the first is the default).
-MEMORY_CHOICES = ("balanced", "low")
+MEMORY_CHOICES = ("low", "balanced")
 
 #: Every measured layout: name -> the CollectionOptions fields it sets.
 MEMORY_LAYOUTS: dict[str, dict[str, Any]] = {
-    "balanced": {},
+    "balanced": {"on_disk": False},
     "low": {"on_disk": True, "quantization": "int8", "oversampling": 2.0},
-    "float16": {"datatype": "float16"},
+    "float16": {"datatype": "float16", "on_disk": False},
     "binary2-disk": {"on_disk": True, "quantization": "binary2", "oversampling": 4.0},
     "binary1.5-disk": {"on_disk": True, "quantization": "binary1.5", "oversampling": 4.0},
     "binary1-disk": {"on_disk": True, "quantization": "binary1", "oversampling": 4.0},

@@ -114,11 +114,13 @@ class CollectionOptions(BaseModel):
     The threshold is where the build pays for itself within a few thousand queries
     while an exact scan is still fast. Non-HNSW vectors are always scanned exactly.
 
-    Memory: ``quantization`` may also be binary (``"binary1"``, ``"binary1.5"``,
-    ``"binary2"`` bits per dimension); ``on_disk=True`` keeps the float originals on disk
-    (read only to rescore the ``oversampling x k`` candidates) while the quantized copies
-    and the graph stay in RAM; ``datatype="float16"`` halves the originals. The named
-    presets users choose between are in :mod:`percep_rag.store.layouts`.
+    Memory: ``on_disk=True`` (the default, the ``low`` layout) keeps the float originals on
+    disk, read only to rescore the ``oversampling x k`` candidates, while the int8 copies and
+    the graph stay in RAM (~2.7 KB a point for two 768-d vectors, against ~7.9 KB with
+    ``on_disk=False``, the ``balanced`` layout; measured in ``benchmarks/RESULTS.md``).
+    ``quantization`` may also be binary (``"binary1"``, ``"binary1.5"``, ``"binary2"`` bits
+    per dimension) and ``datatype="float16"`` halves the originals. The named presets users
+    choose between are in :mod:`percep_rag.store.layouts`.
 
     ``shard_number``, ``replication_factor`` and ``write_consistency_factor`` apply to a
     Qdrant server or cluster only; embedded back ends record and ignore them.
@@ -136,7 +138,7 @@ class CollectionOptions(BaseModel):
     quantization: Quantization = "int8"
     hnsw_ef: int = Field(128, ge=1)
     oversampling: float = Field(2.0, ge=1.0)
-    on_disk: bool = False
+    on_disk: bool = True
     datatype: Literal["float32", "float16"] = "float32"
     shard_number: int | None = Field(None, ge=1)
     replication_factor: int | None = Field(None, ge=1)
