@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from percep_rag.store import VectorStore
 
@@ -41,3 +42,16 @@ def matching_ids(
     if forms:
         found |= {p.id for p in store.iterate(collection, {"uri": forms}, batch=1024)}
     return sorted(found)
+
+
+def uri_forms(uri: str) -> list[str]:
+    """The forms a source path may be stored under as a payload ``uri``: as given, and absolute.
+
+    >>> uri_forms("s3://bucket/a.png")
+    ['s3://bucket/a.png']
+    >>> uri_forms("/x/a.png")
+    ['/x/a.png']
+    """
+    if "://" in uri:
+        return [uri]
+    return sorted({uri, str(Path(uri).expanduser().resolve())})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,7 +29,7 @@ def delete(
 
     Asks for confirmation unless --yes; without a terminal to ask on, refuses.
     """
-    from percep_rag.catalog import matching_ids
+    from percep_rag.catalog import matching_ids, uri_forms
 
     given = [name for name, value in (("--id", ids), ("--filter", filter), ("--uri", uris)) if value]
     if len(given) != 1:
@@ -38,7 +37,7 @@ def delete(
     with open_existing_store(store) as opened:
         existing_collection(opened, collection)
         flt = checked_filter(opened, collection, filter) if filter else None
-        found = matching_ids(opened, collection, ids=ids, filter=flt, uris=[_as_stored(u) for u in uris or []])
+        found = matching_ids(opened, collection, ids=ids, filter=flt, uris=[uri_forms(u) for u in uris or []])
         if not found:
             typer.echo(f"no point of {collection!r} matches {given[0]}: nothing deleted")
             return
@@ -50,10 +49,3 @@ def delete(
         opened.delete(collection, found)
         left = opened.count(collection)
     typer.echo(f"deleted {what}; {left} left")
-
-
-def _as_stored(uri: str) -> list[str]:
-    """The forms a source path may be stored under: as given and absolute."""
-    if "://" in uri:
-        return [uri]
-    return sorted({uri, str(Path(uri).expanduser().resolve())})

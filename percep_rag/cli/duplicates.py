@@ -77,8 +77,7 @@ def duplicates(
 
 
 def _calibrated(store: Any, collection: str, path: Path, space: str, *, quiet: bool) -> float:
-    from percep_rag.catalog import matching_ids
-    from percep_rag.cli.delete import _as_stored
+    from percep_rag.catalog import matching_ids, uri_forms
     from percep_rag.duplicates import choose_threshold, pair_scores
     from percep_rag.io.tables import read_table
 
@@ -92,7 +91,7 @@ def _calibrated(store: Any, collection: str, path: Path, space: str, *, quiet: b
             fail(f"--calibrate {path}:{line}: need columns a, b and same", USAGE)
         ids = []
         for key in ("a", "b"):
-            found = matching_ids(store, collection, uris=[_as_stored(str(row[key]))])
+            found = matching_ids(store, collection, uris=[uri_forms(str(row[key]))])
             if not found:
                 fail(f"--calibrate {path}:{line}: no point of {collection!r} has uri {row[key]}")
             ids.append(found[0])
