@@ -1,24 +1,36 @@
-"""Store throughput: inserts/s, query latency p50/p99 and recall@k, per back end.
+"""Store throughput and memory per point: the collection layouts a user chooses between.
 
-Compares, on the same synthetic data (unit vectors with cluster structure):
+One run compares, on the same synthetic data (unit vectors with cluster structure):
 
-* **edge**: :class:`percep_rag.store.edge.EdgeStore` (Qdrant Edge on disk), bulk upsert,
-  then one ``optimize()`` (HNSW + int8 scalar quantization, rescored);
-* **client-local**: qdrant-client's in-process local mode (``QdrantClient(":memory:")``,
-  exact numpy search in Python), skipped above ``--skip-client-above`` points;
+* **edge/<layout>**: :class:`percep_rag.store.edge.EdgeStore` (Qdrant Edge on disk), one
+  collection per memory layout of :mod:`percep_rag.store.layouts` (``balanced`` = int8 in RAM,
+  ``low``, ``float16``, ``binary{2,1.5,1}-disk``), created through the same
+  ``CollectionOptions`` that ``percep-rag index --memory`` uses, with the real two named
+  vectors a point holds (``base`` and ``aligned``, both ``--dim``); bulk upsert, then one
+  ``optimize()`` (HNSW on both vectors);
+* **client-local**: qdrant-client's in-process local mode (exact numpy search in Python),
+  skipped above ``--skip-client-above`` points;
 * **numpy-exact**: a float32 matrix in RAM, ``X @ q`` + ``argpartition`` (the ground truth).
 
-Latency is per single query, sequential, through the public ``VectorStore.query``.
-Memory is the growth of this process's resident set (``/proc/self/statm``) from just before
-the store is filled to after its queries, per point; disk is what Edge's folder takes on disk
-after it is closed, per point (raw float32 vectors alone are ``4 * dim`` bytes a point). Both
-include fixed sizes (preallocated WAL segments, thread stacks): read them at large ``n``.
-Recall@k is measured against the exact top-k over the same queries that are timed:
-``--queries`` for Edge, ``--slow-queries`` for the slow paths (client-local, numpy).
+Latency is per single query over ``aligned``, sequential, through the public ``VectorStore.query``.
+Recall@k is against the exact top-k of the same queries.
+
+Memory, honestly: after the build the collection is closed and a **fresh process** (a "serving
+process") reopens it, runs the timed queries and the recall batch, and reports its own
+``/proc/self/status`` VmRSS, RssAnon (heap: what must be RAM) and RssFile (file pages it has
+mapped and touched: evictable page cache) minus the same figures just before the open. So
+``resident B/pt`` counts everything that process holds after reopen + queries; ``open B/pt``
+is right after reopen (a cold start for this process; the OS page cache is not dropped, which
+needs root, so reads of on-disk originals may be served from cache: latencies of on-disk
+layouts are optimistic for a truly cold disk). Disk is what the collection's folder takes
+(``du``) after close. All include fixed sizes (WAL segments, thread stacks): read them at large ``n``.
+
+Each finished row is appended to ``--json`` at once, so a run cut short keeps what it measured.
 
 Usage::
 
-    python benchmarks/store_throughput.py --n 100000 --dim 768 --queries 1000 --json out.json
+    python benchmarks/store_throughput.py --n 20000 --dim 768 --queries 500 --json out.json
+    python benchmarks/store_throughput.py --n 1000000 --layouts low balanced --json out.json
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +59,7 @@ from percep_rag.evaluation.tables import markdown_table
 from percep_rag.store import CollectionOptions, VectorStore, content_hash, point_id
 from percep_rag.store.client import QdrantClientStore
 from percep_rag.store.edge import EdgeStore
+from percep_rag.store.layouts import MEMORY_LAYOUTS, memory_layout
 
 COLLECTION = "bench"
 
@@ -64,15 +79,9 @@ class Row:
     note: str = ""
     resident_bytes_per_point: float | None = None
     disk_bytes_per_point: float | None = None
-
-
-def resident_bytes() -> int | None:
-    """This process's resident memory now (Linux ``/proc``); ``None`` elsewhere."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE")
+    open_bytes_per_point: float | None = None
+    anon_bytes_per_point: float | None = None
+    file_bytes_per_point: float | None = None
 
 
 def disk_bytes(folder: Path) -> int:
@@ -148,46 +157,117 @@ def fingerprint(dim: int) -> Fingerprint:
     )
 
 
-def bench_store(
-    store: VectorStore,
-    label: str,
-    x: np.ndarray,
-    q: np.ndarray,
-    truth: np.ndarray,
-    timed: int,
-    k: int,
-    optimize: bool,
-) -> Row:
+def status_bytes() -> dict[str, int]:
+    """VmRSS, RssAnon and RssFile of this process in bytes (Linux); empty elsewhere."""
+    out: dict[str, int] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                out[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def base_of(block: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """A second, distinct vector per point with the same distribution (columns permuted)."""
+    return np.ascontiguousarray(block[:, perm])
+
+
+def fill(store: VectorStore, x: np.ndarray, perm: np.ndarray | None, options: CollectionOptions) -> float:
+    """Create the bench collection (``aligned`` and, with ``perm``, ``base``) and insert ``x``; seconds taken."""
     n, dim = x.shape
     ids = [point_id(content_hash(str(i).encode()), COLLECTION) for i in range(n)]
-    index_of = {pid: i for i, pid in enumerate(ids)}
-    rss_before = resident_bytes()
-    store.create_collection(COLLECTION, fingerprint(dim), vectors={"aligned": dim}, options=CollectionOptions())
+    vectors = {"aligned": dim} if perm is None else {"base": dim, "aligned": dim}
+    store.create_collection(COLLECTION, fingerprint(dim), vectors=vectors, options=options)
     t = time.perf_counter()
     chunk = 16_384  # bounds the Python objects alive at once
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        store.upsert_arrays(COLLECTION, ids[s:e], {"aligned": x[s:e]}, [{"i": i} for i in range(s, e)])
-    insert_s = time.perf_counter() - t
-    print(f"# {label}: inserted {n:,} in {insert_s:.1f} s", file=sys.stderr, flush=True)
-    build_s = None
-    if optimize:
+        arrays = {"aligned": x[s:e]} if perm is None else {"base": base_of(x[s:e], perm), "aligned": x[s:e]}
+        store.upsert_arrays(COLLECTION, ids[s:e], arrays, [{"i": i} for i in range(s, e)])
+    return time.perf_counter() - t
+
+
+def measure_queries(store: VectorStore, n: int, q: np.ndarray, truth: np.ndarray, k: int) -> dict[str, float]:
+    """p50/p99 of single queries over ``aligned`` and recall@k of a batch over the same queries."""
+    ids = [point_id(content_hash(str(i).encode()), COLLECTION) for i in range(n)]
+    index_of = {pid: i for i, pid in enumerate(ids)}
+    p50, p99 = latency(lambda v: store.query(COLLECTION, v, k=k, with_payload=False), q)
+    hits = store.query_batch(COLLECTION, q, k=k, with_payload=False)
+    found = [[index_of[h.id] for h in row] for row in hits]
+    return {"p50_ms": p50, "p99_ms": p99, "recall_at_k": recall(found, truth)}
+
+
+def serve(folder: Path, n: int, k: int) -> dict[str, Any]:
+    """In a fresh process: reopen the Edge store at ``folder``, query it, report timings and memory."""
+    q, truth = np.load(folder.parent.parent / "queries.npy"), np.load(folder.parent.parent / "truth.npy")
+    before = status_bytes()
+    t = time.perf_counter()
+    with EdgeStore(folder, auto_optimize=False) as store:
+        store.count(COLLECTION)
+        reopen_s = time.perf_counter() - t
+        opened = status_bytes()
+        result: dict[str, Any] = measure_queries(store, n, q, truth, k)
+        after = status_bytes()
+    result["reopen_s"] = reopen_s
+    result["memory"] = {"before": before, "opened": opened, "after_queries": after}
+    return result
+
+
+def bench_layout(layout: str, x: np.ndarray, perm: np.ndarray | None, work: Path, k: int, timed: int) -> Row:
+    """Build ``layout`` into ``work/layout``, then measure it from a fresh serving process."""
+    n = len(x)
+    folder = work / layout
+    options = memory_layout(layout)
+    with EdgeStore(folder, auto_optimize=False) as store:
+        insert_s = fill(store, x, perm, options)
+        print(f"# {layout}: inserted {n:,} in {insert_s:.1f} s", file=sys.stderr, flush=True)
         t = time.perf_counter()
         store.optimize(COLLECTION)
         build_s = time.perf_counter() - t
-        print(f"# {label}: index built in {build_s:.1f} s", file=sys.stderr, flush=True)
+        print(f"# {layout}: index built in {build_s:.1f} s", file=sys.stderr, flush=True)
+    disk = disk_bytes(folder) / n
+    cmd = [sys.executable, __file__, "--serve", str(folder), "--n", str(n), "--k", str(k)]
+    served = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout)
+    mem = served["memory"]
 
-    def one(v: np.ndarray) -> object:
-        return store.query(COLLECTION, v, k=k, with_payload=False)
+    def per_point(stage: str, key: str) -> float | None:
+        if key not in mem[stage] or key not in mem["before"]:
+            return None
+        return max(0, mem[stage][key] - mem["before"][key]) / n
 
-    p50, p99 = latency(one, q[:timed])
-    # Recall over the timed queries only: client-local takes ~0.5 s a query at 100k.
-    hits = store.query_batch(COLLECTION, q[:timed], k=k, with_payload=False)
-    found = [[index_of[h.id] for h in row] for row in hits]
-    rss_after = resident_bytes()
-    row = Row(label, n, n / insert_s, build_s, p50, p99, recall(found, truth[:timed]), timed)
-    if rss_before is not None and rss_after is not None:
-        row.resident_bytes_per_point = max(0, rss_after - rss_before) / n
+    opts = options.model_dump(include={"quantization", "datatype", "on_disk", "oversampling"})
+    return Row(
+        f"edge/{layout}",
+        n,
+        n / insert_s,
+        build_s,
+        served["p50_ms"],
+        served["p99_ms"],
+        served["recall_at_k"],
+        timed,
+        note=f"{opts}; {'base+aligned' if perm is not None else 'aligned only'}; reopen {served['reopen_s']:.2f} s",
+        resident_bytes_per_point=per_point("after_queries", "VmRSS"),
+        disk_bytes_per_point=disk,
+        open_bytes_per_point=per_point("opened", "VmRSS"),
+        anon_bytes_per_point=per_point("after_queries", "RssAnon"),
+        file_bytes_per_point=per_point("after_queries", "RssFile"),
+    )
+
+
+def bench_client(x: np.ndarray, q: np.ndarray, truth: np.ndarray, k: int) -> Row:
+    """qdrant-client's local mode, ``aligned`` only, resident memory as this process's growth."""
+    before = status_bytes().get("VmRSS")
+    with QdrantClientStore.in_memory() as store:
+        insert_s = fill(store, x, None, CollectionOptions())
+        measured = measure_queries(store, len(x), q, truth, k)
+    after = status_bytes().get("VmRSS")
+    row = Row("client-local", len(x), len(x) / insert_s, None, timed_queries=len(q), **measured)
+    row.note = "qdrant-client :memory:, exact brute force, aligned only"
+    if before is not None and after is not None:
+        row.resident_bytes_per_point = max(0, after - before) / len(x)
     return row
 
 
@@ -204,23 +284,29 @@ def bench_numpy(x: np.ndarray, q: np.ndarray, truth: np.ndarray, timed: int, k: 
     return Row("numpy-exact", len(x), None, None, p50, p99, hits, timed, note, x.nbytes / len(x))
 
 
+def fmt(value: float | None, spec: str = ",.0f") -> str:
+    return format(value, spec) if value is not None else "-"
+
+
 def table(rows: list[Row], k: int) -> str:
     columns = [
-        "backend", "n", "insert pts/s", "index build s", "p50 ms", "p99 ms", f"recall@{k}", "timed queries",
-        "resident B/pt", "disk B/pt", "note",
+        "backend", "n", "insert pts/s", "build s", "p50 ms", "p99 ms", f"recall@{k}", "queries",
+        "resident B/pt", "(anon + file)", "open B/pt", "disk B/pt", "note",
     ]  # fmt: skip
     cells = [
         [
             r.backend,
             f"{r.n:,}",
-            f"{r.insert_pts_per_s:,.0f}" if r.insert_pts_per_s else "-",
-            f"{r.index_build_s:.1f}" if r.index_build_s is not None else "-",
+            fmt(r.insert_pts_per_s),
+            fmt(r.index_build_s, ".1f"),
             f"{r.p50_ms:.2f}",
             f"{r.p99_ms:.2f}",
             f"{r.recall_at_k:.3f}",
             r.timed_queries,
-            f"{r.resident_bytes_per_point:,.0f}" if r.resident_bytes_per_point is not None else "-",
-            f"{r.disk_bytes_per_point:,.0f}" if r.disk_bytes_per_point is not None else "-",
+            fmt(r.resident_bytes_per_point),
+            f"{fmt(r.anon_bytes_per_point)} + {fmt(r.file_bytes_per_point)}" if r.anon_bytes_per_point else "-",
+            fmt(r.open_bytes_per_point),
+            fmt(r.disk_bytes_per_point),
             r.note,
         ]
         for r in rows
@@ -228,87 +314,81 @@ def table(rows: list[Row], k: int) -> str:
     return markdown_table(columns, cells)
 
 
+def environment(argv: list[str] | None, started: dt.datetime) -> dict[str, Any]:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())  # fmt: skip
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "qdrant_edge_py": version("qdrant-edge-py"),
+        "qdrant_client": version("qdrant-client"),
+        "numpy": np.__version__,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000], help="collection sizes")
     ap.add_argument("--dim", type=int, default=768)
-    ap.add_argument("--queries", type=int, default=1000, help="queries for recall (and Edge latency)")
+    ap.add_argument("--layouts", nargs="+", default=list(MEMORY_LAYOUTS), choices=list(MEMORY_LAYOUTS),
+                    help="memory layouts to build, in this order")  # fmt: skip
+    ap.add_argument("--one-vector", action="store_true", help="store only 'aligned' (default: base + aligned)")
+    ap.add_argument("--queries", type=int, default=1000, help="queries for recall and Edge latency")
     ap.add_argument("--slow-queries", type=int, default=100, help="timed queries for client-local and numpy")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--skip-client-above", type=int, default=200_000, help="skip client-local above this n")
     ap.add_argument("--noise", type=float, default=1.0, help="cluster spread (see make_data)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None, help="where Edge writes (default: a temp dir)")
-    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here (after every row)")
+    ap.add_argument("--serve", type=Path, default=None, help=argparse.SUPPRESS)  # the fresh serving process
     args = ap.parse_args(argv)
+    if args.serve is not None:
+        print(json.dumps(serve(args.serve, args.n[0], args.k)))
+        return 0
 
     # qdrant-client local mode warns above 20k points; the benchmark knows.
     warnings.filterwarnings("ignore", message=".*Local mode is not recommended.*")
     rows: list[Row] = []
     started = dt.datetime.now(dt.UTC)
+    meta = environment(argv, started)
+
+    def record(row: Row) -> None:
+        rows.append(row)
+        print(table([row], args.k).splitlines()[-1], file=sys.stderr, flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
+
     for n in args.n:
         print(f"# n={n:,} dim={args.dim}: generating data", file=sys.stderr, flush=True)
         x, q = make_data(n, args.dim, args.queries, args.seed, args.noise)
         truth = exact_topk(x, q, args.k)
-        rows.append(bench_numpy(x, q, truth, min(args.slow_queries, args.queries), args.k))
-        print(table(rows[-1:], args.k).splitlines()[-1], file=sys.stderr, flush=True)
-
+        slow = min(args.slow_queries, args.queries)
+        record(bench_numpy(x, q, truth, slow, args.k))
+        perm = None if args.one_vector else np.random.default_rng(args.seed + 1).permutation(args.dim)
         work = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.workdir))
         try:
-            t = time.perf_counter()
-            with EdgeStore(work / "edge", auto_optimize=False) as store:
-                rows.append(bench_store(store, "edge", x, q, truth, args.queries, args.k, optimize=True))
-            t_close = time.perf_counter()
-            rows[-1].disk_bytes_per_point = disk_bytes(work / "edge") / n
-            with EdgeStore(work / "edge") as store:
-                store.count(COLLECTION)
-            rows[-1].note = (
-                f"HNSW m=16 + int8 SQ, rescore x2; reopen {time.perf_counter() - t_close:.2f} s; "
-                f"total {t_close - t:.0f} s"
-            )
-            print(table(rows[-1:], args.k).splitlines()[-1], file=sys.stderr, flush=True)
+            np.save(work / "queries.npy", q)
+            np.save(work / "truth.npy", truth)
+            for layout in args.layouts:
+                t = time.perf_counter()
+                row = bench_layout(layout, x, perm, work / "edge", args.k, args.queries)
+                row.note += f"; total {time.perf_counter() - t:.0f} s"
+                record(row)
+                shutil.rmtree(work / "edge" / layout, ignore_errors=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-
         if n <= args.skip_client_above:
-            with QdrantClientStore.in_memory() as store:
-                row = bench_store(
-                    store, "client-local", x, q, truth, min(args.slow_queries, args.queries), args.k, False
-                )
-            row.note = "qdrant-client :memory:, exact brute force"
-            rows.append(row)
-            print(table(rows[-1:], args.k).splitlines()[-1], file=sys.stderr, flush=True)
-        else:
-            rows.append(
-                Row(
-                    "client-local",
-                    n,
-                    None,
-                    None,
-                    float("nan"),
-                    float("nan"),
-                    float("nan"),
-                    0,
-                    f"skipped: n > --skip-client-above {args.skip_client_above:,}",
-                )
-            )
+            record(bench_client(x, q[:slow], truth[:slow], args.k))
         del x, q, truth
 
-    cpu = platform.processor() or platform.machine()
-    print(f"\nStore throughput, dim={args.dim}, k={args.k}, {os.cpu_count()} CPUs ({cpu}), {started:%Y-%m-%d}\n")
+    print(f"\nStore layouts, dim={args.dim}, k={args.k}, {meta['cpus']} CPUs ({meta['cpu']}), {started:%Y-%m-%d}\n")
     print(table(rows, args.k))
-    if args.json:
-        meta = {
-            "date": started.isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "qdrant_edge_py": version("qdrant-edge-py"),
-            "qdrant_client": version("qdrant-client"),
-            "numpy": np.__version__,
-        }
-        args.json.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2, allow_nan=True))
     return 0
 
 

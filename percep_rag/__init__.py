@@ -41,6 +41,7 @@ from percep_rag.failures import Failure
 from percep_rag.indexing import IndexReport, index_records
 from percep_rag.retrieval import Example, ExampleRetriever, Retriever
 from percep_rag.store import StoreError, StoreSpec, VectorStore, open_store
+from percep_rag.sync import SyncReport, sync_records
 
 __all__ = [
     "AlignedEmbedder",
@@ -70,6 +71,7 @@ __all__ = [
     "Retriever",
     "StoreError",
     "StoreSpec",
+    "SyncReport",
     "TokenFeatures",
     "TripletError",
     "TripletSet",
@@ -88,4 +90,5 @@ __all__ = [
     "load_records",
     "open_store",
     "read_triplets",
+    "sync_records",
 ]

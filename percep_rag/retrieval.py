@@ -2,7 +2,12 @@
 
 :class:`Retriever` answers top-k queries with filters over the ``base`` or ``aligned``
 vectors; :class:`ExampleRetriever` turns hits into few-shot examples (image + label/prompt)
-in RICES order, most similar LAST, never returning the query itself.
+in RICES order, most similar LAST.
+
+The query itself, two rules: a search (:meth:`Retriever.search`, hence ``search``, ``show``, the
+HTTP service and LangChain) never returns the query's own point (same content id) but does
+return other points of the same or nearly the same image, marked ``duplicate_of_query``;
+few-shot retrieval drops every copy of the query (same file, same vector).
 
 >>> from percep_rag import AlignedEmbedder, EmbedderSpec
 >>> from percep_rag.store import open_store
@@ -35,6 +40,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from percep_rag.duplicates import DEFAULT_THRESHOLD
 from percep_rag.embedder import AlignedEmbedder, ImageInput
 from percep_rag.errors import ConfigError, ImageDecodeError
 from percep_rag.io.images import read_image_bytes
@@ -81,23 +87,28 @@ class Retriever:
         using: VectorName = "aligned",
         filter: Mapping[str, object] | None = None,
         exclude_ids: Iterable[str] = (),
+        duplicate_threshold: float = DEFAULT_THRESHOLD,
     ) -> list[ScoredPoint]:
         """Nearest points to exactly one of ``image``, ``vector`` or stored ``point`` (an id),
-        most similar first. A query by image or point never returns that image itself
-        (for an image, whatever its form: see :meth:`search_batch`)."""
+        most similar first. A query by image or point never returns its own point; other points
+        with the same or nearly the same image are returned, marked ``duplicate_of_query``
+        (see :meth:`search_batch`)."""
         given = [name for name, value in (("image", image), ("vector", vector), ("point", point)) if value is not None]
         if len(given) != 1:
             raise ConfigError(f"give exactly one of image, vector or point; got {given or 'none'}")
         excluded = set(exclude_ids)
         if image is not None:
-            return self.search_batch([image], k=k, using=using, filter=filter, exclude_ids=excluded)[0]
+            return self.search_batch(
+                [image], k=k, using=using, filter=filter, exclude_ids=excluded, duplicate_threshold=duplicate_threshold
+            )[0]
         if point is not None:
             stored = self.store.retrieve(self.collection, [point], with_vectors=True)
             if not stored:
                 raise ConfigError(f"no point {point!r} in collection {self.collection!r}")
             vector = stored[0].vectors[using]
             excluded.add(stored[0].id)
-        return self.store.query(self.collection, vector, using=using, k=k, filter=filter, exclude_ids=excluded)
+        hits = self.store.query(self.collection, vector, using=using, k=k, filter=filter, exclude_ids=excluded)
+        return _mark_duplicates(hits, duplicate_threshold)
 
     def search_batch(
         self,
@@ -109,6 +120,7 @@ class Retriever:
         exclude_ids: Iterable[str] = (),
         lambda_mult: float = 1.0,
         fetch_k: int | None = None,
+        duplicate_threshold: float = DEFAULT_THRESHOLD,
     ) -> list[list[ScoredPoint]]:
         """:meth:`search` for many query images at once (one embedding pass, one batched query).
 
@@ -116,14 +128,31 @@ class Retriever:
         most similar (default ``4 * k``, at least :data:`~percep_rag.mmr.DEFAULT_FETCH_K`), in
         pick order (see :mod:`percep_rag.mmr`); ``1`` is plain similarity, most similar first.
 
-        A query never retrieves itself, whatever its form: a path or bytes excludes its point id
-        (the content hash) and its ``uri``; any query (PIL image, array, tensor too) excludes the
-        stored points whose vector equals its own (``1 - cosine <=``
-        :data:`SAME_IMAGE_TOLERANCE`, float rounding across batches). An exact-vector match
-        rather than a pixel hash stored at index time: collections indexed before need no new
-        field, and a re-encoded copy (other bytes, same pixels) is caught too; a different
-        image the embedder cannot tell from the query (the same vector) is dropped with it.
+        The query itself: a path or bytes never retrieves its own point (the same content id,
+        whatever the file is called). Every other point is a candidate, and those whose
+        similarity is at least ``duplicate_threshold`` (:data:`~percep_rag.duplicates.DEFAULT_THRESHOLD`)
+        come back with ``duplicate_of_query=True``: another file of the same or nearly the same
+        image, which a catalog search is there to find. A PIL image or array has no content id,
+        so its stored copy comes back, marked. Few-shot retrieval
+        (:class:`ExampleRetriever`) is stricter and drops those copies too.
         """
+        found = self._nearest(images, k, using, filter, exclude_ids, lambda_mult, fetch_k, drop_copies=False)
+        return [_mark_duplicates(row, duplicate_threshold) for row in found]
+
+    def _nearest(
+        self,
+        images: Sequence[ImageInput],
+        k: int,
+        using: VectorName,
+        filter: Mapping[str, object] | None,
+        exclude_ids: Iterable[str],
+        lambda_mult: float,
+        fetch_k: int | None,
+        *,
+        drop_copies: bool,
+    ) -> list[list[ScoredPoint]]:
+        """Top-``k`` per query without its own point; ``drop_copies`` also drops its file (``uri``)
+        and every stored point whose vector equals its own (the few-shot rule)."""
         if using not in get_args(VectorName):
             raise ConfigError(f"using must be one of {', '.join(get_args(VectorName))}; got {using!r}")
         diverse = check_lambda_mult(lambda_mult) < 1
@@ -134,7 +163,7 @@ class Retriever:
         excluded = set(exclude_ids)
         per_query = [excluded | ({own} if own else set()) for own in self.query_ids(images)]
         vectors = self.vectors_for(images, using)
-        extra = 1  # hits that may be the query itself, stored under another id (e.g. a PIL copy)
+        extra = 1 if drop_copies else 0  # hits that may be the query itself, stored under another id
         while True:
             hits = self.store.query_batch(
                 self.collection,
@@ -143,8 +172,11 @@ class Retriever:
                 k=fetch + extra,
                 filter=filter,
                 exclude_per_query=per_query,
-                with_vectors=True,
+                with_vectors=drop_copies or diverse,
             )
+            if not drop_copies:
+                kept = hits
+                break
             kept = [
                 _drop_the_query(row, image, vector, using)
                 for row, image, vector in zip(hits, images, vectors, strict=True)
@@ -161,6 +193,15 @@ class Retriever:
             rerank_hits(vector, row, using=using, k=k, lambda_mult=lambda_mult)
             for vector, row in zip(vectors, found, strict=True)
         ]
+
+
+def _mark_duplicates(hits: list[ScoredPoint], threshold: float) -> list[ScoredPoint]:
+    """``hits`` with ``duplicate_of_query`` set on those scoring at least ``threshold``.
+
+    >>> [h.duplicate_of_query for h in _mark_duplicates([ScoredPoint("a", 0.99, {}), ScoredPoint("b", 0.5, {})], 0.97)]
+    [True, False]
+    """
+    return [replace(hit, duplicate_of_query=hit.score >= threshold) for hit in hits]
 
 
 @dataclass(frozen=True)
@@ -200,6 +241,10 @@ class Example:
 class ExampleRetriever(Retriever):
     """Few-shot examples for a query image (RICES): top-k by similarity, most similar LAST.
 
+    Never the query image itself in any form: not its point, not its file, and no stored point
+    whose vector equals the query's (``1 - cosine <=`` :data:`SAME_IMAGE_TOLERANCE`), so a test
+    image never leaks into its own prompt, even re-encoded or passed as a PIL image.
+
     ``diversity`` > 0 trades similarity for variety: the ``k`` examples are picked by
     maximal marginal relevance (``lambda_mult = 1 - diversity``, see :mod:`percep_rag.mmr`)
     among the ``fetch_k`` most similar, and come in reverse pick order, so the most
@@ -232,19 +277,16 @@ class ExampleRetriever(Retriever):
         exclude_ids: Iterable[str] = (),
         diversity: float = 0.0,
         fetch_k: int | None = None,
-    ) -> list[list[Example]]:
-        """:meth:`examples` for many query images, embedded in one pass."""
+        as_hits: bool = False,
+    ) -> list[list[Example]] | list[list[ScoredPoint]]:
+        """:meth:`examples` for many query images, embedded in one pass (``as_hits``: the
+        store hits instead, in search order, most similar first)."""
         if isinstance(diversity, bool) or not isinstance(diversity, int | float) or not 0 <= diversity <= 1:
             raise ConfigError(f"diversity must be a number in [0, 1], got {diversity!r}")
-        hits = self.search_batch(
-            images,
-            k=k,
-            using=using,
-            filter=filter,
-            exclude_ids=exclude_ids,
-            lambda_mult=1.0 - diversity,
-            fetch_k=fetch_k,
-        )
+        # Stricter than search: no copy of the query (same uri or same vector) may leak into its prompt.
+        hits = self._nearest(images, k, using, filter, exclude_ids, 1.0 - diversity, fetch_k, drop_copies=True)
+        if as_hits:
+            return hits
         # OpenFlamingo's RICES puts the most similar example right before the query.
         return [[Example.from_hit(hit) for hit in reversed(found)] for found in hits]
 

@@ -264,3 +264,24 @@ def test_writer_actors_write_to_a_qdrant_server_in_parallel(ray_address, image_f
     finally:
         with open_store(QDRANT_URL) as store:
             store.delete_collection(collection, missing_ok=True)
+
+
+def test_sync_on_ray_removes_withdrawn_and_replaced_images(ray_address, image_folder, embedder, tmp_path):
+    from percep_rag.distributed import sync_with_ray
+
+    from .conftest import make_image
+
+    spec = f"edge:{tmp_path / 'store'}"
+    with open_store(spec) as store:
+        index_records(scan_folder(image_folder), embedder=embedder, store=store, collection=COLLECTION, progress=False)
+    (image_folder / "circle" / "0.png").unlink()  # withdrawn
+    make_image(4242, size=(40, 36)).save(image_folder / "square" / "0.png")  # replaced at the same path
+    files = sorted(p for p in image_folder.rglob("*") if p.is_file())
+    wanted = {point_id(content_hash(p.read_bytes()), COLLECTION) for p in files}
+    records = scan_folder(image_folder)
+    dry = sync_with_ray(records, spec=SPEC, store=spec, collection=COLLECTION, options=OPTIONS, dry_run=True)
+    assert (dry.added, dry.kept, dry.replaced, dry.removed) == (1, 10, 1, 1)
+    report = sync_with_ray(records, spec=SPEC, store=spec, collection=COLLECTION, options=OPTIONS, progress=False)
+    assert (report.added, report.kept, report.replaced, report.removed) == (1, 10, 1, 1)
+    with open_store(spec) as store:
+        assert {p.id for p in store.iterate(COLLECTION)} == wanted

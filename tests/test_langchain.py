@@ -280,6 +280,28 @@ def test_an_indexed_query_never_retrieves_itself(memory, form):
     assert len(documents) == 7 and own_id not in {d.id for d in documents}
 
 
+def test_copies_of_the_query_come_back_marked_and_the_example_selector_drops_them(tmp_path):
+    from langchain_percep_rag import PerceptualExampleSelector
+
+    store = open_store(":memory:")
+    filled = _fill(store, tmp_path)
+    own = Path(filled.records[0].uri)
+    copy = tmp_path / "copy.bmp"
+    with Image.open(own) as opened:
+        opened.convert("RGB").save(copy)  # other bytes, same pixels: another point
+    index_records([ImageRecord(id="copy", uri=str(copy), label="copy")], embedder=filled.embedder, store=store,
+                  collection=COLLECTION, progress=False)  # fmt: skip
+    documents = _retriever(filled, k=3).invoke(str(own))
+    assert documents[0].metadata["image_uri"] == str(copy) and documents[0].metadata["duplicate_of_query"]
+    assert not any(d.metadata["duplicate_of_query"] for d in documents[1:])
+    strict = _retriever(filled, k=3, exclude_query_copies=True).invoke(str(own))
+    assert str(copy) not in {d.metadata["image_uri"] for d in strict} and len(strict) == 3
+    selector = PerceptualExampleSelector(retriever=_retriever(filled, k=3))
+    examples = selector.select_examples({"image": str(own)})
+    assert len(examples) == 3 and str(copy) not in {str(e) for example in examples for e in example.values()}
+    store.close()
+
+
 # --------------------------------------------------------------------------- async
 
 

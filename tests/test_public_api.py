@@ -46,6 +46,7 @@ EXPECTED_ALL = {
         "Retriever",
         "StoreError",
         "StoreSpec",
+        "SyncReport",
         "TokenFeatures",
         "TripletError",
         "TripletSet",
@@ -64,6 +65,7 @@ EXPECTED_ALL = {
         "load_records",
         "open_store",
         "read_triplets",
+        "sync_records",
     ],
     "percep_rag.alignment": [
         "ALIGNMENTS",
@@ -161,6 +163,7 @@ EXPECTED_ALL = {
         "embed_with_ray",
         "index_with_ray",
         "read_vector_shards",
+        "sync_with_ray",
     ],
     "percep_rag.evaluation": [
         "DEFAULT_KS",
@@ -294,6 +297,7 @@ EXPECTED_ALL = {
         "Interval",
         "MetricTable",
         "MetricValue",
+        "image_rows",
         "mean_ci",
         "metric_bars",
         "retrieval_grid",

@@ -1,4 +1,6 @@
-"""A query never retrieves itself, whatever its form (path, bytes, PIL image, array)."""
+"""The query itself, two rules. A search (Retriever: CLI search/show, HTTP, LangChain) never
+returns the query's own point (same content id) but returns other points of the same image,
+marked ``duplicate_of_query``; few-shot retrieval (ExampleRetriever, RICES) drops every copy."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.datasets.records import ImageRecord
 from percep_rag.indexing import index_records
 from percep_rag.retrieval import ExampleRetriever, Retriever
-from percep_rag.store import open_store
+from percep_rag.store import content_hash, open_store, point_id
 
 
 @pytest.fixture(scope="module")
@@ -22,34 +24,54 @@ def indexed(tmp_path_factory):
         pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"{i}.png")
         records.append(ImageRecord(id=str(i), uri=str(folder / f"{i}.png"), label=str(i)))
-    embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random"))
+    with Image.open(folder / "2.png") as opened:
+        opened.convert("RGB").save(folder / "2-copy.bmp")  # other bytes, same pixels: another point
+    records.append(ImageRecord(id="2-copy", uri=str(folder / "2-copy.bmp"), label="2-copy"))
+    embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random", precision="fp32"))
     store = open_store(":memory:")
     index_records(records, embedder=embedder, store=store, collection="self", progress=False)
+    assert store.count("self") == 7
     return folder, store, embedder
 
 
-def test_every_form_of_an_indexed_image_excludes_it(indexed):
-    folder, store, embedder = indexed
-    path = folder / "2.png"
+def _forms(path):
     with Image.open(path) as opened:
         image = opened.convert("RGB")
-    forms = {"path": str(path), "bytes": path.read_bytes(), "pil": image.copy(), "array": np.asarray(image).copy()}
-    retriever = Retriever(store, "self", embedder)
-    for name, query in forms.items():
-        for using in ("aligned", "base"):
-            hits = retriever.search(query, k=3, using=using)
-            assert len(hits) == 3 and "2" not in [hit.payload["label"] for hit in hits], (name, using)
-            assert all(hit.score < 0.9999 and hit.vectors is None for hit in hits), (name, using)
-    # Asking for every point: all the others come back, the query never.
-    labels = [hit.payload["label"] for hit in retriever.search(image, k=10)]
-    assert sorted(labels) == ["0", "1", "3", "4", "5"]
-    examples = ExampleRetriever(store, "self", embedder).examples(np.array(image), k=2, diversity=0.5)
-    assert len(examples) == 2 and "2" not in [example.label for example in examples]
+    return {"path": str(path), "bytes": path.read_bytes(), "pil": image.copy(), "array": np.asarray(image).copy()}
 
 
-def test_a_re_encoded_copy_is_excluded_too(indexed, tmp_path):
+def test_a_search_never_returns_its_own_point_but_returns_its_copies_marked(indexed):
     folder, store, embedder = indexed
-    with Image.open(folder / "4.png") as opened:
-        opened.convert("RGB").save(tmp_path / "copy.bmp")  # other bytes, same pixels
-    hits = Retriever(store, "self", embedder).search(str(tmp_path / "copy.bmp"), k=5)
-    assert "4" not in [hit.payload["label"] for hit in hits] and len(hits) == 5
+    own = point_id(content_hash((folder / "2.png").read_bytes()), "self")
+    retriever = Retriever(store, "self", embedder)
+    for name, query in _forms(folder / "2.png").items():
+        for using in ("aligned", "base"):
+            hits = retriever.search(query, k=7, using=using)
+            labels = [hit.payload["label"] for hit in hits]
+            marked = {hit.payload["label"] for hit in hits if hit.duplicate_of_query}
+            if name in ("path", "bytes"):  # a content id: its own point is left out
+                assert own not in {hit.id for hit in hits} and len(hits) == 6, (name, using)
+                assert labels[0] == "2-copy" and marked == {"2-copy"}, (name, using, labels, marked)
+            else:  # no content id to recognise: the stored original is a copy like any other
+                assert set(labels[:2]) == {"2", "2-copy"} and marked == {"2", "2-copy"}, (name, using)
+            assert all(hit.score >= 0.9999 for hit in hits if hit.duplicate_of_query)
+            assert all(hit.score < 0.9999 and hit.vectors is None for hit in hits if not hit.duplicate_of_query)
+    # By stored point: that point is left out, its copy is found and marked.
+    hits = retriever.search(point=own, k=3)
+    assert own not in {hit.id for hit in hits} and hits[0].payload["label"] == "2-copy" and hits[0].duplicate_of_query
+    # The mark follows the threshold asked for.
+    strict = retriever.search(str(folder / "2.png"), k=3, duplicate_threshold=1.1)
+    assert not any(hit.duplicate_of_query for hit in strict)
+
+
+def test_few_shot_examples_never_hold_any_copy_of_the_query(indexed):
+    folder, store, embedder = indexed
+    examples = ExampleRetriever(store, "self", embedder)
+    for name, query in _forms(folder / "2.png").items():
+        for diversity in (0.0, 0.5):
+            found = examples.examples(query, k=4, diversity=diversity)
+            labels = [example.label for example in found]
+            assert len(found) == 4 and not {"2", "2-copy"} & set(labels), (name, diversity, labels)
+    # Asking for every point: all the others come back, no copy of the query.
+    labels = sorted(example.label for example in examples.examples(str(folder / "2-copy.bmp"), k=10))
+    assert labels == ["0", "1", "3", "4", "5"]

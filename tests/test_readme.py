@@ -207,3 +207,12 @@ def test_every_readme_command_and_snippet_runs(tmp_path, monkeypatch, capsys):
     [listed] = [out for command, out in outputs.items() if command.startswith("percep-rag collections")]
     assert re.search(r"photos-test\s+6 points", listed) and re.search(r"photos\s+12 points", listed)
     assert Path("photos.meta.json").exists() and json.loads(Path("photos.meta.json").read_text())["labels"][0] == "cat"
+    [synced] = [out for command, out in outputs.items() if "--sync" in command and "--dry-run" not in command]
+    assert "0 added, 6 kept, 0 replaced, 6 removed, 0 relinked, 0 failed" in synced
+    [dry] = [out for command, out in outputs.items() if "--dry-run" in command]
+    assert "6 removed" in dry and "dry run" in dry and "holds 12 points" in dry
+    [deleted] = [out for command, out in outputs.items() if command.startswith("percep-rag delete")]
+    assert "deleted 3 points" in deleted and "3 left" in deleted
+    [duplicated] = [out for command, out in outputs.items() if "duplicates" in command and "--json" in command]
+    [table] = [out for command, out in outputs.items() if "--figure duplicates.png" in command]
+    assert json.loads(duplicated)["points"] == 3 and (Path("duplicates.png").exists() or ": 0 groups" in table)

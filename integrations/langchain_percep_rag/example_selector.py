@@ -90,8 +90,11 @@ class PerceptualExampleSelector(BaseExampleSelector, BaseModel):
             raise ConfigError(
                 f"no query image: the input variables have no {self.image_key!r} (they have {sorted(input_variables)})"
             )
-        documents = self.retriever.invoke(input_variables[self.image_key])
-        if not self.retriever.most_similar_last:
+        retriever = self.retriever
+        if not retriever.exclude_query_copies:  # few-shot: no copy of the query may be its example
+            retriever = retriever.model_copy(update={"exclude_query_copies": True})
+        documents = retriever.invoke(input_variables[self.image_key])
+        if not retriever.most_similar_last:
             documents = documents[::-1]
         return [self._example(document) for document in documents]
 

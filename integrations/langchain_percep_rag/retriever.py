@@ -73,8 +73,15 @@ class PerceptualImageRetriever(BaseRetriever):
     * ``page_content``: the example's prompt, else its label, else ``""``;
     * ``metadata``: every payload field (``uri``, ``label``, ``record_id``, ...), then
       ``image_uri`` (where the example image is), ``label``, ``score`` (cosine similarity),
-      ``using`` (the vector searched) and ``collection``; these five win over payload
-      fields of the same name.
+      ``using`` (the vector searched), ``collection`` and ``duplicate_of_query`` (the hit is
+      the query's image in another file, or nearly so); these win over payload fields of the
+      same name.
+
+    The query itself (percep-rag's one rule, :meth:`percep_rag.retrieval.Retriever.search_batch`):
+    its own point (same content id) never comes back; other points of the same or nearly the
+    same image do, marked ``duplicate_of_query``. ``exclude_query_copies=True`` applies the
+    few-shot rule instead (no copy of the query at all: same file or same vector), as
+    :class:`~langchain_percep_rag.PerceptualExampleSelector` does.
 
     Searching, as LangChain's ``VectorStoreRetriever``: ``search_type`` is ``"similarity"``,
     ``"similarity_score_threshold"`` (keeps the ``k`` nearest whose cosine similarity reaches
@@ -112,6 +119,7 @@ class PerceptualImageRetriever(BaseRetriever):
     filter: Any = None
     using: VectorName = "aligned"
     most_similar_last: bool = False
+    exclude_query_copies: bool = False
     search_type: SearchType = "similarity"
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
 
@@ -259,19 +267,26 @@ class PerceptualImageRetriever(BaseRetriever):
         """
         options = self._options(**overrides)
         vector = self.using if using is None else using
-        hits = self._example_retriever().search_batch(
-            list(queries),
-            k=options.k,
-            using=vector,
-            filter=options.filter,
-            lambda_mult=options.mmr_lambda,
-            fetch_k=options.fetch_k,
-        )
+        retriever = self._example_retriever()
+        if self.exclude_query_copies:
+            hits = retriever.examples_batch(
+                list(queries), k=options.k, using=vector, filter=options.filter,
+                diversity=1.0 - options.mmr_lambda, fetch_k=options.fetch_k, as_hits=True,
+            )  # fmt: skip
+        else:
+            hits = retriever.search_batch(
+                list(queries),
+                k=options.k,
+                using=vector,
+                filter=options.filter,
+                lambda_mult=options.mmr_lambda,
+                fetch_k=options.fetch_k,
+            )
         results = []
         for found in hits:
             if options.search_type == "similarity_score_threshold":
                 found = [hit for hit in found if relevance_score(hit.score) >= options.score_threshold]
-            documents = [self._document(Example.from_hit(hit), vector) for hit in found]
+            documents = [self._document(Example.from_hit(hit), vector, hit.duplicate_of_query) for hit in found]
             results.append(documents[::-1] if self.most_similar_last else documents)
         return results
 
@@ -288,7 +303,7 @@ class PerceptualImageRetriever(BaseRetriever):
             self._examples = ExampleRetriever(self.store, self.collection, self.embedder)
         return self._examples
 
-    def _document(self, example: Example, using: str) -> Document:
+    def _document(self, example: Example, using: str, duplicate_of_query: bool) -> Document:
         metadata = {
             **example.payload,
             "image_uri": example.uri,
@@ -296,5 +311,6 @@ class PerceptualImageRetriever(BaseRetriever):
             "score": example.score,
             "using": using,
             "collection": self.collection,
+            "duplicate_of_query": duplicate_of_query,
         }
         return Document(id=example.id, page_content=example.text, metadata=metadata)

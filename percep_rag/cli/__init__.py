@@ -13,6 +13,8 @@ import typer
 from percep_rag.cli import errors
 from percep_rag.cli.align import align_eval, align_fit
 from percep_rag.cli.collections import collections, info
+from percep_rag.cli.delete import delete
+from percep_rag.cli.duplicates import duplicates
 from percep_rag.cli.embed import embed
 from percep_rag.cli.evaluate import eval_deepfashion2, eval_retrieval
 from percep_rag.cli.fewshot import classify, eval_fewshot
@@ -58,6 +60,8 @@ app.command("show")(show)
 app.command("classify")(classify)
 app.command("collections")(collections)
 app.command("info")(info)
+app.command("delete")(delete)
+app.command("duplicates")(duplicates)
 app.command("serve")(serve)
 
 align_app = typer.Typer(no_args_is_help=True, help="Fit and evaluate human alignments (gLocal, LoRA).")

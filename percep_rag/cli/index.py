@@ -48,6 +48,18 @@ def index(
             "a DeepFashion2 split (default there: validation)."
         ),
     ] = None,
+    sync: Annotated[
+        bool,
+        typer.Option(
+            "--sync",
+            help="After indexing, remove the points whose image is no longer in SOURCE (withdrawn, or replaced "
+            "at the same path) and relink renamed ones; prints added/kept/replaced/removed. Safe to rerun "
+            "after a crash.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --sync: only print what it would add, replace and remove.")
+    ] = False,
     *,
     embedder_options: CollectionEmbedderOptions,
     engine_options: EngineOptions,
@@ -59,18 +71,24 @@ def index(
     Unreadable files are listed on stderr and skipped; the exit code stays 0 unless no file could be
     read at all (then 1). Adding to an existing
     collection, the embedder options default to the collection's. --engine ray embeds on Ray Data
-    (docs/scale-out.md).
+    (docs/scale-out.md). --sync also removes what SOURCE no longer holds (README: a changing catalog).
     """
     from percep_rag.datasets.sources import load_source
     from percep_rag.indexing import index_records
     from percep_rag.store import open_store
 
+    if dry_run and not sync:
+        fail("--dry-run goes with --sync", USAGE)
     loaded = load_source(source, split=split)
     if not loaded.records:
         fail(f"no images found in {source}")
     spec = store_spec(store)
+    if sync:
+        _sync(loaded, spec, collection, dataset, dry_run, embedder_options, engine_options, cluster_options, progress)
+        return
     with open_store(spec) as opened:
         if opened.has_collection(collection):
+            _note_kept_layout(opened.collection_info(collection), cluster_options)
             chosen = options_for_collection(embedder_options, opened.collection_info(collection))
         else:
             chosen = default_options(embedder_options)
@@ -111,6 +129,66 @@ def index(
     echo_skipped(report.failures, inputs=report.records)
 
 
+def _note_kept_layout(info: Any, cluster_options: ClusterOptions) -> None:
+    """``--memory`` only lays out a new collection: say so when an existing one keeps another layout."""
+    from percep_rag.store.layouts import layout_of
+
+    current = layout_of(info.options)
+    if cluster_options.memory is not None and current != cluster_options.memory:
+        typer.secho(
+            f"warning: collection {info.name!r} exists with the {current or 'custom'!s} memory layout; "
+            f"--memory {cluster_options.memory} applies to new collections only",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+
+
+def _sync(
+    loaded: Any,
+    spec: Any,
+    collection: str,
+    dataset: str | None,
+    dry_run: bool,
+    embedder_options: CollectionEmbedderOptions,
+    engine_options: EngineOptions,
+    cluster_options: ClusterOptions,
+    progress: bool,
+) -> None:
+    """``index --sync``: the library's sync on the chosen engine, then its report."""
+    from percep_rag.store import open_store
+    from percep_rag.sync import sync_records
+
+    common = {
+        "collection": collection,
+        "dataset": dataset or loaded.dataset,
+        "payload_indexes": loaded.payload_indexes,
+        "dry_run": dry_run,
+        "progress": progress,
+        "collection_options": cluster_options.collection_options(),
+    }
+    with open_store(spec) as opened:
+        if opened.has_collection(collection):
+            _note_kept_layout(opened.collection_info(collection), cluster_options)
+            chosen = options_for_collection(embedder_options, opened.collection_info(collection))
+        else:
+            chosen = default_options(embedder_options)
+        if not engine_options.on_ray:
+            report = sync_records(loaded.records, embedder=chosen.build(), store=opened, **common)
+    if engine_options.on_ray:
+        from percep_rag.distributed import sync_with_ray
+
+        report = sync_with_ray(
+            loaded.records, spec=chosen.spec(), store=spec, options=engine_options.ray_options(), **common
+        )
+    if report.index is not None:
+        typer.echo(str(report.index))
+    typer.echo(str(report))
+    with open_store(spec) as opened:
+        total = opened.count(collection) if opened.has_collection(collection) else 0
+    typer.echo(f"collection {collection!r} in {spec} {'holds' if dry_run else 'now holds'} {total} points")
+    echo_skipped(report.failures)
+
+
 @with_options(CollectionEmbedderOptions)
 def search(
     query_image: Annotated[Path, typer.Argument(help="The query image file.")],
@@ -126,8 +204,10 @@ def search(
     *,
     embedder_options: CollectionEmbedderOptions,
 ) -> None:
-    """The nearest stored images to QUERY_IMAGE, as a table per vector space (the query itself is never returned).
+    """The nearest stored images to QUERY_IMAGE, as a table per vector space.
 
+    The query's own point is never returned; other copies of the same image are, marked as
+    duplicates of the query.
     The embedder options default to the ones the collection was written with.
     """
     if not query_image.is_file():
@@ -204,7 +284,13 @@ def _hits_json(query: Path, embedder: Any, hits: dict[str, list]) -> dict[str, A
         "random_weights": bool(embedder.backbone.random_weights),
         "hits": {
             space: [
-                {"rank": rank, "score": float(hit.score), "id": str(hit.id), "payload": hit.payload}
+                {
+                    "rank": rank,
+                    "score": float(hit.score),
+                    "id": str(hit.id),
+                    "duplicate_of_query": bool(hit.duplicate_of_query),
+                    "payload": hit.payload,
+                }
                 for rank, hit in enumerate(found, start=1)
             ]
             for space, found in hits.items()
@@ -213,11 +299,14 @@ def _hits_json(query: Path, embedder: Any, hits: dict[str, list]) -> dict[str, A
 
 
 def _hits_table(hits: list) -> str:
-    rows = [("rank", "score", "label", "uri")]
+    rows = [("rank", "score", "label", "copy", "uri")]
     for rank, hit in enumerate(hits, start=1):
-        rows.append((str(rank), f"{hit.score:.4f}", str(hit.payload.get("label", "")), str(hit.payload.get("uri", ""))))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join("  ".join([*(row[i].ljust(widths[i]) for i in range(3)), row[3]]) for row in rows)
+        copy = "dup" if hit.duplicate_of_query else "-"  # another file of the query's image
+        rows.append(
+            (str(rank), f"{hit.score:.4f}", str(hit.payload.get("label", "")), copy, str(hit.payload.get("uri", "")))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join([*(row[i].ljust(widths[i]) for i in range(4)), row[4]]) for row in rows)
 
 
 def _draw_neighbour_grid(
@@ -236,7 +325,8 @@ def _draw_neighbour_grid(
 
     def captions(found: list) -> list[str]:
         return [
-            f"#{rank} {hit.payload.get('label', '')}\ncos {hit.score:.3f}" for rank, hit in enumerate(found[:depth], 1)
+            f"#{rank} {hit.payload.get('label', '')}\ncos {hit.score:.3f}{' (copy)' if hit.duplicate_of_query else ''}"
+            for rank, hit in enumerate(found[:depth], 1)
         ]
 
     retrieval_grid(

@@ -70,9 +70,21 @@ CLIENT_MODELS = translate.QdrantModels(
     filter=qm.Filter,
     search_params=qm.SearchParams,
     quantization_search_params=qm.QuantizationSearchParams,
-    scalar_int8=lambda quantile: qm.ScalarQuantization(
-        scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=quantile)
+    scalar_int8=lambda quantile, in_ram: qm.ScalarQuantization(
+        scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=quantile, always_ram=in_ram or None)
     ),
+    binary=lambda bits, in_ram: qm.BinaryQuantization(
+        binary=qm.BinaryQuantizationConfig(
+            always_ram=in_ram or None,
+            encoding={
+                "1": qm.BinaryQuantizationEncoding.ONE_BIT,
+                "1.5": qm.BinaryQuantizationEncoding.ONE_AND_HALF_BITS,
+                "2": qm.BinaryQuantizationEncoding.TWO_BITS,
+            }[bits],
+            query_encoding=qm.BinaryQuantizationQueryEncoding.SCALAR8BITS,
+        )
+    ),
+    datatype=lambda name: {"float32": None, "float16": qm.Datatype.FLOAT16}[name],
     point=qm.PointStruct,
     payload_types={
         "keyword": qm.PayloadSchemaType.KEYWORD,
@@ -276,6 +288,7 @@ class QdrantClientStore(VectorStore):
             hnsw_config=None if opts.uses_hnsw(vec) else qm.HnswConfigDiff(m=0),
             quantization_config=translate.quantization_config(CLIENT_MODELS, info, vec),
             on_disk=True if opts.on_disk else None,
+            datatype=CLIENT_MODELS.datatype(opts.datatype),
         )
 
     def _drop(self, name: str) -> None:

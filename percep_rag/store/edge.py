@@ -64,6 +64,12 @@ _ABANDONED_AFTER_S = 3600.0
 # Qdrant's default: filtered searches whose candidates fit in 10 MB are scanned exactly.
 _FULL_SCAN_THRESHOLD_KB = 10_000
 
+_BINARY_ENCODINGS = {
+    "1": qe.BinaryQuantizationEncoding.OneBit,
+    "1.5": qe.BinaryQuantizationEncoding.OneAndHalfBits,
+    "2": qe.BinaryQuantizationEncoding.TwoBits,
+}
+
 #: Qdrant Edge's model classes, for :mod:`~percep_rag.store.translate`.
 EDGE_MODELS = translate.QdrantModels(
     field_condition=qe.FieldCondition,
@@ -74,7 +80,16 @@ EDGE_MODELS = translate.QdrantModels(
     filter=qe.Filter,
     search_params=qe.SearchParams,
     quantization_search_params=qe.QuantizationSearchParams,
-    scalar_int8=lambda quantile: qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=quantile),
+    scalar_int8=lambda quantile, in_ram: qe.ScalarQuantizationConfig(
+        type=qe.ScalarType.Int8, quantile=quantile, memory=qe.Memory.Pinned if in_ram else None
+    ),
+    binary=lambda bits, in_ram: qe.BinaryQuantizationConfig(
+        encoding=_BINARY_ENCODINGS[bits],
+        # Queries stay 8-bit against the 1-2-bit points (asymmetric): better ranking at the same memory.
+        query_encoding=qe.BinaryQuantizationQueryEncoding.Scalar8Bits,
+        memory=qe.Memory.Pinned if in_ram else None,
+    ),
+    datatype=lambda name: {"float32": None, "float16": qe.VectorStorageDatatype.Float16}[name],
     point=qe.Point,
     payload_types={
         "keyword": qe.PayloadSchemaType.Keyword,
@@ -383,6 +398,7 @@ def _edge_config(info: CollectionInfo) -> qe.EdgeConfig:
             quantization_config=translate.quantization_config(EDGE_MODELS, info, vec),
             hnsw_config=None if opts.uses_hnsw(vec) else no_graph,
             memory=qe.Memory.Cold if opts.on_disk else None,
+            datatype=EDGE_MODELS.datatype(opts.datatype),
         )
         for vec, dim in info.vectors.items()
     }

@@ -27,6 +27,8 @@ from percep_rag.store.filters import META_KEY
 META_FORMAT = 1
 
 PayloadType = Literal["keyword", "integer", "float", "bool"]
+#: Quantized copy searched before rescoring: int8 scalar, binary with 1, 1.5 or 2 bits a dimension, or none.
+Quantization = Literal["int8", "binary1", "binary1.5", "binary2", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +52,17 @@ class StoredPoint:
 
 @dataclass(frozen=True, slots=True)
 class ScoredPoint:
-    """A query hit; ``score`` is the cosine similarity (higher is closer)."""
+    """A query hit; ``score`` is the cosine similarity (higher is closer).
+
+    ``duplicate_of_query`` is set by :class:`~percep_rag.retrieval.Retriever`: the hit's image
+    is the query's, or nearly so (another file with the same or almost the same pixels).
+    """
 
     id: str
     score: float
     payload: dict[str, Any]
     vectors: dict[str, np.ndarray] | None = None
+    duplicate_of_query: bool = False
 
 
 def _record_vectors(raw: Any) -> dict[str, np.ndarray]:
@@ -107,6 +114,14 @@ class CollectionOptions(BaseModel):
     The threshold is where the build pays for itself within a few thousand queries
     while an exact scan is still fast. Non-HNSW vectors are always scanned exactly.
 
+    Memory: ``on_disk=True`` (the default, the ``low`` layout) keeps the float originals on
+    disk, read only to rescore the ``oversampling x k`` candidates, while the int8 copies and
+    the graph stay in RAM (~2.7 KB a point for two 768-d vectors, against ~7.9 KB with
+    ``on_disk=False``, the ``balanced`` layout; measured in ``benchmarks/RESULTS.md``).
+    ``quantization`` may also be binary (``"binary1"``, ``"binary1.5"``, ``"binary2"`` bits
+    per dimension) and ``datatype="float16"`` halves the originals. The named presets users
+    choose between are in :mod:`percep_rag.store.layouts`.
+
     ``shard_number``, ``replication_factor`` and ``write_consistency_factor`` apply to a
     Qdrant server or cluster only; embedded back ends record and ignore them.
 
@@ -120,10 +135,11 @@ class CollectionOptions(BaseModel):
     hnsw_m: int = Field(16, ge=4, le=128)
     hnsw_ef_construct: int = Field(100, ge=4)
     hnsw_vectors: tuple[str, ...] | None = None
-    quantization: Literal["int8", "none"] = "int8"
+    quantization: Quantization = "int8"
     hnsw_ef: int = Field(128, ge=1)
     oversampling: float = Field(2.0, ge=1.0)
-    on_disk: bool = False
+    on_disk: bool = True
+    datatype: Literal["float32", "float16"] = "float32"
     shard_number: int | None = Field(None, ge=1)
     replication_factor: int | None = Field(None, ge=1)
     write_consistency_factor: int | None = Field(None, ge=1)

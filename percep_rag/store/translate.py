@@ -47,7 +47,9 @@ class QdrantModels:
     filter: Callable[..., Any]  # must=, must_not=
     search_params: Callable[..., Any]  # hnsw_ef=, exact=, quantization=
     quantization_search_params: Callable[..., Any]  # rescore=, oversampling=
-    scalar_int8: Callable[[float], Any]  # quantile -> int8 scalar quantization config
+    scalar_int8: Callable[[float, bool], Any]  # quantile, in RAM -> int8 scalar quantization config
+    binary: Callable[[str, bool], Any]  # "1" | "1.5" | "2" bits, in RAM -> binary quantization config
+    datatype: Callable[[str], Any]  # "float32" | "float16" -> the storage datatype
     point: Callable[..., Any]  # id=, vector=, payload=
     payload_types: Mapping[PayloadType, Any]
 
@@ -85,7 +87,7 @@ def qdrant_filter(models: QdrantModels, flt: ParsedFilter) -> Any | None:
 
 
 def quantized(info: CollectionInfo, vec: str) -> bool:
-    """Whether vector ``vec`` is int8-quantized: only HNSW vectors are, when the options ask for it.
+    """Whether vector ``vec`` is quantized: only HNSW vectors are, when the options ask for it.
 
     >>> from percep_rag.store.schema import CollectionOptions
     >>> opts = CollectionOptions(hnsw_vectors=("aligned",))
@@ -93,18 +95,31 @@ def quantized(info: CollectionInfo, vec: str) -> bool:
     >>> quantized(info, "aligned"), quantized(info, "base")
     (True, False)
     """
-    return info.options.quantization == "int8" and info.options.uses_hnsw(vec)
+    return info.options.quantization != "none" and info.options.uses_hnsw(vec)
 
 
 def quantization_config(models: QdrantModels, info: CollectionInfo, vec: str) -> Any | None:
-    """The int8 scalar quantization config of vector ``vec``, or ``None`` when it is not quantized.
+    """The quantization config of vector ``vec``, or ``None`` when it is not quantized.
+
+    With the originals on disk the quantized copy is pinned in RAM: it is what every
+    query scans, while the originals are read only to rescore the few candidates.
 
     >>> from percep_rag.store.client import CLIENT_MODELS
+    >>> from percep_rag.store.schema import CollectionOptions
     >>> info = CollectionInfo.model_construct(vectors={"aligned": 2})
     >>> quantization_config(CLIENT_MODELS, info, "aligned").scalar.quantile
     0.99
+    >>> low = CollectionInfo.model_construct(vectors={"aligned": 2},
+    ...     options=CollectionOptions(quantization="binary2", on_disk=True))
+    >>> quantization_config(CLIENT_MODELS, low, "aligned").binary.encoding.value
+    'two_bits'
     """
-    return models.scalar_int8(INT8_QUANTILE) if quantized(info, vec) else None
+    if not quantized(info, vec):
+        return None
+    kind, in_ram = info.options.quantization, info.options.on_disk
+    if kind == "int8":
+        return models.scalar_int8(INT8_QUANTILE, in_ram)
+    return models.binary(kind.removeprefix("binary"), in_ram)
 
 
 def search_params(models: QdrantModels, info: CollectionInfo, using: str, exact: bool) -> Any:

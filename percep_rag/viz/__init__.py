@@ -1,7 +1,8 @@
 """Pictures of results, written as PNG.
 
 * :func:`retrieval_grid` (:mod:`percep_rag.viz.grid`) - one row per query: the query,
-  then its top-k neighbours under the base embedding, then under the aligned one.
+  then its top-k neighbours under the base embedding, then under the aligned one;
+  :func:`image_rows`: rows of any lengths (groups of duplicates).
 * :func:`metric_bars` (:mod:`percep_rag.viz.bars`) - one panel per metric, a bar per
   method with 95% confidence intervals from per-seed values (needs matplotlib).
 
@@ -16,7 +17,7 @@ from percep_rag.evaluation.stats import Interval
 from percep_rag.evaluation.stats import Interval as Estimate
 from percep_rag.evaluation.stats import mean_ci95 as mean_ci
 from percep_rag.viz.bars import MetricTable, MetricValue, metric_bars
-from percep_rag.viz.grid import GridLayout, retrieval_grid
+from percep_rag.viz.grid import GridLayout, image_rows, retrieval_grid
 
 __all__ = [
     "Estimate",
@@ -24,6 +25,7 @@ __all__ = [
     "Interval",
     "MetricTable",
     "MetricValue",
+    "image_rows",
     "mean_ci",
     "metric_bars",
     "retrieval_grid",

@@ -236,3 +236,54 @@ def _mark(draw: ImageDraw.ImageDraw, x: int, y: int, tile: int, *, right: bool) 
         draw.rectangle(box, fill=colour)
         draw.line((left + inset, top + inset, left + size - inset, top + size - inset), fill=_PAPER, width=2)
         draw.line((left + inset, top + size - inset, left + size - inset, top + inset), fill=_PAPER, width=2)
+
+
+def image_rows(
+    rows: Sequence[Sequence[ImageSource]],
+    out_path: str | Path,
+    *,
+    captions: Sequence[Sequence[str]] | None = None,
+    row_titles: Sequence[str] | None = None,
+    title: str | None = None,
+    layout: GridLayout | None = None,
+) -> Path:
+    """Write rows of images of any lengths (e.g. groups of duplicates), a caption under each tile
+    and a title line over each row; returns the path (format from the extension).
+
+    >>> import tempfile, os
+    >>> red, blue = Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")
+    >>> out = image_rows([[red, red], [blue, blue, blue]], os.path.join(tempfile.mkdtemp(), "g.png"),
+    ...                  row_titles=["group 1", "group 2"], layout=GridLayout(tile=32))
+    >>> Image.open(out).size
+    (120, 184)
+    """
+    figure_format(out_path)
+    if not rows or any(not row for row in rows):
+        raise ConfigError("image_rows needs at least one row, and no empty row")
+    layout = layout or GridLayout(title=title is not None)
+    font, title_font = _font(layout.font_size), _font(layout.font_size + 4)
+    longest = max(len(row) for row in rows)
+    heading = layout.line_height if row_titles else 0
+    row_height = layout.row_height + heading
+    top = layout.pad + (layout.font_size + 10 if title is not None else 0)
+    width = layout.pad + longest * (layout.tile + layout.pad)
+    canvas = Image.new("RGB", (width, top + len(rows) * row_height), _PAPER)
+    draw = ImageDraw.Draw(canvas)
+    if title is not None:
+        draw.text(
+            (layout.pad, layout.pad), _fit(draw, title, title_font, width - 2 * layout.pad), fill=_INK, font=title_font
+        )
+    for r, row in enumerate(rows):
+        y = top + r * row_height
+        if row_titles:
+            draw.text((layout.pad, y), _fit(draw, row_titles[r], font, width - 2 * layout.pad), fill=_INK, font=font)
+        for c, source in enumerate(row):
+            x = layout.pad + c * (layout.tile + layout.pad)
+            canvas.paste(_tile(source, layout.tile), (x, y + heading))
+            caption = captions[r][c] if captions else ""
+            for line_index, line in enumerate(caption.split("\n")[: layout.caption_lines] if caption else []):
+                ty = y + heading + layout.tile + 2 + line_index * layout.line_height
+                draw.text(
+                    (x, ty), _fit(draw, line, font, layout.tile), fill=_INK if line_index == 0 else _MUTED, font=font
+                )
+    return save_picture(canvas, out_path)
