@@ -11,8 +11,9 @@ random-weight ones before a block runs (:data:`TINY`):
 ``align fit ...``                                                  ``... --epochs 1`` (seconds, not hours)
 =================================================================  ==========================
 
-Only :data:`NOT_RUN` is left out: installing, the test suite itself and the perceptual-world
-study (minutes; run by ``tests/test_study.py``). ``percep-rag`` commands run through the real
+Only :data:`NOT_RUN` is left out: installing, the test suite itself, the perceptual-world
+study (minutes; run by ``tests/test_study.py``) and its triplet-source ablation (run small by
+``tests/test_ablation.py``). ``percep-rag`` commands run through the real
 entry point :func:`percep_rag.cli.main` in this process (a subprocess would import torch for
 each of them); ``python integrations/...`` runs its script's ``main``.
 """
@@ -50,6 +51,7 @@ NOT_RUN = {
     "python benchmarks/perceptual_world.py": "minutes of training; its figures are checked by test_study",
     "--engine ray": "a Ray cluster and a Qdrant server; tests/test_distributed.py runs the Ray path on local Ray",
     "run_study(": "minutes of training; tests/test_study.py runs run_study(StudyConfig.small())",
+    "percep-rag study ablation": "minutes of training; tests/test_ablation.py runs it with --size small",
 }
 
 pytest.importorskip("open_flamingo", reason="the README's few-shot commands need open-flamingo")

@@ -13,11 +13,15 @@ from typing import Annotated, Literal
 
 import typer
 
+from percep_rag.cli.errors import USAGE, fail
 from percep_rag.cli.options import ProgressBarsOption
+from percep_rag.io.files import atomic_write_text
 
 SizeOption = Annotated[
     Literal["default", "small"],
-    typer.Option(help="'default': the CPU ablation (~4 min a seed on 2 idle cores); 'small': a micro world (a minute or two)."),
+    typer.Option(
+        help="'default': the CPU ablation (~4 min a seed on 2 idle cores); 'small': a micro world (a minute or two)."
+    ),
 ]
 SeedOption = Annotated[
     list[int] | None, typer.Option("--seed", metavar="N", help="A seed (repeat for more; default 0 1 2).")
@@ -48,48 +52,78 @@ def study_ablation(
     size: SizeOption = "default",
     seed: SeedOption = None,
     keep_work: Annotated[bool, typer.Option(help="Keep the generated files and fits in --out/work.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Keep the seeds an earlier run of this size saved in --out/results.json.")
+    ] = False,
     progress: ProgressBarsOption = False,
 ) -> None:
     """Fit gLocal and LoRA-HA on each kind of triplet (NIGHTS-, BAPPS-, ImageNet-, THINGS-like)
     with the same budget and print each one's gain over the base per task, with 95% CIs.
 
     Everything is generated here: the world, the judges and a base ViT trained from a
-    random init (no downloaded weights). Writes table.md, results.json and gains.png.
+    random init (no downloaded weights). Writes table.md, results.json and gains.png
+    after every seed; --resume continues an interrupted run.
     """
-    import torch
-
-    from percep_rag.study.ablation import AblationConfig, AblationResult, run_ablation_seed
-    from percep_rag.study.ablation_report import ablation_table, draw_ablation
+    from percep_rag.study.ablation import AblationConfig, AblationResult, AblationSeed, run_ablation_seed
 
     seeds = list(seed) if seed else [0, 1, 2]
     if len(set(seeds)) != len(seeds):
-        from percep_rag.cli.errors import USAGE, fail
-
         fail(f"--seed values must be distinct, got {seeds}", USAGE)
     config = AblationConfig.default() if size == "default" else AblationConfig.small()
     out.mkdir(parents=True, exist_ok=True)
-    started, load_before = time.perf_counter(), _load()
-    done = []
+    done: list[AblationSeed] = []
+    if resume and (out / "results.json").is_file():
+        saved = AblationResult.from_dict(json.loads((out / "results.json").read_text(encoding="utf-8")))
+        if saved.config != config:
+            fail(f"{out / 'results.json'} holds an ablation of another size or config: give another --out")
+        done = [s for s in saved.seeds if s.seed in seeds]
+        typer.echo(f"resuming: seeds {[s.seed for s in done]} are in {out / 'results.json'}")
+    clock = _Clock()
     with tempfile.TemporaryDirectory() as scratch:
         root = out / "work" if keep_work else Path(scratch)
-        for number, value in enumerate(seeds, 1):
+        for value in [s for s in seeds if s not in {d.seed for d in done}]:
             seed_started = time.perf_counter()
             done.append(run_ablation_seed(config, value, root / f"seed{value}", progress=progress))
-            typer.echo(f"seed {value} ({number}/{len(seeds)}) done in {(time.perf_counter() - seed_started) / 60:.1f} min")
-    result = AblationResult(config, done)
-    minutes = (time.perf_counter() - started) / 60
+            done.sort(key=lambda s: seeds.index(s.seed))
+            # Written after every seed, so an interrupted run keeps what it finished (see --resume).
+            _write(out, AblationResult(config, done), size, clock, final=len(done) == len(seeds))
+            minutes = (time.perf_counter() - seed_started) / 60
+            typer.echo(f"seed {value} done in {minutes:.1f} min ({len(done)}/{len(seeds)} seeds)")
+    if not clock.wrote:
+        _write(out, AblationResult(config, done), size, clock, final=True)
+    typer.echo(clock.header)
+    typer.echo(clock.table)
+    typer.echo(f"wrote {out / 'table.md'}, {out / 'results.json'}, {out / 'gains.png'}")
+
+
+class _Clock:
+    """Wall and CPU time since the start, the load average then, and the last header written."""
+
+    def __init__(self) -> None:
+        self.started, self.cpu_started, self.load = time.perf_counter(), time.process_time(), _load()
+        self.header = self.table = ""
+        self.wrote = False
+
+
+def _write(out: Path, result, size: str, clock: _Clock, *, final: bool) -> None:
+    import torch
+
+    from percep_rag.study.ablation_report import ablation_table, draw_ablation
+
+    minutes = (time.perf_counter() - clock.started) / 60
+    cpu_minutes = (time.process_time() - clock.cpu_started) / 60
     cpu = cpu_name()
-    header = (
-        f"triplet-source ablation, size {size}, seeds {seeds}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu}, "
-        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, {minutes:.1f} min; load average "
-        f"{load_before} at the start, {_load()} at the end; base semantic test accuracy per seed "
-        f"{[round(s.base_semantic_accuracy, 3) for s in done]} (chance 1/{len(config.study.shapes)}); "
+    seeds = [s.seed for s in result.seeds]
+    clock.header = (
+        f"triplet-source ablation, size {size}, seeds {seeds}{'' if final else ' (so far)'}, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu}, {torch.get_num_threads()} torch threads, "
+        f"{os.cpu_count()} CPUs; {minutes:.1f} min wall, {cpu_minutes:.1f} min CPU (all threads) this run; "
+        f"load average {clock.load} at the start, {_load()} now; base semantic test accuracy per seed "
+        f"{[round(s.base_semantic_accuracy, 3) for s in result.seeds]} (chance 1/{len(result.config.study.shapes)}); "
         "generated world, base ViT random init, trained here"
     )
-    table = ablation_table(result)
-    (out / "table.md").write_text(f"{header}\n\n{table}\n", encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"header": header, **result.to_dict()}, indent=1), encoding="utf-8")
-    draw_ablation(result, out / "gains.png", subtitle=f"{cpu}, {minutes:.1f} min")
-    typer.echo(header)
-    typer.echo(table)
-    typer.echo(f"wrote {out / 'table.md'}, {out / 'results.json'}, {out / 'gains.png'}")
+    clock.table = ablation_table(result)
+    atomic_write_text(out / "table.md", f"{clock.header}\n\n{clock.table}\n")
+    atomic_write_text(out / "results.json", json.dumps({"header": clock.header, **result.to_dict()}, indent=1))
+    draw_ablation(result, out / "gains.png", subtitle=f"{cpu}, {minutes:.1f} min wall")
+    clock.wrote = True

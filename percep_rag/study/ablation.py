@@ -99,12 +99,12 @@ class AblationConfig(BaseModel):
         from percep_rag.alignment.lora import LoraFitConfig
 
         study = StudyConfig(
-            scenes=150,
+            scenes=120,
             shapes=("circle", "triangle", "cross"),
             split_fractions={"train": 0.6, "val": 0.2, "test": 0.2},
-            train_triplets=40,
-            val_triplets=20,
-            test_triplets=20,
+            train_triplets=32,
+            val_triplets=16,
+            test_triplets=16,
             image_size=32,
             backbone=SemanticBackboneConfig.tiny(
                 embed_dim=16, depth=1, num_heads=2, epochs=1, image_size=32, device="cpu"
@@ -217,8 +217,13 @@ def run_ablation_seed(config: AblationConfig, seed: int, workdir: Path, *, progr
     with clock("triplets and scenes"):
         files = {
             kind: TRIPLET_KINDS.get(kind).make(
-                train_world, val_world, study.train_triplets, study.val_triplets,
-                seed * 1000 + 10 * number, workdir / "triplets" / kind, study.image_size,
+                train_world,
+                val_world,
+                study.train_triplets,
+                study.val_triplets,
+                seed * 1000 + 10 * number,
+                workdir / "triplets" / kind,
+                study.image_size,
             )  # fmt: skip
             for number, kind in enumerate(config.kinds)
         }
@@ -258,4 +263,6 @@ def run_ablation(
         raise ConfigError("the ablation needs at least one seed")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(workdir) if workdir is not None else Path(scratch)
-        return AblationResult(config, [run_ablation_seed(config, s, root / f"seed{s}", progress=progress) for s in seeds])
+        return AblationResult(
+            config, [run_ablation_seed(config, s, root / f"seed{s}", progress=progress) for s in seeds]
+        )

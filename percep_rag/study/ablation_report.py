@@ -6,8 +6,8 @@ triplet kind, one panel per alignment method).
 ...            "few-shot count acc", "2AFC (mid-level test)")}
 >>> config = AblationConfig.small().model_copy(update={"kinds": ("class",), "methods": ("lora",)})
 >>> result = AblationResult(config, [AblationSeed(0, metrics), AblationSeed(1, metrics)])
->>> print(ablation_table(result).splitlines()[2])
-| LoRA-HA | class (ImageNet classes) | -0.1000 ± 0.0000 | +0.1000 ± 0.0000 | +0.1000 ± 0.0000 | +0.1000 ± 0.0000 | +0.1000 ± 0.0000 |
+>>> ablation_table(result).splitlines()[2].split(" | ")[:4]
+['| LoRA-HA', 'class (ImageNet classes)', '-0.1000 ± 0.0000', '+0.1000 ± 0.0000']
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ def draw_ablation(result: AblationResult, out_path: str | Path, *, subtitle: str
     intervals over seeds, in the Okabe-Ito colours; ``subtitle`` (e.g. the CPU) goes under the title."""
     table = {
         f"{METHOD_NAMES[method]}: gain over the base": {
-            TASK_LABELS[task]: {_kind_label(kind): result.gains(task, f"{method}/{kind}") for kind in result.config.kinds}
+            TASK_LABELS[task]: {
+                _kind_label(kind): result.gains(task, f"{method}/{kind}") for kind in result.config.kinds
+            }
             for task in TASKS
         }
         for method in result.config.methods

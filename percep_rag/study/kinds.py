@@ -93,7 +93,9 @@ def _class(world: World, n: int, seed: int, folder: Path, split: str, image_size
 
 def _semantic(world: World, n: int, seed: int, folder: Path, split: str, image_size: int) -> tuple[Path, Path]:
     # THINGS ships trainset.npy / validationset.npy; here one file per split.
-    return make_things_triplets(world, n, np.random.default_rng(seed), folder, name=f"{split}set", image_size=image_size)
+    return make_things_triplets(
+        world, n, np.random.default_rng(seed), folder, name=f"{split}set", image_size=image_size
+    )
 
 
 TRIPLET_KINDS: Registry[TripletKind] = Registry("triplet kind")

@@ -76,9 +76,7 @@ def make_bapps_triplets(
         stem = f"{t:06d}"
         ref = render(world.scenes[index], image_size)
         variants = [
-            distort_pixels(
-                ref, distortions[int(rng.integers(len(distortions)))], float(rng.uniform(low, high)), rng
-            )
+            distort_pixels(ref, distortions[int(rng.integers(len(distortions)))], float(rng.uniform(low, high)), rng)
             for _ in range(2)
         ]
         right_votes = low_level_votes(pixel_distance(ref, variants[0]), pixel_distance(ref, variants[1]), rng, voters)

@@ -155,6 +155,7 @@ def make_things_triplets(
         odd = judge.odd_one_out(cats, rng)  # type: ignore[arg-type]
         rows.append([int(triple[(odd + 1) % 3]), int(triple[(odd + 2) % 3]), int(triple[odd])])
     array = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
     def save(temporary: Path) -> None:
         with temporary.open("wb") as handle:  # a handle: np.save would add ".npy" to the temporary name
             np.save(handle, array)
