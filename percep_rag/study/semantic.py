@@ -99,7 +99,8 @@ def make_class_triplets(
 
     >>> import tempfile, pathlib
     >>> from percep_rag.study.worlds import generate_world
-    >>> path = make_class_triplets(generate_world(6, seed=0), 3, np.random.default_rng(0),
+    >>> world = generate_world(6, seed=0, shapes=("circle", "star"))
+    >>> path = make_class_triplets(world, 3, np.random.default_rng(0),
     ...                            pathlib.Path(tempfile.mkdtemp()) / "train.jsonl", split="train")
     >>> len(path.read_text().splitlines())
     3
