@@ -64,7 +64,7 @@ def study_ablation(
     random init (no downloaded weights). Writes table.md, results.json and gains.png
     after every seed; --resume continues an interrupted run.
     """
-    from percep_rag.study.ablation import AblationConfig, AblationResult, AblationSeed, run_ablation_seed
+    from percep_rag.study.ablation import AblationConfig, AblationResult, AblationSeed, ablation_base, run_ablation_seed
 
     seeds = list(seed) if seed else [0, 1, 2]
     if len(set(seeds)) != len(seeds):
@@ -81,9 +81,16 @@ def study_ablation(
     clock = _Clock()
     with tempfile.TemporaryDirectory() as scratch:
         root = out / "work" if keep_work else Path(scratch)
+        base = None
         for value in [s for s in seeds if s not in {d.seed for d in done}]:
             seed_started = time.perf_counter()
-            done.append(run_ablation_seed(config, value, root / f"seed{value}", progress=progress))
+            trained = base is None or not config.shared_base
+            if trained:
+                base = ablation_base(config, value, root / "base" if config.shared_base else None)
+            base_seconds = round(time.perf_counter() - seed_started, 2)
+            done.append(run_ablation_seed(config, value, root / f"seed{value}", base=base, progress=progress))
+            if trained:  # trained (or loaded) here, before the seed's own stages
+                done[-1].seconds = {"base training": base_seconds, **done[-1].seconds}
             done.sort(key=lambda s: seeds.index(s.seed))
             # Written after every seed, so an interrupted run keeps what it finished (see --resume).
             _write(out, AblationResult(config, done), size, clock, final=len(done) == len(seeds))

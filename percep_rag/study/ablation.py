@@ -1,8 +1,10 @@
 """Which judgments help which task: the paper's triplet-source ablation (its Figure 8) in
 the generated world.
 
-Per seed, one world and one semantic base ViT (trained here from a random init, as in
-:func:`~percep_rag.study.run.run_study_seed`); then, for each kind of triplet in
+One world and one semantic base ViT, trained here from a random init as in
+:func:`~percep_rag.study.run.run_study_seed` (by default once, shared by every seed, as the
+paper fine-tunes one pretrained backbone; ``shared_base=False``: one per seed); then, per
+seed, for each kind of triplet in
 :data:`~percep_rag.study.kinds.TRIPLET_KINDS` (mid-level NIGHTS-like, low-level
 BAPPS-like, class-based ImageNet-like, semantic THINGS-like odd-one-out), the same number
 of train and val triplets is written in the format the kind mimics, read back by
@@ -35,7 +37,12 @@ from percep_rag.datasets.triplets import read_nights_csv
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ConfigError
 from percep_rag.evaluation.stats import Interval, mean_ci95
-from percep_rag.study.backbone import SemanticBackboneConfig, train_semantic_backbone
+from percep_rag.study.backbone import (
+    SemanticBackbone,
+    SemanticBackboneConfig,
+    load_semantic_model,
+    train_semantic_backbone,
+)
 from percep_rag.study.kinds import TRIPLET_KINDS, TripletFiles
 from percep_rag.study.nights import make_nights_triplets
 from percep_rag.study.run import StageClock, StudyConfig, downstream_metrics, render_scenes
@@ -71,6 +78,11 @@ class AblationConfig(BaseModel):
     methods: tuple[Literal["glocal", "lora"], ...] = ABLATION_METHODS
     #: The patch-level objective (``[CLS, mean(patch)]``): the better space in the study.
     pooling: Literal["cls", "cls+patchmean"] = "cls+patchmean"
+    #: One world and one base for every seed, trained once from ``base_seed`` (the paper's
+    #: protocol: a fixed backbone, seeds vary the triplets, the fits and the test draws);
+    #: ``False`` draws a world and trains a base per seed (the study's protocol, 3x the cost).
+    shared_base: bool = True
+    base_seed: int = 0
 
     @field_validator("kinds")
     @classmethod
@@ -207,12 +219,46 @@ def _arm_embedders(
     return embedders, fits, counts
 
 
-def run_ablation_seed(config: AblationConfig, seed: int, workdir: Path, *, progress: bool = False) -> AblationSeed:
-    """One world, one base, every kind x method, every task; files under ``workdir``."""
+def ablation_base(config: AblationConfig, seed: int, folder: Path | None = None) -> SemanticBackbone:
+    """The base of ``seed``'s world (``config.base_seed``'s with ``shared_base``), trained from a
+    random init; with ``folder`` saved there, and loaded from there when it already holds one."""
+    world_seed = config.base_seed if config.shared_base else seed
+    if folder is not None and (folder / "config.json").is_file():
+        return load_semantic_model(folder)
+    model = train_semantic_backbone(
+        config.study.world(world_seed), config.study.backbone.model_copy(update={"seed": world_seed})
+    )
+    if folder is not None:
+        model.save(folder)
+    return model
+
+
+def run_ablation_seed(
+    config: AblationConfig,
+    seed: int,
+    workdir: Path,
+    *,
+    base: SemanticBackbone | None = None,
+    progress: bool = False,
+) -> AblationSeed:
+    """Every kind x method and every task for one seed; files under ``workdir``.
+
+    ``base`` is :func:`ablation_base` (trained here when not given). The seed draws the
+    triplets, the test triplets and re-rendering, and seeds the gLocal and LoRA fits.
+    """
     study, clock = config.study, StageClock()
-    world = study.world(seed)
-    with clock("base training"):
-        model = train_semantic_backbone(world, study.backbone.model_copy(update={"seed": seed}))
+    world = study.world(config.base_seed if config.shared_base else seed)
+    if base is None:
+        with clock("base training"):
+            base = ablation_base(config, seed)
+    model = base
+    study = study.model_copy(
+        update={
+            "glocal": study.glocal.model_copy(update={"seed": study.glocal.seed + seed}),
+            "lora": study.lora.model_copy(update={"seed": study.lora.seed + seed}),
+        }
+    )
+    config = config.model_copy(update={"study": study})
     train_world, val_world, test_world = (world.subset(split) for split in ("train", "val", "test"))
     with clock("triplets and scenes"):
         files = {
