@@ -48,6 +48,9 @@ from percep_rag.study.nights import make_nights_triplets
 from percep_rag.study.run import StageClock, StudyConfig, downstream_metrics, render_scenes
 
 ABLATION_METHODS = ("glocal", "lora")
+#: Eager forwards: every arm is a new embedder, so ``compile="auto"`` would compile these tiny
+#: ViTs a dozen times a seed (each compile costing more CPU than the whole job it speeds up).
+_EMBEDDER = {"compile": "never"}
 #: Task -> (metric of :func:`downstream_metrics`, lower is better).
 TASKS: dict[str, tuple[str, bool]] = {
     "counting": ("count MAE", True),
@@ -186,7 +189,7 @@ def _arm_embedders(
     config: AblationConfig, backbone, files: dict[str, TripletFiles], workdir: Path, clock: StageClock, progress: bool
 ) -> tuple[dict[str, AlignedEmbedder], dict[str, dict[str, float]], dict[str, dict[str, int]]]:
     study = config.study
-    base = AlignedEmbedder(backbone, pooling=config.pooling, device=study.device)
+    base = AlignedEmbedder(backbone, pooling=config.pooling, device=study.device, **_EMBEDDER)
     embedders, fits, counts = {"base": base}, {}, {}
     for kind, written in files.items():
         train, val = written.read()
@@ -195,7 +198,7 @@ def _arm_embedders(
             with clock(f"gLocal {kind}"):
                 transform, report = fit_glocal_on_images(base, train, val, config=study.glocal)
             embedders[f"glocal/{kind}"] = AlignedEmbedder(
-                backbone, pooling=config.pooling, alignment=transform, device=study.device
+                backbone, pooling=config.pooling, alignment=transform, device=study.device, **_EMBEDDER
             )
             fits[f"glocal/{kind}"] = {
                 "val_2afc_base": float(report.val_2afc_before or 0.0),
@@ -209,7 +212,11 @@ def _arm_embedders(
                     config=study.lora.model_copy(update={"pooling": config.pooling}), progress=progress,
                 )  # fmt: skip
             embedders[f"lora/{kind}"] = AlignedEmbedder(
-                backbone, pooling=config.pooling, alignment=LoraAlignment.load(run.run_dir), device=study.device
+                backbone,
+                pooling=config.pooling,
+                alignment=LoraAlignment.load(run.run_dir),
+                device=study.device,
+                **_EMBEDDER,
             )
             fits[f"lora/{kind}"] = {
                 "val_2afc_base": run.base_val_2afc,
