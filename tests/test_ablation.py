@@ -160,3 +160,19 @@ def test_the_small_ablation_writes_every_kind_method_and_task_with_finite_interv
     assert len(rows) == 2 * 4 + 1 and all(line.count("|") == 8 for line in rows)
     assert "generated world, base ViT random init, trained here" in table[0]
     assert Image.open(small_run / "gains.png").size == (1120, 460)
+
+
+def test_runs_made_seed_by_seed_merge_into_one_result(small_run, tmp_path):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "triplet_ablation_merge.py"
+    spec = importlib.util.spec_from_file_location("triplet_ablation_merge", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    saved = json.loads((small_run / "results.json").read_text())
+    for seed in saved["seeds"]:
+        (tmp_path / str(seed["seed"])).mkdir()
+        one = {**saved, "seeds": [seed]}
+        (tmp_path / str(seed["seed"]) / "results.json").write_text(json.dumps(one))
+    merged, headers = module.merge([tmp_path / "1", tmp_path / "0"])
+    assert merged == AblationResult.from_dict(saved) and len(headers) == 2
