@@ -20,7 +20,7 @@ from percep_rag.io.files import atomic_write_text
 SizeOption = Annotated[
     Literal["default", "small"],
     typer.Option(
-        help="'default': the CPU ablation (~4 min a seed on 2 idle cores); 'small': a micro world (a minute or two)."
+        help="'default': the CPU ablation (times in benchmarks/RESULTS.md); 'small': a micro world (a minute or two)."
     ),
 ]
 SeedOption = Annotated[

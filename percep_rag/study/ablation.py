@@ -99,12 +99,12 @@ class AblationConfig(BaseModel):
     @staticmethod
     def default_study() -> StudyConfig:
         """The study's small CPU world and base (3 shapes, 2,000 scenes, 16 epochs) with
-        1,200 train / 300 val triplets per kind: about 4 minutes a seed on 2 idle cores."""
+        1,200 train / 300 val triplets per kind (its measured time: benchmarks/RESULTS.md)."""
         return StudyConfig.small().model_copy(update={"train_triplets": 1200, "val_triplets": 300})
 
     @classmethod
     def default(cls) -> AblationConfig:
-        """The ablation ``percep-rag study ablation`` runs (3 seeds in about 12 minutes on 2 idle cores)."""
+        """The ablation ``percep-rag study ablation`` runs by default (with 3 seeds)."""
         return cls()
 
     @classmethod
