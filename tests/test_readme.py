@@ -13,7 +13,8 @@ random-weight ones before a block runs (:data:`TINY`):
 =================================================================  ==========================
 
 Only :data:`NOT_RUN` is left out: installing, the test suite itself, the perceptual-world
-study (minutes; run by ``tests/test_study.py``) and the long-running ``percep-rag serve`` with
+study (minutes; run by ``tests/test_study.py``) and its triplet-source ablation (run small by
+``tests/test_ablation.py``), and the long-running ``percep-rag serve`` with
 the ``curl`` requests to it (the service is run by ``tests/test_serve_browser.py``; the README's
 ``create_app`` snippet sends the same search in process). ``percep-rag`` commands run through the real
 entry point :func:`percep_rag.cli.main` in this process (a subprocess would import torch for
@@ -56,6 +57,7 @@ NOT_RUN = {
     "run_study(": "minutes of training; tests/test_study.py runs run_study(StudyConfig.small())",
     "percep-rag serve": "a server that runs until stopped; tests/test_serve_browser.py runs it on a free port",
     "curl ": "requests to that running server; tests/test_serve_api.py sends each of them",
+    "percep-rag study ablation": "minutes of training; tests/test_ablation.py runs it with --size small",
 }
 
 pytest.importorskip("open_flamingo", reason="the README's few-shot commands need open-flamingo")

@@ -23,6 +23,7 @@ from percep_rag.cli.models import models
 from percep_rag.cli.options import with_store_timeout
 from percep_rag.cli.output import progress_for_stderr
 from percep_rag.cli.serve import serve
+from percep_rag.cli.study import study_ablation
 
 __all__ = ["app", "main"]
 
@@ -74,6 +75,10 @@ eval_app.command("retrieval")(eval_retrieval)
 eval_app.command("deepfashion2")(eval_deepfashion2)
 eval_app.command("fewshot")(eval_fewshot)
 app.add_typer(eval_app, name="eval")
+
+study_app = typer.Typer(no_args_is_help=True, help="Studies in the generated perceptual world.")
+study_app.command("ablation")(study_ablation)
+app.add_typer(study_app, name="study")
 
 # Every command that opens a store also takes --timeout, which bounds a remote store's answers.
 for _typer in (app, align_app, eval_app):

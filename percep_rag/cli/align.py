@@ -11,7 +11,9 @@ from percep_rag.cli.errors import USAGE, fail
 from percep_rag.cli.options import EmbedderOptions, ProgressBarsOption, with_options
 from percep_rag.cli.output import random_note
 
-TripletsArgument = Annotated[Path, typer.Argument(help="NIGHTS data.csv, a ranked .jsonl/.csv table, or THINGS .npy.")]
+TripletsArgument = Annotated[
+    Path, typer.Argument(help="NIGHTS data.csv, a ranked .jsonl/.csv table, THINGS .npy, or a BAPPS 2AFC folder.")
+]
 RootOption = Annotated[Path | None, typer.Option(help="Folder the triplet image paths are relative to.")]
 METHODS = ("glocal", "lora")
 

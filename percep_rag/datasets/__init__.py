@@ -5,6 +5,7 @@
 True
 """
 
+from percep_rag.datasets.bapps import read_bapps_2afc
 from percep_rag.datasets.deepfashion2 import DeepFashion2Error, consumer_to_shop_ground_truth, read_deepfashion2
 from percep_rag.datasets.records import ImageRecord, ManifestError, load_records, read_manifest, scan_folder
 from percep_rag.datasets.sources import Source, load_source
@@ -23,6 +24,7 @@ __all__ = [
     "consumer_to_shop_ground_truth",
     "load_records",
     "load_source",
+    "read_bapps_2afc",
     "read_deepfashion2",
     "read_manifest",
     "read_task",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from percep_rag.datasets.bapps import is_bapps_folder, read_bapps_2afc
 from percep_rag.datasets.triplet_formats import (
     NIGHTS_COLUMNS,
     TABLE_COLUMNS,
@@ -31,6 +32,7 @@ __all__ = [
     "TripletError",
     "TripletFileError",
     "TripletSet",
+    "read_bapps_2afc",
     "read_nights_csv",
     "read_things_triplets",
     "read_triplet_table",
@@ -42,9 +44,10 @@ def read_triplets(
     path: str | Path, *, root: str | Path | None = None, min_votes: int = 6, image_list: str | Path | None = None
 ) -> TripletSet:
     """Read a triplet file by its kind: NIGHTS ``data.csv`` (recognised by its columns),
-    a ranked table (``.jsonl``/``.csv``/``.tsv`` with anchor/positive/negative), or THINGS
-    ``.npy`` (with ``image_list``). Image references are resolved against ``root``
-    (default: the file's folder) and must exist.
+    a ranked table (``.jsonl``/``.csv``/``.tsv`` with anchor/positive/negative), THINGS
+    ``.npy`` (with ``image_list``), or a BAPPS 2AFC folder (``ref/ p0/ p1/ judge/``, see
+    :func:`~percep_rag.datasets.bapps.read_bapps_2afc`). Image references are resolved
+    against ``root`` (default: the file's folder) and must exist.
 
     >>> read_triplets("missing.csv")
     Traceback (most recent call last):
@@ -52,6 +55,8 @@ def read_triplets(
     percep_rag.datasets.triplet_set.TripletError: triplet file missing.csv does not exist
     """
     path = Path(path)
+    if is_bapps_folder(path):
+        return read_bapps_2afc(path)
     if not path.is_file():
         raise TripletError(f"triplet file {path} does not exist")
     if path.suffix.lower() == ".npy":

@@ -22,7 +22,11 @@ representations?") needs a backbone that knows *semantics* and humans who judge 
   method (:mod:`~percep_rag.study.run`).
 
 One job per module: ``scenes`` (descriptions), ``render``, ``sampling`` (random scenes),
-``worlds``, ``judge``, ``distortions``, ``nights`` (triplet files), ``backbone``, ``run``.
+``worlds``, ``judge``, ``distortions``, ``nights`` (triplet files), ``backbone``, ``run``;
+and for the triplet-source ablation (the paper's Figure 8, :func:`run_ablation`):
+``pixels`` (low-level distortions), ``lowlevel`` (BAPPS-like 2AFC folders), ``semantic``
+(ImageNet-style class triplets, THINGS-style odd-one-out), ``kinds`` (the four kinds and
+their file formats), ``ablation`` (the run) and ``ablation_report`` (table and figure).
 
 Everything is a deterministic function of its seed:
 
@@ -33,6 +37,8 @@ Everything is a deterministic function of its seed:
 (64, 64)
 """
 
+from percep_rag.study.ablation import AblationConfig, AblationResult, AblationSeed, run_ablation, run_ablation_seed
+from percep_rag.study.ablation_report import ablation_table, draw_ablation
 from percep_rag.study.backbone import (
     BACKBONE_NAME,
     ConvStemPatchEmbed,
@@ -44,7 +50,10 @@ from percep_rag.study.backbone import (
 )
 from percep_rag.study.distortions import EDITS, distort
 from percep_rag.study.judge import HumanJudge
+from percep_rag.study.kinds import TRIPLET_KINDS, TripletFiles, TripletKind
+from percep_rag.study.lowlevel import make_bapps_triplets
 from percep_rag.study.nights import SyntheticTriplets, make_nights_triplets
+from percep_rag.study.pixels import PIXEL_DISTORTIONS, distort_pixels, pixel_distance
 from percep_rag.study.render import render
 from percep_rag.study.run import (
     LOWER_IS_BETTER,
@@ -70,6 +79,7 @@ from percep_rag.study.scenes import (
     SceneObject,
     SceneSpec,
 )
+from percep_rag.study.semantic import ConceptJudge, make_class_triplets, make_things_triplets
 from percep_rag.study.worlds import World, generate_world
 
 __all__ = [
@@ -82,8 +92,14 @@ __all__ = [
     "MAX_OBJECTS",
     "METHODS",
     "OBJECT_COLOURS",
+    "PIXEL_DISTORTIONS",
     "SHAPES",
     "TEXTURES",
+    "TRIPLET_KINDS",
+    "AblationConfig",
+    "AblationResult",
+    "AblationSeed",
+    "ConceptJudge",
     "ConvStemPatchEmbed",
     "HumanJudge",
     "LabelKind",
@@ -96,14 +112,25 @@ __all__ = [
     "StudyConfig",
     "StudyResult",
     "SyntheticTriplets",
+    "TripletFiles",
+    "TripletKind",
     "World",
+    "ablation_table",
     "distort",
+    "distort_pixels",
     "downstream_metrics",
+    "draw_ablation",
     "generate_world",
     "load_semantic_backbone",
     "load_semantic_model",
+    "make_bapps_triplets",
+    "make_class_triplets",
     "make_nights_triplets",
+    "make_things_triplets",
+    "pixel_distance",
     "render",
+    "run_ablation",
+    "run_ablation_seed",
     "run_study",
     "run_study_seed",
     "sample_scene",

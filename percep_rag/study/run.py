@@ -191,7 +191,8 @@ def _write_triplets(world: World, n: int, seed: int, folder: Path, image_size: i
     return read_nights_csv(made.write_nights(folder), min_votes=6)
 
 
-def _render_all(world: World, folder: Path, size: int, jitter_seed: int | None = None) -> list[str]:
+def render_scenes(world: World, folder: Path, size: int, jitter_seed: int | None = None) -> list[str]:
+    """Render every scene of ``world`` as ``folder/<index>.png``; the paths, in order."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, scene in enumerate(world.scenes):
@@ -250,7 +251,7 @@ def downstream_metrics(
 
 def run_study_seed(config: StudyConfig, seed: int, workdir: Path, *, progress: bool = False) -> SeedResult:
     """One world, one base model (saved under ``workdir/base``), every alignment, every metric."""
-    clock = _StageClock()
+    clock = StageClock()
     world = config.world(seed)
     with clock("base training"):
         base_model = train_semantic_backbone(world, config.backbone.model_copy(update={"seed": seed}))
@@ -261,9 +262,9 @@ def run_study_seed(config: StudyConfig, seed: int, workdir: Path, *, progress: b
         train = _write_triplets(train_world, config.train_triplets, seed, workdir / "train", config.image_size)
         val = _write_triplets(val_world, config.val_triplets, seed + 1, workdir / "val", config.image_size)
         test = _write_triplets(test_world, config.test_triplets, seed + 2, workdir / "test", config.image_size)
-        train_paths = _render_all(train_world, workdir / "scenes_train", config.image_size)
-        test_paths = _render_all(test_world, workdir / "scenes_test", config.image_size)
-        jittered = _render_all(test_world, workdir / "scenes_test_jitter", config.image_size, jitter_seed=seed + 100)
+        train_paths = render_scenes(train_world, workdir / "scenes_train", config.image_size)
+        test_paths = render_scenes(test_world, workdir / "scenes_test", config.image_size)
+        jittered = render_scenes(test_world, workdir / "scenes_test_jitter", config.image_size, jitter_seed=seed + 100)
 
     def embedder(pooling: str, alignment=None) -> AlignedEmbedder:
         return AlignedEmbedder(
@@ -308,14 +309,14 @@ def run_study_seed(config: StudyConfig, seed: int, workdir: Path, *, progress: b
     return result
 
 
-class _StageClock:
+class StageClock:
     """Wall-clock seconds per named stage: ``with clock("stage"): ...``."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self._stage = ""
 
-    def __call__(self, stage: str) -> _StageClock:
+    def __call__(self, stage: str) -> StageClock:
         self._stage = stage
         return self
 

@@ -81,6 +81,7 @@ def metric_bars(
     dpi: int = 100,
     annotate: bool = True,
     columns: int = 4,
+    baseline: float | None = None,
 ) -> Path:
     """A bar chart exactly ``size`` pixels, one panel per metric, one bar per method; format by extension.
 
@@ -92,7 +93,9 @@ def metric_bars(
     (bars grouped along the x axis, e.g. per backbone, as in the paper's Figure 5); a
     value is per-seed numbers (shown as mean with a 95% t-interval), a number, or an
     :class:`Interval`. Metrics in ``lower_is_better`` get a "(lower is better)" note;
-    ``chance`` draws a dashed line per metric.
+    ``chance`` draws a dashed line per metric. With ``baseline`` the values are changes
+    (gains over a base): every panel gets its own axis around them and a line at ``baseline``
+    instead of the [0, 1] axis of rates.
 
     >>> import tempfile, os
     >>> from PIL import Image
@@ -183,7 +186,12 @@ def metric_bars(
         axis.margins(y=0.15)
         top = max(e.high for key, e in values.items() if key[0] == metric)
         bottom = min(0.0, min(e.low for key, e in values.items() if key[0] == metric))
-        if bottom >= 0.0 and top <= 1.0 and chance.get(metric, 0.0) <= 1.0:  # a rate: the whole [0, 1] range
+        if baseline is not None:
+            low, high = min(bottom, baseline), max(top, baseline)
+            pad = 0.12 * (high - low) or 0.01
+            axis.set_ylim(low - pad, high + pad)
+            axis.axhline(baseline, color="#333333", linewidth=0.8)
+        elif bottom >= 0.0 and top <= 1.0 and chance.get(metric, 0.0) <= 1.0:  # a rate: the whole [0, 1] range
             axis.set_ylim(0.0, 1.3 if vertical_labels else 1.15)
             axis.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
         else:
