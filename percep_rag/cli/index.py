@@ -87,11 +87,7 @@ def index(
         _sync(loaded, spec, collection, dataset, dry_run, embedder_options, engine_options, cluster_options, progress)
         return
     with open_store(spec) as opened:
-        if opened.has_collection(collection):
-            _note_kept_layout(opened.collection_info(collection), cluster_options)
-            chosen = options_for_collection(embedder_options, opened.collection_info(collection))
-        else:
-            chosen = default_options(embedder_options)
+        chosen = _chosen_embedder(opened, collection, embedder_options, cluster_options)
         if not engine_options.on_ray:
             embedder = chosen.build()
             report = index_records(
@@ -127,6 +123,18 @@ def index(
     typer.echo(f"{report}{random_note(random_weights)}")
     typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
     echo_skipped(report.failures, inputs=report.records)
+
+
+def _chosen_embedder(
+    opened: Any, collection: str, embedder_options: CollectionEmbedderOptions, cluster_options: ClusterOptions
+) -> Any:
+    """The embedder options to write ``collection`` with: its own when it exists (and a note when
+    ``--memory`` cannot change its layout), else the defaults."""
+    if opened.has_collection(collection):
+        info = opened.collection_info(collection)
+        _note_kept_layout(info, cluster_options)
+        return options_for_collection(embedder_options, info)
+    return default_options(embedder_options)
 
 
 def _note_kept_layout(info: Any, cluster_options: ClusterOptions) -> None:
@@ -167,11 +175,7 @@ def _sync(
         "collection_options": cluster_options.collection_options(),
     }
     with open_store(spec) as opened:
-        if opened.has_collection(collection):
-            _note_kept_layout(opened.collection_info(collection), cluster_options)
-            chosen = options_for_collection(embedder_options, opened.collection_info(collection))
-        else:
-            chosen = default_options(embedder_options)
+        chosen = _chosen_embedder(opened, collection, embedder_options, cluster_options)
         if not engine_options.on_ray:
             report = sync_records(loaded.records, embedder=chosen.build(), store=opened, **common)
     if engine_options.on_ray:

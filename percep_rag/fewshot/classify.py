@@ -31,6 +31,7 @@ from percep_rag.fewshot.flamingo import FlamingoBundle
 from percep_rag.fewshot.prompt import Example, PromptTemplate, build_prompt, build_vision_x
 from percep_rag.io.images import ImageSource
 from percep_rag.quiet import without_log_records
+from percep_rag.vlm.answers import answer_batch
 
 # transformers 5's notice about the `past_key_values` keyword that OpenFlamingo uses.
 _CACHE_RENAME_NOTICE = "are deprecated. Use `cache` instead"
@@ -196,18 +197,8 @@ class FewShotClassifier:
         Row i feeds tokens[:-1] (the last token's prediction is not needed), right-padded:
         with causal attention, padding after a row's real tokens cannot change them.
         """
-        n, width = len(classes), max(len(tokens) for tokens in classes) - 1
-        # Built on the CPU and moved once: one small copy instead of one per class.
-        feed = torch.full((n, width), self.tokenizer.pad_token_id, dtype=torch.long)
-        targets = torch.zeros((n, width), dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for row, tokens in enumerate(classes):
-            length = len(tokens) - 1
-            feed[row, :length] = torch.tensor(tokens[:-1])
-            targets[row, :length] = torch.tensor(tokens[1:])
-            mask[row, :length] = 1
-        device = self.device
-        feed, targets, mask = feed.to(device), targets.to(device), mask.to(device)
+        n, device = len(classes), self.device
+        feed, targets, mask = answer_batch(classes, self.tokenizer.pad_token_id, device)
         full_mask = torch.cat([torch.ones((n, locations.shape[1]), dtype=torch.long, device=device), mask], dim=1)
         condition_media_batch(self.model, media, locations, n)
         out = self.model(

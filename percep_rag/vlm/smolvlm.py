@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from percep_rag.io.images import ImageSource, decode_image
+from percep_rag.vlm.answers import answer_batch
 from percep_rag.vlm.base import Example
 from percep_rag.vlm.chat_prompt import ChatPromptTemplate, continuation_ids
 from percep_rag.vlm.errors import PromptError
@@ -206,18 +207,9 @@ class SmolVlmClassifier:
         Row i feeds tokens[:-1], right-padded: with causal attention, padding after a row's
         real tokens cannot change them. Every answer has >= 2 tokens (name + end of utterance).
         """
-        n, width = len(classes), max(len(tokens) for tokens in classes) - 1
+        n, device = len(classes), self.device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_of_utterance_id
-        feed = torch.full((n, width), pad, dtype=torch.long)
-        targets = torch.zeros((n, width), dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for row, tokens in enumerate(classes):
-            length = len(tokens) - 1
-            feed[row, :length] = torch.tensor(tokens[:-1])
-            targets[row, :length] = torch.tensor(tokens[1:])
-            mask[row, :length] = 1
-        device = self.device
-        feed, targets, mask = feed.to(device), targets.to(device), mask.to(device)
+        feed, targets, mask = answer_batch(classes, pad, device)
         full_mask = torch.cat([torch.ones((n, prompt_len), dtype=torch.long, device=device), mask], dim=1)
         rows = copy.deepcopy(cache)  # the prompt's cache stays intact for the next chunk
         rows.batch_repeat_interleave(n)
