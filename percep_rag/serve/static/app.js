@@ -207,6 +207,15 @@ function renderColumn(list, hits) {
     const name = document.createElement("span");
     name.className = "label";
     name.textContent = `#${hit.rank} ${label}`;
+    if (hit.duplicate_of_query) {
+      // Another file of the same (or nearly the same) image: what a catalog search is there to find.
+      const copy = document.createElement("span");
+      copy.className = "copy";
+      copy.textContent = "copy";
+      copy.title = "the same or nearly the same image as the query";
+      name.append(" ", copy);
+      button.setAttribute("aria-label", `${button.getAttribute("aria-label")} (a copy of the query)`);
+    }
     const score = document.createElement("span");
     score.className = "score";
     score.textContent = hit.score.toFixed(3);
