@@ -213,7 +213,7 @@ function renderColumn(list, hits) {
       copy.className = "copy";
       copy.textContent = "copy";
       copy.title = "the same or nearly the same image as the query";
-      name.append(" ", copy);
+      button.append(copy);
       button.setAttribute("aria-label", `${button.getAttribute("aria-label")} (a copy of the query)`);
     }
     const score = document.createElement("span");
