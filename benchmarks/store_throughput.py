@@ -371,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         slow = min(args.slow_queries, args.queries)
         record(bench_numpy(x, q, truth, slow, args.k))
         perm = None if args.one_vector else np.random.default_rng(args.seed + 1).permutation(args.dim)
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.workdir))
         try:
             np.save(work / "queries.npy", q)
