@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,38 @@ def make_crash_folder(folder: Path, first_seed: int) -> list[Path]:
     shutil.copy(folder / "00.png", folder / "dup.png")
     (folder / "zz_bad.jpg").write_bytes(b"\xff\xd8\xff nope")
     return sorted(path for path in folder.iterdir() if path.name != "zz_bad.jpg")
+
+
+def start_script(source: str, *args: str) -> subprocess.Popen:
+    """``python -c source args...`` from the repository root, stdout and stderr piped as text."""
+    return subprocess.Popen(
+        [sys.executable, "-c", source, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def kill_after_acks(proc: subprocess.Popen, at_least: int, *, timeout: float = 120, prefix: str = "") -> int:
+    """Read ``proc``'s acknowledgement lines (``<prefix><count>``: points it has durably written)
+    until they add up to ``at_least``, then ``kill -9`` it mid-run; the count acknowledged.
+
+    Lines without the prefix are ignored; a ``done`` line or EOF (it finished or died first)
+    and ``timeout`` seconds end the wait early, so the caller asserts on the count it got."""
+    acknowledged = 0
+    try:
+        deadline = time.monotonic() + timeout
+        while acknowledged < at_least and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line or line.startswith("done"):
+                break
+            if line.startswith(prefix):
+                acknowledged += int(line[len(prefix) :])
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return acknowledged
 
 
 #: The colour classes of :func:`make_colour_task`.

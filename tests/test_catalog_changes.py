@@ -5,11 +5,7 @@ no false pair among distinct images)."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +21,7 @@ from percep_rag.store import content_hash, open_store, point_id
 from percep_rag.store.layouts import MEMORY_LAYOUTS, memory_layout
 from percep_rag.sync import sync_records
 
-from .conftest import make_crash_folder, make_image
+from .conftest import kill_after_acks, make_crash_folder, make_image, start_script
 
 COLLECTION = "shapes"
 
@@ -135,24 +131,8 @@ def test_sync_killed_by_kill_9_then_rerun_ends_synced_and_loses_nothing(tmp_path
     wanted = ids_of(images_in(folder))
     still_there = before & wanted
 
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SYNCER, str(folder), spec],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    acknowledged = 0
-    try:
-        deadline = time.monotonic() + 120
-        while acknowledged < 2 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line or line.startswith("done"):
-                break
-            acknowledged += int(line)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    proc = start_script(_SYNCER, str(folder), spec)
+    acknowledged = kill_after_acks(proc, 2)
     assert acknowledged >= 2, proc.stderr.read()
     with open_store(spec) as store:
         partial = {p.id for p in store.iterate(COLLECTION)}

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -32,7 +28,7 @@ from percep_rag.errors import ConfigError  # noqa: E402
 from percep_rag.indexing import index_records  # noqa: E402
 from percep_rag.store import StoreSpec, content_hash, open_store, point_id  # noqa: E402
 
-from .conftest import make_crash_folder  # noqa: E402
+from .conftest import kill_after_acks, make_crash_folder, start_script  # noqa: E402
 
 COLLECTION = "shapes"
 SPEC = EmbedderSpec(backbone="tiny-vit-random", device="cpu", batch_size=4)
@@ -165,25 +161,9 @@ def test_driver_killed_then_rerun_with_a_dying_actor_ends_with_each_good_image_o
     assert len(wanted) == 40
     spec = f"edge:{tmp_path / 'store'}"
 
-    driver = subprocess.Popen(
-        [sys.executable, "-c", _DRIVER, str(folder), spec, ray_address, "0.5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    acknowledged = 0
-    try:
-        deadline = time.monotonic() + 300  # a new driver starts its own workers: slow on a busy machine
-        while acknowledged < 8 and time.monotonic() < deadline:
-            line = driver.stdout.readline()
-            if not line or line.startswith("done"):
-                break
-            if line.startswith("ack "):
-                acknowledged += int(line.split()[1])
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
+    driver = start_script(_DRIVER, str(folder), spec, ray_address, "0.5")
+    # A new driver starts its own workers: slow on a busy machine.
+    acknowledged = kill_after_acks(driver, 8, timeout=300, prefix="ack ")
     assert acknowledged >= 8, driver.stderr.read()
     with open_store(spec) as store:
         partial = store.count(COLLECTION)

@@ -5,11 +5,8 @@ RICES order, vector / point-id queries, batching, and a kill -9 in the middle of
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +19,7 @@ from percep_rag.indexing import index_records
 from percep_rag.retrieval import ExampleRetriever, Retriever
 from percep_rag.store import StoreSpec, content_hash, open_store, point_id
 
-from .conftest import make_crash_folder, make_image
+from .conftest import kill_after_acks, make_crash_folder, make_image, start_script
 
 COLLECTION = "shapes"
 
@@ -182,13 +179,7 @@ _INDEXER = textwrap.dedent(
 
 
 def _run_indexer(folder: Path, spec: str, pause: float) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", _INDEXER, str(folder), spec, str(pause)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
+    return start_script(_INDEXER, str(folder), spec, str(pause))
 
 
 def test_indexing_killed_mid_run_resumes_to_exactly_the_good_images(tmp_path, embedder):
@@ -199,17 +190,7 @@ def test_indexing_killed_mid_run_resumes_to_exactly_the_good_images(tmp_path, em
     spec = f"edge:{tmp_path / 'store'}"
 
     proc = _run_indexer(folder, spec, pause=0.2)
-    acknowledged = 0
-    try:
-        deadline = time.monotonic() + 120
-        while acknowledged < 3 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line or line.startswith("done"):
-                break
-            acknowledged += int(line)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    acknowledged = kill_after_acks(proc, 3)
     assert acknowledged >= 3, proc.stderr.read()
     with open_store(spec) as store:
         partial = store.count("shapes")

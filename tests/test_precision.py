@@ -59,9 +59,7 @@ def test_detection_reads_the_cpu_flags(monkeypatch, unforced, flags, capability,
     assert resolve_precision("fp32", "cpu") == torch.float32 and resolve_precision("bf16", "cpu") == torch.bfloat16
 
 
-@pytest.mark.parametrize(
-    ("flags", "auto"), [({"avx2"}, "fp32"), ({"avx2", "avx512f", "amx_bf16", "amx_tile"}, "bf16")]
-)
+@pytest.mark.parametrize(("flags", "auto"), [({"avx2"}, "fp32"), ({"avx2", "avx512f", "amx_bf16", "amx_tile"}, "bf16")])
 def test_the_ci_line_names_the_bf16_flags_and_what_auto_resolves_to(monkeypatch, unforced, flags, auto):
     from percep_rag.precision import cpu_precision_summary
 

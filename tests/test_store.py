@@ -7,13 +7,9 @@ servers, retries) has its own tests below.
 
 from __future__ import annotations
 
-import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +37,8 @@ from percep_rag.store import (
     point_id,
 )
 from percep_rag.store.filters import META_KEY, parse_filter
+
+from .conftest import kill_after_acks, start_script
 
 FP = Fingerprint(
     backbone="tiny-vit-random",
@@ -553,7 +551,7 @@ _WRITER = textwrap.dedent(
             for j in range(20)
         ]
         store.upsert("imgs", pts)
-        print(batch, flush=True)  # acknowledged: upsert returned
+        print("batch 1", flush=True)  # acknowledged: upsert returned
         batch += 1
     """
 )
@@ -562,29 +560,12 @@ _WRITER = textwrap.dedent(
 @pytest.mark.parametrize("kind", ["edge", "local"])
 def test_acknowledged_upserts_survive_kill_9(tmp_path, kind):
     spec = StoreSpec(kind=kind, path=tmp_path / "store")
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, spec.model_dump_json(), FP.model_dump_json()],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=root,
-    )
-    acked = -1
-    try:
-        deadline = time.monotonic() + 60
-        while acked < 15 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            acked = int(line)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert acked >= 15, proc.stderr.read()
+    proc = start_script(_WRITER, spec.model_dump_json(), FP.model_dump_json())
+    batches = kill_after_acks(proc, 16, timeout=60, prefix="batch ")
+    assert batches >= 16, proc.stderr.read()
     with open_store(spec) as store:  # opens cleanly after the crash
         assert store.get_fingerprint("imgs") == FP
-        wanted = [point_id(content_hash(f"{b}-{j}".encode()), "imgs") for b in range(acked + 1) for j in range(20)]
+        wanted = [point_id(content_hash(f"{b}-{j}".encode()), "imgs") for b in range(batches) for j in range(20)]
         assert store.existing_ids("imgs", wanted) == set(wanted)
         assert store.count("imgs") >= len(wanted)
         store.upsert("imgs", make_points(3))  # and takes writes again
