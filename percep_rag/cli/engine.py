@@ -38,8 +38,8 @@ ReplicasOption = Annotated[
 MemoryOption = Annotated[
     Literal["low", "balanced"] | None,
     typer.Option(
-        help="New collection's memory layout: 'low' (float originals on disk, ~2.7 KB of RAM a point) or "
-        "'balanced' (all in RAM, ~2x faster queries, ~7.9 KB a point); docs/scale-out.md. Default: low."
+        help="New collection's memory layout: 'low' (float originals on disk, ~2.0 KB of RAM a point at 1M) or "
+        "'balanced' (all in RAM, lower tail latency, ~8.0 KB a point); docs/scale-out.md. Default: low."
     ),
 ]
 WriteConsistencyOption = Annotated[

@@ -6,9 +6,9 @@ the same 1M x 768 data by ``benchmarks/store_throughput.py`` (table in
 ``benchmarks/RESULTS.md``, the choice argued in ``docs/scale-out.md``):
 
 * ``low`` (the default): float32 originals on disk, read only to rescore the candidates;
-  the int8 copies and the graph pinned in RAM (~2.7 KB a point, recall as ``balanced``);
+  the int8 copies and the graph pinned in RAM (2.0 KB a point at 1M, recall@10 0.990);
 * ``balanced``: float32 originals, int8 copies and the HNSW graph all in RAM (the layout
-  before issue 24; ~2x faster queries, ~7.9 KB a point);
+  before issue 24; 8.0 KB a point at 1M, a lower p99);
 
 and the further candidates the benchmark compares (``float16``, ``binary2-disk``,
 ``binary1.5-disk``, ``binary1-disk``). ``index --memory NAME`` picks one for a new collection;

@@ -116,7 +116,7 @@ class CollectionOptions(BaseModel):
 
     Memory: ``on_disk=True`` (the default, the ``low`` layout) keeps the float originals on
     disk, read only to rescore the ``oversampling x k`` candidates, while the int8 copies and
-    the graph stay in RAM (~2.7 KB a point for two 768-d vectors, against ~7.9 KB with
+    the graph stay in RAM (2.0 KB a point at 1M for two 768-d vectors, against 8.0 KB with
     ``on_disk=False``, the ``balanced`` layout; measured in ``benchmarks/RESULTS.md``).
     ``quantization`` may also be binary (``"binary1"``, ``"binary1.5"``, ``"binary2"`` bits
     per dimension) and ``datatype="float16"`` halves the originals. The named presets users
