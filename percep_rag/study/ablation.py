@@ -99,9 +99,8 @@ class AblationConfig(BaseModel):
     @staticmethod
     def default_study() -> StudyConfig:
         """The study's small CPU world and base (3 shapes, 2,000 scenes, 16 epochs) with
-        400 train / 100 val triplets per kind and 2 LoRA epochs, sized for one command of 3
-        seeds on 2 CPU cores (1,200 / 300 and 4 epochs took well over 20 minutes a seed;
-        measured times: benchmarks/RESULTS.md)."""
+        400 train / 100 val triplets per kind and 2 LoRA epochs: one command of 3 seeds took
+        2.1 minutes on an idle 2-core CPU (benchmarks/RESULTS.md)."""
         small = StudyConfig.small()
         return small.model_copy(
             update={"train_triplets": 400, "val_triplets": 100, "lora": small.lora.model_copy(update={"epochs": 2})}
