@@ -522,7 +522,15 @@ def test_readme_examples_run(tmp_path, monkeypatch):
 
     # The retriever: MMR search kwargs, batch.
     assert len(namespace["shots"]) == 3 and [len(r) for r in namespace["batched"]] == [3, 3]
-    assert namespace["batched"][0] == namespace["shots"]
+    # One forward pass of two images vs one of one: the same hits, scores equal to float rounding
+    # (a batched GEMM may round differently, e.g. on one thread with AVX-512).
+    def without_score(docs):
+        return [(d.id, d.page_content, {k: v for k, v in d.metadata.items() if k != "score"}) for d in docs]
+
+    assert without_score(namespace["batched"][0]) == without_score(namespace["shots"])
+    assert [d.metadata["score"] for d in namespace["batched"][0]] == pytest.approx(
+        [d.metadata["score"] for d in namespace["shots"]], abs=1e-5
+    )
 
     # The example selector in a few-shot chat prompt: system, 3 x (image, label), query image.
     few_shot = namespace["few_shot_messages"]
