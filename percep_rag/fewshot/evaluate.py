@@ -11,10 +11,14 @@ ranked by mean token log-probability. Methods compared on the same queries:
   see whether diverse examples beat plain nearest neighbours (not run unless asked for);
 * ``knn-aligned`` / ``knn-base``: no VLM, the majority label of the retrieved examples.
 
-Each seed draws its own query sample and random examples; accuracies are reported as
-mean ± 95% CI over seeds. The sample is ``queries`` distinct queries; with ``queries=None``
-it is a bootstrap sample (as many queries as the task has, drawn with replacement), so that
-seeds differ even when every query is used; a single seed uses every query once.
+Each seed draws its own query sample and random examples. The sample is ``queries``
+distinct queries; with ``queries=None`` it is a bootstrap sample (as many queries as the
+task has, drawn with replacement), so that seeds differ even when every query is used; a
+single seed uses every query once. Accuracies are reported as the mean over seeds with a
+95% Wilson interval over the task's queries
+(:func:`~percep_rag.evaluation.stats.sampled_share_ci95`): the seeds re-draw the same
+queries, so a t-interval over them would shrink with the number of seeds, not the data.
+For ``random`` the seeds also re-draw the examples, which the mean averages over.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from percep_rag.datasets.vtab import ClassificationTask
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ConfigError
 from percep_rag.evaluation.neighbours import majority_vote
-from percep_rag.evaluation.stats import Interval, mean_ci95
+from percep_rag.evaluation.stats import Interval, sampled_share_ci95
 from percep_rag.evaluation.tables import markdown_table
 from percep_rag.fewshot.prompt import ZeroShotStyle, demonstrations_needed, prompt_examples
 from percep_rag.indexing import index_records
@@ -47,7 +51,17 @@ VLM_METHODS = frozenset({"aligned", "base", "random", "mmr-aligned", "mmr-base"}
 
 @dataclass
 class FewShotReport:
-    """Accuracy per method and seed, with the mean ± 95% CI."""
+    """Accuracy per method and seed; :meth:`interval` is their mean with a 95% interval over queries.
+
+    ``task_queries`` is the number of queries the task has (each seed samples
+    ``queries_per_seed`` of them, with replacement when ``bootstrap``); 0 means
+    ``queries_per_seed``.
+
+    >>> report = FewShotReport("demo", 3, [0, 1, 2, 3, 4], 80, False, {"knn-base": [0.6, 0.65, 0.6, 0.6, 0.6]},
+    ...                        task_queries=80, bootstrap=True)
+    >>> print(report.interval("knn-base"), report.interval("knn-base").over)
+    0.6100 (0.4900 to 0.7180) 80 queries (5 seeds of 80 with replacement)
+    """
 
     task: str
     shots: int
@@ -56,19 +70,35 @@ class FewShotReport:
     random_weights: bool
     accuracy: dict[str, list[float]] = field(default_factory=dict)
     zero_shot_style: str = "plain"
+    task_queries: int = 0
+    bootstrap: bool = False
 
     def interval(self, method: str) -> Interval:
-        return mean_ci95(self.accuracy[method])
+        """The mean accuracy over seeds and its 95% Wilson interval over the task's queries
+        (not over seeds: the seeds re-draw the same queries)."""
+        return sampled_share_ci95(
+            self.accuracy[method],
+            sample=self.queries_per_seed,
+            population=max(self.task_queries, self.queries_per_seed),
+            with_replacement=self.bootstrap,
+        )
 
     def table(self) -> str:
-        """A markdown table of the results."""
+        """A markdown table of the results, and what its intervals are over."""
         note = " (RANDOM weights: not a finding)" if self.random_weights else ""
+        drawn = " with replacement" if self.bootstrap else ""
+        population = max(self.task_queries, self.queries_per_seed)
         title = (
             f"few-shot classification on {self.task}: {self.shots} shots{self._style()}, {len(self.seeds)} seeds x "
-            f"{self.queries_per_seed} queries{note}"
+            f"{self.queries_per_seed} queries{drawn} of {population}{note}"
         )
         rows = [[method, self.interval(method)] for method in self.accuracy]
-        return title + "\n" + markdown_table(["method", "accuracy (mean ± 95% CI)"], rows)
+        column = f"accuracy: mean over seeds (95% interval over the {population} queries)"
+        footnote = (
+            "Wilson intervals over queries: how far the accuracy on these queries may be from the task's; "
+            "the seeds re-draw the same queries (and random's examples), so their spread is not an interval."
+        )
+        return title + "\n" + markdown_table(["method", column], rows) + "\n" + footnote
 
     def _style(self) -> str:
         if self.shots or self.zero_shot_style == "plain":
@@ -153,6 +183,7 @@ def evaluate_fewshot(
     class_names = task.class_names
     report = FewShotReport(task.name, shots, list(seeds), queries or len(uris), embedder.backbone.random_weights)
     report.zero_shot_style = zero_shot_style
+    report.task_queries, report.bootstrap = len(uris), queries is None and len(seeds) > 1
     for method in methods:
         report.accuracy[method] = []
     total = len(seeds) * report.queries_per_seed

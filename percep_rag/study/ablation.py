@@ -176,8 +176,15 @@ class AblationResult:
         return [sign * (s.metrics[metric][arm] - s.metrics[metric]["base"]) for s in self.seeds]
 
     def gain(self, task: str, arm: str) -> Interval:
-        """Mean paired gain over seeds and its 95% t-interval."""
-        return mean_ci95(self.gains(task, arm))
+        """Mean paired gain over seeds and its 95% t-interval over seeds (see :attr:`varies`)."""
+        return mean_ci95(self.gains(task, arm), over=f"{len(self.seeds)} seeds ({self.varies})")
+
+    @property
+    def varies(self) -> str:
+        """What a seed changes, so what the intervals over seeds are over."""
+        if self.config.shared_base:
+            return "one world and base; each seed new triplets, fits, test triplets and re-renders"
+        return "each seed a new world, base ViT, triplets and fits"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the config and every seed."""

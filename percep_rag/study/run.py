@@ -155,7 +155,11 @@ class StudyResult:
         return [seed.metrics[metric][method] for seed in self.seeds]
 
     def interval(self, metric: str, method: str) -> Interval:
-        return mean_ci95(self.values(metric, method))
+        """Mean over seeds and its 95% t-interval over seeds (see :attr:`varies`)."""
+        return mean_ci95(self.values(metric, method), over=f"{len(self.seeds)} seeds ({self.varies})")
+
+    #: What a seed changes, so what the intervals over seeds are over.
+    varies = "each seed a new world, base ViT, triplets and fits"
 
     @property
     def metric_names(self) -> list[str]:
@@ -177,13 +181,28 @@ class StudyResult:
         return cls(config, [SeedResult(**seed) for seed in data["seeds"]])
 
     def table(self) -> str:
-        """Markdown: one row per metric, one column per method, mean ± 95% CI over seeds."""
+        """Markdown: one row per metric, one column per method, mean ± 95% t-interval over
+        seeds, under a line that says what the seeds vary (so what the intervals are over)."""
         rows = [
             [metric + (" (lower better)" if metric in LOWER_IS_BETTER else "")]
             + [self.interval(metric, method) for method in METHODS]
             for metric in self.metric_names
         ]
-        return markdown_table(["metric", *METHODS], rows)
+        return f"{seed_interval_note(len(self.seeds), self.varies)}\n\n{markdown_table(['metric', *METHODS], rows)}"
+
+
+def seed_interval_note(seeds: int, varies: str) -> str:
+    """The line above a table of intervals over seeds: what they are over, and what not.
+
+    >>> seed_interval_note(1, "each seed a new world")
+    'mean of 1 seed: no interval (one seed says nothing of the spread)'
+    """
+    if seeds < 2:
+        return "mean of 1 seed: no interval (one seed says nothing of the spread)"
+    return (
+        f"mean ± 95% t-interval over {seeds} seeds ({varies}): the spread of the whole run from seed to "
+        "seed, not a sampling interval over the test items of one run"
+    )
 
 
 def _write_triplets(world: World, n: int, seed: int, folder: Path, image_size: int):
