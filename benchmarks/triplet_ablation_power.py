@@ -56,7 +56,8 @@ def pilot(args: argparse.Namespace) -> None:
         done.sort(key=lambda s: s.seed)
         data = {
             "header": f"pilot {args.train} triplets / {args.epochs} LoRA epochs, 1 torch thread, {cpu_name()}, "
-            f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load {' '.join(f'{v:.1f}' for v in os.getloadavg())}",
+            f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
+            f"load {' '.join(f'{v:.1f}' for v in os.getloadavg())}",
             "base_cpu_seconds": json.loads(base_info.read_text())["cpu_seconds"],
             **AblationResult(config, done).to_dict(),
         }

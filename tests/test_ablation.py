@@ -214,8 +214,10 @@ def synthetic(per_seed: dict[str, dict[str, list[float]]], methods=("glocal", "l
         metrics = {}
         for metric in (*(m for m, _ in TASKS.values()), TWO_AFC):
             values = per_seed.get(metric, {})
-            metrics[metric] = {arm: (values[arm][seed] if arm in values else values.get("base", [0.5] * n)[seed])
-                               for arm in config.arms}
+            metrics[metric] = {
+                arm: (values[arm][seed] if arm in values else values.get("base", [0.5] * n)[seed])
+                for arm in config.arms
+            }
         seeds.append(AblationSeed(seed, metrics))
     return AblationResult(config, seeds)
 
@@ -267,22 +269,61 @@ def test_verdicts_hold_contradict_or_stay_unresolved_by_the_deciding_interval():
     base = [0.5] * 5
 
     def arms(method, **gains):
-        return {f"{method}/{kind}": [b + g for b, g in zip(base, values, strict=True)] for kind, values in gains.items()}
+        return {
+            f"{method}/{kind}": [b + g for b, g in zip(base, values, strict=True)] for kind, values in gains.items()
+        }
 
     flat = [0.0] * 5
     per_seed = {
         # counting (MAE: lower is better): gLocal mid-level lowers MAE by 0.2 ± 0.05, others by 0.05 ± 0.01.
-        "count MAE": {"base": base, **arms("glocal", **{"mid-level": _spread(-0.2, 0.05), "low-level": _spread(-0.02, 0.01),
-                                                        "class": _spread(-0.01, 0.01), "semantic": _spread(0.1, 0.01)}),
-                      **arms("lora", **{"mid-level": flat, "low-level": flat, "class": flat, "semantic": flat})},
+        "count MAE": {
+            "base": base,
+            **arms(
+                "glocal",
+                **{
+                    "mid-level": _spread(-0.2, 0.05),
+                    "low-level": _spread(-0.02, 0.01),
+                    "class": _spread(-0.01, 0.01),
+                    "semantic": _spread(0.1, 0.01),
+                },
+            ),
+            **arms("lora", **{"mid-level": flat, "low-level": flat, "class": flat, "semantic": flat}),
+        },
         # instance: gLocal low-level beats mid-level for sure; LoRA mid-level vs others within noise.
-        "recall@1": {"base": base, **arms("glocal", **{"mid-level": _spread(0.05, 0.01), "low-level": _spread(0.15, 0.01),
-                                                       "class": _spread(0.0, 0.005), "semantic": _spread(-0.05, 0.01)}),
-                     **arms("lora", **{"mid-level": _spread(0.01, 0.03), "low-level": flat, "class": flat,
-                                       "semantic": _spread(-0.005, 0.002)})},
-        TWO_AFC: {"base": base, **arms("glocal", **{"mid-level": _spread(0.05, 0.01), "low-level": _spread(0.01, 0.005),
-                                                    "class": _spread(0.0, 0.005), "semantic": _spread(-0.02, 0.005)}),
-                  **arms("lora", **{"mid-level": flat, "low-level": flat, "class": flat, "semantic": flat})},
+        "recall@1": {
+            "base": base,
+            **arms(
+                "glocal",
+                **{
+                    "mid-level": _spread(0.05, 0.01),
+                    "low-level": _spread(0.15, 0.01),
+                    "class": _spread(0.0, 0.005),
+                    "semantic": _spread(-0.05, 0.01),
+                },
+            ),
+            **arms(
+                "lora",
+                **{
+                    "mid-level": _spread(0.01, 0.03),
+                    "low-level": flat,
+                    "class": flat,
+                    "semantic": _spread(-0.005, 0.002),
+                },
+            ),
+        },
+        TWO_AFC: {
+            "base": base,
+            **arms(
+                "glocal",
+                **{
+                    "mid-level": _spread(0.05, 0.01),
+                    "low-level": _spread(0.01, 0.005),
+                    "class": _spread(0.0, 0.005),
+                    "semantic": _spread(-0.02, 0.005),
+                },
+            ),
+            **arms("lora", **{"mid-level": flat, "low-level": flat, "class": flat, "semantic": flat}),
+        },
     }
     verdicts = {(v.claim, v.method): v for v in claim_verdicts(synthetic(per_seed))}
     assert len(verdicts) == 2 * 6
@@ -321,7 +362,7 @@ def test_seeds_needed_is_the_fewest_seeds_whose_t_half_width_meets_the_target():
     for sd in (0.0, 0.004, 0.0196, 0.03, 0.0647, 0.1181):
         n = seeds_needed(sd, 0.02)
 
-        def width(k):
+        def width(k, sd=sd):
             return stats.t.ppf(0.975, k - 1) * sd / np.sqrt(k)
 
         assert n >= 5 and width(n) <= 0.02 and (n == 5 or width(n - 1) > 0.02), (sd, n)
@@ -348,7 +389,9 @@ def test_choose_size_takes_the_size_reaching_most_cells_in_budget_and_says_what_
     minutes = (40 + need * 80) * 0.44 / 60
     assert abs(choice.chosen.minutes_for_all - minutes) < 1e-9
     report = sizing_report(choice)
-    assert "chosen: 400 triplets / 2 LoRA epochs, 33 seeds" in report and "every cell at the target would take" in report
+    assert (
+        "chosen: 400 triplets / 2 LoRA epochs, 33 seeds" in report and "every cell at the target would take" in report
+    )
 
 
 def test_the_default_size_is_what_the_sizing_chooses_on_the_recorded_pilots():

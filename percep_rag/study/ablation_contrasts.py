@@ -109,14 +109,14 @@ def _combine(parts: list[tuple[str, str, Interval | None]]) -> tuple[str, str, I
 
 
 def mid_level_most(result: AblationResult, task: str, method: str) -> ClaimVerdict:
-    """"Mid-level judgments help ``task`` most": every ``mid-level - k`` contrast > 0."""
+    """ "Mid-level judgments help ``task`` most": every ``mid-level - k`` contrast > 0."""
     others = [k for k in result.config.kinds if k != "mid-level"]
     verdict, label, interval = _above_zero(result, task, method, [("mid-level", k) for k in others])
     return ClaimVerdict(f"mid-level helps {task} most", method, verdict, label, interval)
 
 
 def semantic_least(result: AblationResult, method: str, tasks: tuple[str, ...] = CLAIM_TASKS) -> ClaimVerdict:
-    """"Semantic judgments help least or hurt" on every one of ``tasks``: per task, holds when
+    """ "Semantic judgments help least or hurt" on every one of ``tasks``: per task, holds when
     every ``k - semantic`` contrast is > 0 or the semantic gain itself is surely < 0;
     contradicted when some other kind is surely below semantic and semantic does not surely hurt."""
     parts = []
@@ -131,8 +131,10 @@ def semantic_least(result: AblationResult, method: str, tasks: tuple[str, ...] =
     return ClaimVerdict("semantic helps least or hurts", method, verdict, label, interval)
 
 
-def changes_little(result: AblationResult, kind: str, method: str, tasks: tuple[str, ...] = CLAIM_TASKS) -> ClaimVerdict:
-    """"``kind`` judgments change little": per task the gain's interval inside ``± LITTLE[task]``
+def changes_little(
+    result: AblationResult, kind: str, method: str, tasks: tuple[str, ...] = CLAIM_TASKS
+) -> ClaimVerdict:
+    """ "``kind`` judgments change little": per task the gain's interval inside ``± LITTLE[task]``
     holds, outside it (``low > LITTLE`` or ``high < -LITTLE``) contradicts, else unresolved."""
     parts = []
     for task in tasks:

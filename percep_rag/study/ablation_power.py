@@ -98,7 +98,9 @@ def pilot_from_result(result: AblationResult, base_cpu_seconds: float) -> Pilot:
     cpu = [seed.cpu_seconds for seed in result.seeds]
     if len(result.seeds) < 2 or not all(c > 0 for c in cpu):
         raise ConfigError("a pilot needs at least 2 seeds, each with its CPU seconds measured")
-    return Pilot(study.train_triplets, study.lora.epochs, len(result.seeds), cells, float(np.mean(cpu)), base_cpu_seconds)
+    return Pilot(
+        study.train_triplets, study.lora.epochs, len(result.seeds), cells, float(np.mean(cpu)), base_cpu_seconds
+    )
 
 
 def load_pilot(folder: str | Path) -> Pilot:
