@@ -302,9 +302,9 @@ class ExampleRetriever(Retriever):
         return [[Example.from_hit(hit) for hit in reversed(found)] for found in hits]
 
     def query_copies(self, images: Sequence[ImageInput]) -> list[set[str]]:
-        """Per query image, the ids of the stored points :meth:`examples_batch` never returns for it
-        in either vector space: its own point, points of its file, points with its vector. Examples
-        drawn another way (at random, say) leave these out to follow the same rule.
+        """Per query image, the point ids :meth:`examples_batch` never returns for it in either
+        vector space: its own (stored or not), the points of its file, the points with its vector.
+        Examples drawn another way (at random, say) leave these out to follow the same rule.
 
         >>> from percep_rag import AlignedEmbedder, EmbedderSpec
         >>> from percep_rag.store import open_store

@@ -195,7 +195,8 @@ def test_classify_prompts_with_labelled_points_only(tmp_path, capsys, vlm):
 # Case 6: every method draws its examples under the same rule: never the query or a copy of it.
 
 
-def test_no_method_shows_the_vlm_its_own_query(tmp_path, embedder):
+@pytest.mark.parametrize("kind", ["memory", "edge"])
+def test_no_method_shows_the_vlm_its_own_query(tmp_path, embedder, kind):
     root = colour_task(tmp_path / "task", {"red": (220, 30, 30), "blue": (30, 40, 220)}, train=3, test=1)
     # The test images are copies of pool images: byte copies, and one the same pixels saved anew.
     shutil.copy(root / "train" / "red" / "0.png", root / "test" / "red" / "0.png")
@@ -206,12 +207,35 @@ def test_no_method_shows_the_vlm_its_own_query(tmp_path, embedder):
         str(root / "test" / "blue" / "0.png"): {content_hash((root / "train" / "blue" / "1.png").read_bytes())},
     }
     task = read_task(root)
+    spec = ":memory:" if kind == "memory" else f"edge:{tmp_path / 'store'}"
     for method in ("random", "aligned", "base", "mmr-aligned"):
         vlm = RecordingVLM()
-        with open_store(":memory:") as store:
+        with open_store(spec) as store:
             evaluate_fewshot(task, embedder=embedder, store=store, collection="c", classifier=vlm, shots=2,
                              seeds=range(5), methods=(method,))  # fmt: skip
         assert len(vlm.prompts) == 10
         for examples, query in vlm.prompts:
             shown = {content_hash(open(uri, "rb").read()) for uri, _ in examples}
             assert len(examples) == 2 and not shown & (copies[query] | {content_hash(open(query, "rb").read())})
+
+
+def test_query_copies_are_what_few_shot_retrieval_leaves_out(tmp_path, embedder):
+    from percep_rag.datasets.records import scan_folder
+    from percep_rag.indexing import index_records
+    from percep_rag.retrieval import ExampleRetriever
+
+    root = colour_task(tmp_path / "task", {"red": (220, 30, 30), "blue": (30, 40, 220)}, train=3, test=0)
+    with open_store(":memory:") as store:
+        index_records(scan_folder(root / "train"), embedder=embedder, store=store, collection="c", progress=False)
+        retriever = ExampleRetriever(store, "c", embedder)
+        ids = {p.payload["uri"]: p.id for p in store.iterate("c")}
+        stale = root / "train" / "red" / "0.png"  # replaced after indexing: its stored point has its uri only
+        Image.new("RGB", (32, 32), (30, 200, 40)).save(stale)
+        resaved = tmp_path / "resaved.png"  # the same pixels as a pool image, other bytes
+        Image.open(root / "train" / "blue" / "1.png").save(resaved, compress_level=0)
+        queries = [str(stale), str(resaved), str(root / "train" / "red" / "1.png")]
+        copies = retriever.query_copies(queries)
+        assert [found & set(ids.values()) for found in copies] == [{ids[str(stale)]}, {ids[str(root / "train" / "blue" / "1.png")]},
+                          {ids[str(root / "train" / "red" / "1.png")]}]  # fmt: skip
+        for found, excluded in zip(retriever.examples_batch(queries, k=5), copies, strict=True):
+            assert len(found) == 5 and not {example.id for example in found} & excluded
