@@ -150,9 +150,11 @@ class Retriever:
         fetch_k: int | None,
         *,
         drop_copies: bool,
+        labelled_only: bool = False,
     ) -> list[list[ScoredPoint]]:
         """Top-``k`` per query without its own point; ``drop_copies`` also drops its file (``uri``)
-        and every stored point whose vector equals its own (the few-shot rule)."""
+        and every stored point whose vector equals its own (the few-shot rule), ``labelled_only``
+        every point with neither a label nor a prompt."""
         if using not in get_args(VectorName):
             raise ConfigError(f"using must be one of {', '.join(get_args(VectorName))}; got {using!r}")
         diverse = check_lambda_mult(lambda_mult) < 1
@@ -181,7 +183,9 @@ class Retriever:
                 _drop_the_query(row, image, vector, using)
                 for row, image, vector in zip(hits, images, vectors, strict=True)
             ]
-            # More copies of the query than the margin: ask again for more (rare: duplicate pixels).
+            if labelled_only:
+                kept = [[hit for hit in row if _has_text(hit)] for row in kept]
+            # More copies of the query (or unlabelled points) than the margin: ask again for more.
             short = [len(row) < fetch and len(raw) == fetch + extra for row, raw in zip(kept, hits, strict=True)]
             if not any(short):
                 break
@@ -261,11 +265,13 @@ class ExampleRetriever(Retriever):
         exclude_ids: Iterable[str] = (),
         diversity: float = 0.0,
         fetch_k: int | None = None,
+        labelled_only: bool = False,
     ) -> list[Example]:
         """The ``k`` examples for ``image``, most similar last (see the class docstring)."""
         return self.examples_batch(
-            [image], k=k, using=using, filter=filter, exclude_ids=exclude_ids, diversity=diversity, fetch_k=fetch_k
-        )[0]
+            [image], k=k, using=using, filter=filter, exclude_ids=exclude_ids, diversity=diversity, fetch_k=fetch_k,
+            labelled_only=labelled_only,
+        )[0]  # fmt: skip
 
     def examples_batch(
         self,
@@ -278,17 +284,69 @@ class ExampleRetriever(Retriever):
         diversity: float = 0.0,
         fetch_k: int | None = None,
         as_hits: bool = False,
+        labelled_only: bool = False,
     ) -> list[list[Example]] | list[list[ScoredPoint]]:
         """:meth:`examples` for many query images, embedded in one pass (``as_hits``: the
-        store hits instead, in search order, most similar first)."""
+        store hits instead, in search order, most similar first). ``labelled_only``: only points
+        with a label or a prompt, the text a prompt shows (a catalog may hold unlabelled images)."""
         if isinstance(diversity, bool) or not isinstance(diversity, int | float) or not 0 <= diversity <= 1:
             raise ConfigError(f"diversity must be a number in [0, 1], got {diversity!r}")
         # Stricter than search: no copy of the query (same uri or same vector) may leak into its prompt.
-        hits = self._nearest(images, k, using, filter, exclude_ids, 1.0 - diversity, fetch_k, drop_copies=True)
+        hits = self._nearest(
+            images, k, using, filter, exclude_ids, 1.0 - diversity, fetch_k, drop_copies=True,
+            labelled_only=labelled_only,
+        )  # fmt: skip
         if as_hits:
             return hits
         # OpenFlamingo's RICES puts the most similar example right before the query.
         return [[Example.from_hit(hit) for hit in reversed(found)] for found in hits]
+
+    def query_copies(self, images: Sequence[ImageInput]) -> list[set[str]]:
+        """Per query image, the point ids :meth:`examples_batch` never returns for it in either
+        vector space: its own (stored or not), the points of its file, the points with its vector.
+        Examples drawn another way (at random, say) leave these out to follow the same rule.
+
+        >>> from percep_rag import AlignedEmbedder, EmbedderSpec
+        >>> from percep_rag.store import open_store
+        >>> from percep_rag.indexing import index_records
+        >>> from percep_rag.datasets.records import ImageRecord
+        >>> from PIL import Image
+        >>> import tempfile, pathlib, shutil
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ("red", "blue"):
+        ...     Image.new("RGB", (32, 32), name).save(folder / f"{name}.png")
+        >>> _ = shutil.copy(folder / "red.png", folder / "query.png")
+        >>> embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random"))
+        >>> store = open_store(":memory:")
+        >>> records = [ImageRecord(id=n, uri=str(folder / f"{n}.png"), label=n) for n in ("red", "blue")]
+        >>> _ = index_records(records, embedder=embedder, store=store, collection="c", progress=False)
+        >>> [copy] = ExampleRetriever(store, "c", embedder).query_copies([str(folder / "query.png")])
+        >>> [p.payload["label"] for p in store.retrieve("c", sorted(copy))]
+        ['red']
+        """
+        images = list(images)
+        copies: list[set[str]] = [{own} if own else set() for own in self.query_ids(images)]
+        files: dict[str, list[int]] = {}
+        for i, image in enumerate(images):
+            if isinstance(image, (str, Path)):
+                files.setdefault(str(Path(image)), []).append(i)
+        if files:
+            for point in self.store.iterate(self.collection, {"uri": sorted(files)}):
+                for i in files[point.payload["uri"]]:
+                    copies[i].add(point.id)
+        both = self.embedder.embed_both(images)
+        for using, vectors in (("aligned", both.aligned), ("base", both.base)):
+            todo, page = list(range(len(images))), 4
+            while todo:  # copies score ~1, so they come first; a page of nothing but copies asks for more
+                rows = self.store.query_batch(self.collection, vectors[todo], using=using, k=page, with_vectors=True)
+                more = []
+                for i, row in zip(todo, rows, strict=True):
+                    kept = {hit.id for hit in _drop_the_query(row, images[i], vectors[i], using)}
+                    copies[i].update(hit.id for hit in row if hit.id not in kept)
+                    if not kept and len(row) == page:
+                        more.append(i)
+                todo, page = more, page * 4
+        return copies
 
 
 def _point_id_of(image: ImageInput, collection: str) -> str | None:
@@ -300,6 +358,11 @@ def _point_id_of(image: ImageInput, collection: str) -> str | None:
         except ImageDecodeError:
             return None  # the embedding step reports the bad image precisely
     return None
+
+
+def _has_text(hit: ScoredPoint) -> bool:
+    """Whether a hit has what a prompt shows of an example: a label or a prompt."""
+    return bool(hit.payload.get("label") or hit.payload.get("prompt"))
 
 
 #: A stored vector this close to the query's (``1 - cosine`` at most this) is the query image

@@ -7,7 +7,7 @@ import pytest
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.datasets.vtab import read_task
 from percep_rag.errors import ConfigError
-from percep_rag.fewshot.evaluate import evaluate_fewshot, load_vlm, majority_label
+from percep_rag.fewshot.evaluate import evaluate_fewshot, example_pool, load_vlm, majority_label
 from percep_rag.store import open_store
 
 from .conftest import make_colour_task
@@ -29,7 +29,7 @@ def test_protocol_reports_every_method_with_intervals(task_root):
             task, embedder=embedder, store=store, collection="vtab", classifier=load_vlm(), shots=3, seeds=(0, 1),
             queries=6,
         )  # fmt: skip
-        assert store.count("vtab") == 18
+        assert store.count(example_pool(task, "vtab", embedder).collection) == 18
     assert set(report.accuracy) == {"aligned", "base", "random", "knn-aligned", "knn-base"}
     assert all(len(values) == 2 and all(0 <= v <= 1 for v in values) for values in report.accuracy.values())
     # Solid colours are easy for nearest neighbours even with random weights; chance is 1/3.

@@ -86,9 +86,25 @@ def index(
     if sync:
         _sync(loaded, spec, collection, dataset, dry_run, embedder_options, engine_options, cluster_options, progress)
         return
+    # One store for the whole command, both engines: a :memory: store opened again would be empty.
     with open_store(spec) as opened:
         chosen = _chosen_embedder(opened, collection, embedder_options, cluster_options)
-        if not engine_options.on_ray:
+        if engine_options.on_ray:
+            from percep_rag.distributed import index_with_ray
+
+            report = index_with_ray(
+                loaded.records,
+                spec=chosen.spec(),
+                store=_ray_target(spec, opened),
+                collection=collection,
+                dataset=dataset or loaded.dataset,
+                payload_indexes=loaded.payload_indexes,
+                options=engine_options.ray_options(),
+                progress=progress,
+                collection_options=cluster_options.collection_options(),
+            )
+            random_weights = report.fingerprint is not None and report.fingerprint.random_weights
+        else:
             embedder = chosen.build()
             report = index_records(
                 loaded.records,
@@ -100,29 +116,17 @@ def index(
                 progress=progress,
                 collection_options=cluster_options.collection_options(),
             )
-            total = opened.count(collection)
-    if engine_options.on_ray:
-        from percep_rag.distributed import index_with_ray
-
-        report = index_with_ray(
-            loaded.records,
-            spec=chosen.spec(),
-            store=spec,
-            collection=collection,
-            dataset=dataset or loaded.dataset,
-            payload_indexes=loaded.payload_indexes,
-            options=engine_options.ray_options(),
-            progress=progress,
-            collection_options=cluster_options.collection_options(),
-        )
-        with open_store(spec) as opened:
-            total = opened.count(collection)
-        random_weights = report.fingerprint is not None and report.fingerprint.random_weights
-    else:
-        random_weights = embedder.backbone.random_weights
+            random_weights = embedder.backbone.random_weights
+        total = opened.count(collection)
     typer.echo(f"{report}{random_note(random_weights)}")
     typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
     echo_skipped(report.failures, inputs=report.records)
+
+
+def _ray_target(spec: Any, opened: Any) -> Any:
+    """What Ray indexing writes to: a server by its spec (writer actors connect to it in
+    parallel), any other store as the one this command holds open (the driver writes it)."""
+    return spec if spec.kind == "url" else opened
 
 
 def _chosen_embedder(
@@ -174,21 +178,24 @@ def _sync(
         "progress": progress,
         "collection_options": cluster_options.collection_options(),
     }
-    with open_store(spec) as opened:
+    with open_store(spec) as opened:  # held throughout, as in index: never a second :memory: store
         chosen = _chosen_embedder(opened, collection, embedder_options, cluster_options)
-        if not engine_options.on_ray:
-            report = sync_records(loaded.records, embedder=chosen.build(), store=opened, **common)
-    if engine_options.on_ray:
-        from percep_rag.distributed import sync_with_ray
+        if engine_options.on_ray:
+            from percep_rag.distributed import sync_with_ray
 
-        report = sync_with_ray(
-            loaded.records, spec=chosen.spec(), store=spec, options=engine_options.ray_options(), **common
-        )
+            report = sync_with_ray(
+                loaded.records,
+                spec=chosen.spec(),
+                store=_ray_target(spec, opened),
+                options=engine_options.ray_options(),
+                **common,
+            )
+        else:
+            report = sync_records(loaded.records, embedder=chosen.build(), store=opened, **common)
+        total = opened.count(collection) if opened.has_collection(collection) else 0
     if report.index is not None:
         typer.echo(str(report.index))
     typer.echo(str(report))
-    with open_store(spec) as opened:
-        total = opened.count(collection) if opened.has_collection(collection) else 0
     typer.echo(f"collection {collection!r} in {spec} {'holds' if dry_run else 'now holds'} {total} points")
     echo_skipped(report.failures)
 

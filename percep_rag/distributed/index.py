@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +64,7 @@ def index_with_ray(
     records: Sequence[ImageRecord],
     *,
     spec: EmbedderSpec,
-    store: StoreSpec | str,
+    store: StoreSpec | str | VectorStore,
     collection: str,
     dataset: str | None = None,
     payload_indexes: Mapping[str, PayloadType] | None = None,
@@ -74,6 +75,9 @@ def index_with_ray(
 ) -> RayIndexReport:
     """Embed ``records`` on Ray and upsert them into ``collection`` of ``store`` (created if needed).
 
+    ``store`` is a spec (opened here, closed on return) or a store the caller holds open, which
+    the driver writes (a ``:memory:`` store lives in its opener only: one opened again is empty).
+
     As in the local path: a collection made by another embedder raises
     :class:`~percep_rag.errors.FingerprintMismatchError` before anything is embedded, bad
     images are reported in ``failures``, ``on_upsert(n)`` follows each durable write and
@@ -82,10 +86,12 @@ def index_with_ray(
     started = time.perf_counter()
     records = records if isinstance(records, list) else list(records)
     options = options or RayOptions()
-    store_spec = StoreSpec.parse(store)
+    held = isinstance(store, VectorStore)
+    store_spec = None if held else StoreSpec.parse(store)
     report = RayIndexReport(collection=collection, records=len(records))
     # Opened before Ray starts: a store locked by another process fails in a second, not after.
-    with open_store(store_spec) as opened, ray_session(options, progress=progress) as resources:
+    holding = nullcontext(store) if held else open_store(store_spec)
+    with holding as opened, ray_session(options, progress=progress) as resources:
         plan = plan_resources(options, resources, spec_batch_size=spec.batch_size)
         fingerprint = report.fingerprint = cluster_fingerprint(spec, plan)
         indexes = {**DEFAULT_PAYLOAD_INDEXES, **(payload_indexes or {})}
@@ -99,7 +105,7 @@ def index_with_ray(
         if todo:
             plan = plan.for_rows(len(todo))
             report.actors = plan.actors
-            parallel = store_spec.kind == "url"
+            parallel = store_spec is not None and store_spec.kind == "url"
             sink = Sink(StoreWriter, {"store": store_spec, "collection": collection, "dataset": dataset})
             pipeline = embedding_pipeline(
                 records_dataset(records, todo, plan), spec, fingerprint, plan, collection, sink if parallel else None
