@@ -399,6 +399,25 @@ def test_classify_returns_the_prediction_and_its_examples(world, vlm):
         assert_error(client.post("/collections/photos/classify", files=upload(b"x"), data={"shots": "-1"}), 422)
 
 
+def test_classify_prompts_with_labelled_points_only(world, vlm, tmp_path):
+    """A collection that also holds unlabelled images (closer to the query than any labelled one):
+    the prompt's examples are labelled points only, as the CLI's ``classify`` takes them."""
+    for n in range(4):
+        draw(tmp_path / "unlabelled" / f"{n}.png", COLOURS["dog"], 500 + n)
+    store_text = f"edge:{tmp_path / 'store'}"
+    index_folder(world["photos"] / "train", store_text, "mixed", world["embedder"])
+    index_folder(tmp_path / "unlabelled", store_text, "mixed", world["embedder"])
+    with open_store(store_text) as store:
+        app = create_app([ServedCollection("mixed", store, world["embedder"])], vlm=vlm)
+        with TestClient(app) as client:
+            query = upload(query_bytes(world, "dog", "test"))
+            data = {"shots": "3", "classes": "cat,dog"}
+            response = client.post("/collections/mixed/classify", files=query, data=data)
+            assert response.status_code == 200, response.text
+            examples = response.json()["examples"]
+            assert len(examples) == 3 and all(example["label"] for example in examples), examples
+
+
 # --------------------------------------------------------------------------- concurrency
 
 

@@ -56,7 +56,9 @@ async def classify(
             raise ApiError(422, f"no class names: send classes, or index labelled images into {name!r}")
         demos = demonstrations_needed(shots, zero_shot_style)
         exclude = [query.point] if query.point else []
-        found = retriever.examples(data, k=demos, using=using, diversity=diversity, filter=flt, exclude_ids=exclude)
+        found = retriever.examples(
+            data, k=demos, using=using, diversity=diversity, filter=flt, exclude_ids=exclude, labelled_only=True
+        )
         shown = prompt_examples([(example.uri, example.label or example.text) for example in found], shots)
         with state.vlm_lock:
             prediction = state.vlm.predict(shown, data, names)
