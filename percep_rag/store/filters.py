@@ -195,7 +195,7 @@ def parse_filter_texts(
     >>> parse_filter_texts(["rating=5"], lambda key: (int, str))
     Traceback (most recent call last):
     ...
-    percep_rag.store.errors.FilterError: filter 'rating=5' is ambiguous: field 'rating' holds both int and str values and '5' reads as either; give the field a payload index (its type decides) or filter with a typed dict
+    percep_rag.store.errors.FilterError: filter 'rating=5' is ambiguous: field 'rating' holds both int and str ...
     """
     parsed: dict[str, object] = {}
     for text in texts:
