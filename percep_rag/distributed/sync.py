@@ -54,5 +54,10 @@ def sync_with_ray(
         )
 
     return sync_after(
-        lambda: open_store(store_spec), collection, records, None if dry_run else index, progress=progress
+        lambda: open_store(store_spec),
+        collection,
+        records,
+        None if dry_run else index,
+        dataset=dataset,
+        progress=progress,
     )
