@@ -49,13 +49,18 @@ def create_app(
 ) -> FastAPI:
     """The service over ``collections_served``; ``vlm`` (a few-shot classifier) enables ``/classify``.
 
-    The stores stay the caller's to close; the embedding workers stop when the app shuts down.
+    The stores stay the caller's to close; the embedding workers run while the app is served
+    (its lifespan: ``with TestClient(app)``, uvicorn), stopping when it shuts down.
     """
     settings = settings or ServeSettings()
     catalog = Catalog(collections_served, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The workers run only while the app serves: started here, in the serving process (not
+        # when the app is built, which a pre-forking server does before it forks), stopped at
+        # shutdown, started again if the app is served again.
+        catalog.start()
         try:
             yield
         finally:

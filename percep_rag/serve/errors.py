@@ -15,6 +15,7 @@ status  ``error``              when
 501     ``no_vlm``             ``classify`` on a service started without ``--vlm``
 502     ``store_rejected``     the store refused a request
 503     ``store_unavailable``  the collection's store cannot be reached (other collections still serve)
+503     ``not_embedded``       the query was not embedded: the service is not running, or it timed out
 ======  =====================  ===========================================================
 
 >>> status_for_decode_error(ImageDecodeError("upload", "no image data (0 bytes)"))
@@ -33,6 +34,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from percep_rag.errors import ConfigError, FingerprintMismatchError, ImageDecodeError, PercepRagError
+from percep_rag.serve.batching import EmbeddingUnavailableError
 from percep_rag.store.errors import (
     CollectionNotFoundError,
     FilterError,
@@ -94,6 +96,8 @@ def api_error_for(error: BaseException) -> ApiError:
         return ApiError(422, str(error))
     if isinstance(error, StoreRequestError):
         return ApiError(502, str(error))
+    if isinstance(error, EmbeddingUnavailableError):
+        return ApiError(503, str(error), "not_embedded")
     if isinstance(error, StoreError | ConnectionError | TimeoutError):
         return ApiError(503, str(error))
     if isinstance(error, PercepRagError):

@@ -48,6 +48,7 @@ A tour of the interface (every back end behaves the same):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -82,7 +83,7 @@ from percep_rag.store.errors import (
     StoreUnavailableError,
     UnknownVectorNameError,
 )
-from percep_rag.store.filters import ParsedFilter, parse_filter
+from percep_rag.store.filters import ParsedFilter, parse_filter, stored_value_types
 from percep_rag.store.ids import META_POINT_ID
 from percep_rag.store.schema import (
     META_FORMAT,
@@ -138,6 +139,11 @@ class VectorStore(StoreBackend):
     def __init__(self) -> None:
         self._infos: dict[str, CollectionInfo] = {}
         self._closed = False
+        # payload_value_types per collection, and a count of this store's writes to it: a scan
+        # that a write overtook is not kept.
+        self._value_types: dict[str, dict[str, frozenset[type]]] = {}
+        self._writes: dict[str, int] = {}
+        self._value_types_lock = threading.Lock()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -185,7 +191,10 @@ class VectorStore(StoreBackend):
         info = new_collection_info(name, fingerprint, vectors, payload_indexes, options)
         if self._exists(name):
             raise CollectionExistsError(f"collection {name!r} already exists in {self.location}")
-        self._create(name, info)
+        try:
+            self._create(name, info)
+        finally:
+            self._changed(name)
         self._infos[name] = info
         return info
 
@@ -264,7 +273,10 @@ class VectorStore(StoreBackend):
             if missing_ok:
                 return False
             raise CollectionNotFoundError(f"collection {name!r} not found in {self.location}")
-        self._drop(name)
+        try:
+            self._drop(name)
+        finally:
+            self._changed(name)
         return True
 
     def create_payload_index(self, name: str, field_name: str, kind: PayloadType) -> CollectionInfo:
@@ -284,6 +296,43 @@ class VectorStore(StoreBackend):
         """
         self.collection_info(name)
         return self._optimize(name)
+
+    def payload_value_types(self, name: str) -> Mapping[str, frozenset[type]]:
+        """Field -> the types (``bool``, ``int``, ``str``) of every value it holds in ``name``.
+
+        What ``key=value`` filter texts are read as (see
+        :func:`~percep_rag.store.filters.stored_value_types`). One pass over the payloads,
+        kept until this store object next writes to the collection; writes by another
+        process (to a shared server) are seen once this store writes or is reopened.
+
+        >>> fp = Fingerprint(backbone="tiny", weights_digest="0", random_weights=True, pooling="cls",
+        ...     normalization="l2", alignment="identity", alignment_digest="-", base_dim=2, dim=2)
+        >>> from percep_rag.store import open_store, point_id
+        >>> store = open_store(":memory:")
+        >>> _ = store.create_collection("c", fp)
+        >>> _ = store.upsert_arrays("c", [point_id("a", "c")], {"base": [[1, 0]], "aligned": [[1, 0]]}, [{"n": 5}])
+        >>> sorted(t.__name__ for t in store.payload_value_types("c")["n"])
+        ['int']
+        >>> _ = store.upsert_arrays("c", [point_id("b", "c")], {"base": [[0, 1]], "aligned": [[0, 1]]}, [{"n": "5"}])
+        >>> sorted(t.__name__ for t in store.payload_value_types("c")["n"])
+        ['int', 'str']
+        """
+        with self._value_types_lock:
+            cached = self._value_types.get(name)
+            writes = self._writes.get(name, 0)
+        if cached is not None:
+            return cached
+        found = stored_value_types(point.payload for point in self.iterate(name, batch=1024))
+        with self._value_types_lock:
+            if self._writes.get(name, 0) == writes:
+                self._value_types[name] = found
+        return found
+
+    def _changed(self, name: str) -> None:
+        """Forget what was read from ``name``'s payloads: this store has just written to it."""
+        with self._value_types_lock:
+            self._writes[name] = self._writes.get(name, 0) + 1
+            self._value_types.pop(name, None)
 
     # ----------------------------------------------------------------- writes
 
@@ -328,9 +377,12 @@ class VectorStore(StoreBackend):
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, total=(n + step - 1) // step, desc=f"upsert {name}", unit="batch")
-        for s in starts:
-            e = min(s + step, n)
-            self._upsert(name, norm_ids[s:e], {k: a[s:e] for k, a in arrays.items()}, clean_payloads[s:e])
+        try:
+            for s in starts:
+                e = min(s + step, n)
+                self._upsert(name, norm_ids[s:e], {k: a[s:e] for k, a in arrays.items()}, clean_payloads[s:e])
+        finally:
+            self._changed(name)
         self._after_upsert(name, n)
         return n
 
@@ -339,7 +391,10 @@ class VectorStore(StoreBackend):
         self.collection_info(name)
         norm = [check_point_id(i) for i in ids]
         if norm:
-            self._delete(name, norm)
+            try:
+                self._delete(name, norm)
+            finally:
+                self._changed(name)
 
     # ----------------------------------------------------------------- reads
 
