@@ -250,7 +250,7 @@ def test_study_and_ablation_tables_say_what_their_intervals_are_over():
     table = ablation_table(AblationResult(config, [AblationSeed(0, metrics), AblationSeed(1, metrics)]))
     assert "over 2 seeds (one world and base; each seed new triplets, fits" in table
     single = ablation_table(AblationResult(config, [AblationSeed(0, metrics)]))
-    assert "1 seed: no interval" in single and "± 0.0000" not in single
+    assert "mean of 1 seed: no interval" in single and "±" not in single
 
 
 # --------------------------------------------------------------------------- 4. the t quantile

@@ -18,7 +18,7 @@ from percep_rag.evaluation.stats import Interval, mean_ci95
 from percep_rag.evaluation.tables import markdown_table
 from percep_rag.study.ablation import TASKS, TWO_AFC, AblationResult
 from percep_rag.study.kinds import TRIPLET_KINDS
-from percep_rag.study.run import seed_interval_note
+from percep_rag.study.run import seed_interval_note, table_cell
 from percep_rag.viz.bars import metric_bars
 
 METHOD_NAMES = {"glocal": "gLocal", "lora": "LoRA-HA"}
@@ -32,8 +32,8 @@ TASK_LABELS = {
 
 
 def _signed(interval: Interval) -> str:
-    if not interval.has_interval:
-        return f"{interval.mean:+.4f} (1 seed: no interval)"
+    if not interval.has_interval:  # one seed: the note above the table says there is no interval
+        return f"{interval.mean:+.4f}"
     return f"{interval.mean:+.4f} ± {interval.half_width:.4f}"
 
 
@@ -53,7 +53,7 @@ def ablation_table(result: AblationResult) -> str:
             arm = f"{method}/{kind}"
             rows.append([METHOD_NAMES[method], _kind_label(kind), *(_signed(result.gain(t, arm)) for t in tasks)])
     metrics = [TASKS[t][0] if t in TASKS else t for t in tasks]
-    rows.append(["base", "(no alignment)", *(str(mean_ci95(result.values(m, "base"))) for m in metrics)])
+    rows.append(["base", "(no alignment)", *(table_cell(mean_ci95(result.values(m, "base"))) for m in metrics)])
     columns = ["method", "triplets", *(f"{t} ({TASKS[t][0]})" if t in TASKS else t for t in tasks)]
     return f"{seed_interval_note(len(result.seeds), result.varies)}\n\n{markdown_table(columns, rows)}"
 
