@@ -146,7 +146,7 @@ class SeedResult:
 
 @dataclass
 class StudyResult:
-    """Per-seed metrics and their mean ± 95% CI."""
+    """Per-seed metrics and their mean ± 95% t-interval over seeds (each seed a new world, base and fits)."""
 
     config: StudyConfig
     seeds: list[SeedResult]
