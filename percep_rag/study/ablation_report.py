@@ -71,8 +71,8 @@ def draw_ablation(result: AblationResult, out_path: str | Path, *, subtitle: str
         for method in result.config.methods
     }
     title = (
-        f"Which triplets help which task (generated world; base ViT random init, trained here; "
-        f"{len(result.seeds)} seeds, 95% t-intervals over seeds: triplets and fits)"
+        "Which triplets help which task (generated world; base ViT random init, trained here)\n"
+        f"{len(result.seeds)} seeds; 95% t-intervals over seeds (the seeds vary the triplets and fits)"
         + (f"\n{subtitle}" if subtitle else "")
     )
     panels = len(table)
