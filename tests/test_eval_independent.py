@@ -178,6 +178,17 @@ def test_nearest_recall_and_knn_counting_respect_the_tie_order():
     assert metrics["count MAE"] == pytest.approx(float(np.abs(errors).mean()))
     assert near["count"] == [row[:3] for row in want]
 
+    def vote(labels: list) -> object:  # most frequent; a tie goes to the label ranked first
+        counts = {label: labels.count(label) for label in labels}
+        return next(label for label in labels if counts[label] == max(counts.values()))
+
+    fewshot = [vote(counts_train[row[:3]].tolist()) for row in want]
+    semantic = [vote(train.labels("category")[row].tolist()) for row in want]
+    assert metrics["few-shot count acc"] == pytest.approx(float(np.mean(np.array(fewshot) == counts_test)))
+    assert metrics["semantic kNN acc"] == pytest.approx(
+        float(np.mean(np.array(semantic, dtype=object) == test.labels("category")))
+    )
+
 
 # --------------------------------------------------------------------------- 3. few-shot intervals
 
