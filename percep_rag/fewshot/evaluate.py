@@ -86,17 +86,20 @@ class FewShotReport:
     def table(self) -> str:
         """A markdown table of the results, and what its intervals are over."""
         note = " (RANDOM weights: not a finding)" if self.random_weights else ""
-        drawn = " with replacement" if self.bootstrap else ""
         population = max(self.task_queries, self.queries_per_seed)
-        title = (
-            f"few-shot classification on {self.task}: {self.shots} shots{self._style()}, {len(self.seeds)} seeds x "
-            f"{self.queries_per_seed} queries{drawn} of {population}{note}"
-        )
+        seeds = f"{len(self.seeds)} seed{'s' if len(self.seeds) != 1 else ''}"
+        if self.bootstrap:
+            sample = f"{seeds}, each a bootstrap resample (with replacement) of the task's {population} queries"
+        elif self.queries_per_seed == population:
+            sample = f"{seeds} x all {population} queries"
+        else:
+            sample = f"{seeds} x {self.queries_per_seed} of the task's {population} queries"
+        title = f"few-shot classification on {self.task}: {self.shots} shots{self._style()}, {sample}{note}"
         rows = [[method, self.interval(method)] for method in self.accuracy]
         column = f"accuracy: mean over seeds (95% interval over the {population} queries)"
         footnote = (
-            "Wilson intervals over queries: how far the accuracy on these queries may be from the task's; "
-            "the seeds re-draw the same queries (and random's examples), so their spread is not an interval."
+            "95% Wilson intervals over the sampling of the test queries; the seeds re-draw the same queries "
+            "(and random's examples), so the seeds' spread is resampling noise, not an interval."
         )
         return title + "\n" + markdown_table(["method", column], rows) + "\n" + footnote
 
