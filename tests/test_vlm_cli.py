@@ -95,7 +95,7 @@ def test_the_protocol_runs_end_to_end_with_smolvlm(task_root, tiny_folder):
     assert report.accuracy["aligned"] == report.accuracy["base"]  # identity alignment: the same examples
     interval = report.interval("aligned")
     assert interval.low <= interval.mean <= interval.high
-    assert "RANDOM weights" in report.table() and "± " in report.table()
+    assert "RANDOM weights" in report.table() and "95% interval over the" in report.table()
 
 
 def test_cli_eval_fewshot_and_classify_with_smolvlm(task_root, tiny_folder, tmp_path, capsys):

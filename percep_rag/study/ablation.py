@@ -16,7 +16,8 @@ scored by :func:`~percep_rag.study.run.downstream_metrics` on held-out test scen
 (counting, instance retrieval, semantic kNN, retrieval-augmented few-shot counting: the
 majority label of the 3 retrieved train scenes, no VLM) and by 2AFC on held-out
 mid-level test triplets. :class:`AblationResult` gives gains over the base, per seed, with
-95% intervals; :mod:`~percep_rag.study.ablation_report` draws and tabulates them.
+95% t-intervals over seeds (over what the seeds vary: triplets, fits, test triplets);
+:mod:`~percep_rag.study.ablation_report` draws and tabulates them.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class AblationSeed:
 
 @dataclass
 class AblationResult:
-    """Every seed of an ablation; gains over the base with 95% intervals.
+    """Every seed of an ablation; gains over the base with 95% t-intervals over seeds.
 
     >>> seeds = [AblationSeed(s, {"recall@1": {"base": 0.2, "lora/class": 0.2 + d}}) for s, d in [(0, 0.1), (1, 0.3)]]
     >>> round(AblationResult(AblationConfig.small(), seeds).gain("instance retrieval", "lora/class").mean, 3)
@@ -176,8 +177,15 @@ class AblationResult:
         return [sign * (s.metrics[metric][arm] - s.metrics[metric]["base"]) for s in self.seeds]
 
     def gain(self, task: str, arm: str) -> Interval:
-        """Mean paired gain over seeds and its 95% t-interval."""
-        return mean_ci95(self.gains(task, arm))
+        """Mean paired gain over seeds and its 95% t-interval over seeds (see :attr:`varies`)."""
+        return mean_ci95(self.gains(task, arm), over=f"{len(self.seeds)} seeds ({self.varies})")
+
+    @property
+    def varies(self) -> str:
+        """What a seed changes, so what the intervals over seeds are over."""
+        if self.config.shared_base:
+            return "one world and base; each seed new triplets, fits, test triplets and re-renders"
+        return "each seed a new world, base ViT, triplets and fits"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the config and every seed."""

@@ -6,7 +6,7 @@ triplet kind, one panel per alignment method).
 ...            "few-shot count acc", "2AFC (mid-level test)")}
 >>> config = AblationConfig.small().model_copy(update={"kinds": ("class",), "methods": ("lora",)})
 >>> result = AblationResult(config, [AblationSeed(0, metrics), AblationSeed(1, metrics)])
->>> ablation_table(result).splitlines()[2].split(" | ")[:4]
+>>> ablation_table(result).splitlines()[4].split(" | ")[:4]
 ['| LoRA-HA', 'class (ImageNet classes)', '-0.1000 ± 0.0000', '+0.1000 ± 0.0000']
 """
 
@@ -18,6 +18,7 @@ from percep_rag.evaluation.stats import Interval, mean_ci95
 from percep_rag.evaluation.tables import markdown_table
 from percep_rag.study.ablation import TASKS, TWO_AFC, AblationResult
 from percep_rag.study.kinds import TRIPLET_KINDS
+from percep_rag.study.run import seed_interval_note, table_cell
 from percep_rag.viz.bars import metric_bars
 
 METHOD_NAMES = {"glocal": "gLocal", "lora": "LoRA-HA"}
@@ -31,6 +32,8 @@ TASK_LABELS = {
 
 
 def _signed(interval: Interval) -> str:
+    if not interval.has_interval:  # one seed: the note above the table says there is no interval
+        return f"{interval.mean:+.4f}"
     return f"{interval.mean:+.4f} ± {interval.half_width:.4f}"
 
 
@@ -40,8 +43,9 @@ def _kind_label(kind: str) -> str:
 
 def ablation_table(result: AblationResult) -> str:
     """Markdown: one row per method x kind, one column per task (and mid-level 2AFC): the
-    paired gain over the base (positive is better; counting: the drop in MAE), mean ± 95% CI
-    over seeds; then the base's own values."""
+    paired gain over the base (positive is better; counting: the drop in MAE), mean ± 95%
+    t-interval over seeds; then the base's own values. A line above says what the seeds
+    vary: the intervals are over that (the triplets and fits), not over test items."""
     tasks = [*TASKS, TWO_AFC]
     rows = []
     for method in result.config.methods:
@@ -49,9 +53,9 @@ def ablation_table(result: AblationResult) -> str:
             arm = f"{method}/{kind}"
             rows.append([METHOD_NAMES[method], _kind_label(kind), *(_signed(result.gain(t, arm)) for t in tasks)])
     metrics = [TASKS[t][0] if t in TASKS else t for t in tasks]
-    rows.append(["base", "(no alignment)", *(str(mean_ci95(result.values(m, "base"))) for m in metrics)])
+    rows.append(["base", "(no alignment)", *(table_cell(mean_ci95(result.values(m, "base"))) for m in metrics)])
     columns = ["method", "triplets", *(f"{t} ({TASKS[t][0]})" if t in TASKS else t for t in tasks)]
-    return markdown_table(columns, rows)
+    return f"{seed_interval_note(len(result.seeds), result.varies)}\n\n{markdown_table(columns, rows)}"
 
 
 def draw_ablation(result: AblationResult, out_path: str | Path, *, subtitle: str = "") -> Path:
@@ -67,8 +71,9 @@ def draw_ablation(result: AblationResult, out_path: str | Path, *, subtitle: str
         for method in result.config.methods
     }
     title = (
-        f"Which triplets help which task (generated world; base ViT random init, trained here; "
-        f"{len(result.seeds)} seeds, 95% CI)" + (f"\n{subtitle}" if subtitle else "")
+        "Which triplets help which task (generated world; base ViT random init, trained here)\n"
+        f"{len(result.seeds)} seeds; 95% t-intervals over seeds (the seeds vary the triplets and fits)"
+        + (f"\n{subtitle}" if subtitle else "")
     )
     panels = len(table)
     return metric_bars(
