@@ -188,7 +188,8 @@ class Retriever:
         >>> [len(hits) for hits in Retriever(store, "words", embedder).search_texts(["red", "a green thing"], k=2)]
         [2, 2]
         """
-        check_text_space(self.store.get_fingerprint(self.collection), using, self.collection)
+        # The embedder's fingerprint equals the collection's (checked at construction): no store round trip.
+        check_text_space(self.embedder.fingerprint_fields(), using, self.collection)
         vectors = self.embedder.embed_text(list(texts), using=using)
         per_query = [set(exclude_ids) for _ in texts]
         found = self._query_vectors(vectors, per_query, k, using, filter, lambda_mult, fetch_k)

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import Request, UploadFile
 
+from percep_rag.config import Fingerprint
 from percep_rag.errors import ImageDecodeError
 from percep_rag.io.decode import decode_image_bytes
 from percep_rag.serve.errors import ApiError, status_for_decode_error
@@ -70,15 +71,15 @@ async def check_search_body(request: Request) -> None:
         )
 
 
-def text_query(text: object, store: VectorStore, collection: str, spaces: tuple[str, ...]) -> Query:
-    """A checked text query for ``spaces`` of ``collection`` (422 naming the problem)."""
+def text_query(text: object, fingerprint: Fingerprint, collection: str, spaces: tuple[str, ...]) -> Query:
+    """A checked text query for ``spaces`` of ``collection``, whose vectors ``fingerprint`` describes
+    (422 naming the problem)."""
     from percep_rag.backbones.text import check_texts
     from percep_rag.errors import TextQueryError
     from percep_rag.text_space import check_text_space
 
     try:
         [checked] = check_texts([text])
-        fingerprint = store.get_fingerprint(collection)
         for space in spaces:
             check_text_space(fingerprint, space, collection)
     except TextQueryError as error:

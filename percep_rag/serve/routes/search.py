@@ -95,7 +95,7 @@ async def search(
             raise ApiError(422, f"give exactly one of image, point or text; got text and {given[0]}")
         space = space or "base"
         spaces: tuple[str, ...] = ("aligned", "base") if space == "both" else (space,)
-        query = await state.catalog.run(text_query, text, store, name, spaces)
+        query = text_query(text, retriever.embedder.fingerprint_fields(), name, spaces)
     else:
         if image is None and point in (None, ""):
             raise ApiError(422, "give exactly one of image (an upload), point (a stored point id) or text; got none")
