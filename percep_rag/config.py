@@ -33,6 +33,9 @@ CompileMode = Literal["auto", "always", "never"]
 #: What a model computes in: ``auto`` is bf16 on CUDA and on CPUs with AMX/AVX-512 BF16, fp32 elsewhere.
 Precision = Literal["auto", "fp32", "bf16"]
 AlignmentKind = Literal["identity", "glocal", "lora"]
+#: What a collection's text queries search (see :mod:`percep_rag.text_space`): nothing, the ``base``
+#: vectors only, or ``base`` (the default) and ``aligned``.
+TextQueries = Literal["none", "base", "base+aligned"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
@@ -166,7 +169,10 @@ class Fingerprint(_Frozen):
     """What identifies the vectors an embedder produces.
 
     Two embedders whose fingerprints are equal produce comparable vectors; the store
-    refuses to mix vectors whose fingerprints differ.
+    refuses to mix vectors whose fingerprints differ. ``text_queries`` records what a text query
+    of the collection searches (:mod:`percep_rag.text_space`); it follows from the backbone,
+    pooling and alignment, so it describes rather than identifies (``differences`` skips it), and
+    a collection written before it was recorded reads as ``None``.
     """
 
     backbone: str
@@ -179,6 +185,7 @@ class Fingerprint(_Frozen):
     base_dim: int
     dim: int
     distance: Literal["cosine"] = "cosine"
+    text_queries: TextQueries | None = None
 
     def differences(self, other: Fingerprint) -> list[str]:
         """Human-readable list of the fields that differ, ``[]`` when equal.
@@ -188,5 +195,5 @@ class Fingerprint(_Frozen):
         >>> a.differences(a.model_copy(update={"dim": 16}))
         ['dim: 8 != 16']
         """
-        mine, theirs = self.model_dump(), other.model_dump()
+        mine, theirs = self.model_dump(exclude={"text_queries"}), other.model_dump(exclude={"text_queries"})
         return [f"{key}: {mine[key]} != {theirs[key]}" for key in mine if mine[key] != theirs[key]]

@@ -122,3 +122,12 @@ def test_fewshot_throughput_can_time_the_cached_path_alone(load_script):
     report = script.main(["--vlm", "smolvlm", "--tiny", "--device", "cpu", "--skip-naive", "--queries", "1",
                           "--warmup", "0", "--classes", "3"])  # fmt: skip
     assert [row["path"] for row in report["results"]] == ["cached"] and report["speedup"] is None
+
+
+def test_text_query_latency_times_both_query_kinds_on_the_same_embedder(load_script):
+    script = load_script("text_query_latency")
+    row = script.measure("tiny-clip-random", "fp32", repeats=2, threads=None)
+    assert row["compute_dtype"] == "float32" and row["weights"] == "random"
+    for kind in ("text_query", "image_query_jpeg_640x480"):
+        assert 0 < row[kind]["min_ms"] <= row[kind]["median_ms"] <= row[kind]["p90_ms"]
+    assert row["first_text_query_s"] > 0

@@ -47,6 +47,7 @@ EXPECTED_ALL = {
         "StoreError",
         "StoreSpec",
         "SyncReport",
+        "TextQueryError",
         "TokenFeatures",
         "TripletError",
         "TripletSet",

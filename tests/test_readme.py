@@ -6,6 +6,7 @@ random-weight ones before a block runs (:data:`TINY`):
 =================================================================  ==========================
 ``dreamsim-ensemble``                                              ``tiny-ensemble-random``
 ``dino-vit-b-16``                                                  ``tiny-vit-random``
+``clip-vit-b-16``                                                  ``tiny-clip-random``
 ``--vlm OpenFlamingo-4B-vitl-rpj3b --vlm-checkpoint ... --vlm-lang ...``  ``--vlm tiny-flamingo-random``
 ``smolvlm:HuggingFaceTB/SmolVLM-256M-Instruct``                     ``tiny-smolvlm-random``
 ``/data/deepfashion2``                                             ``deepfashion2`` (a generated mini copy)
@@ -45,6 +46,7 @@ TINY = (
     (r"smolvlm:HuggingFaceTB/SmolVLM-256M-Instruct", "tiny-smolvlm-random"),
     (r"dreamsim-ensemble", "tiny-ensemble-random"),
     (r"dino-vit-b-16", "tiny-vit-random"),
+    (r"(?<![a-z])clip-vit-b-16", "tiny-clip-random"),
     (r"/data/deepfashion2", "deepfashion2"),
     (r"^(percep-rag align fit .*)$", r"\1 --epochs 1"),
 )
@@ -199,9 +201,17 @@ def test_every_readme_command_and_snippet_runs(tmp_path, monkeypatch, capsys):
     uris = [line.split()[-1] for line in filtered.splitlines() if line[:1].isdigit()]
     assert len(uris) == 10 and all("/photos/train/" in uri for uri in uris)
     assert (tmp_path / "neighbours.png").exists() and (tmp_path / "figure.pdf").read_bytes()[:4] == b"%PDF"
-    [as_json] = [out for command, out in outputs.items() if "--json" in command and "search" in command]
+    [as_json] = [out for command, out in outputs.items() if "--json" in command and "search query" in command]
     hits = json.loads(as_json)["hits"]
     assert {hit["payload"]["label"] for space in hits.values() for hit in space} <= {"cat", "dog"}
+    [by_text] = [out for command, out in outputs.items() if "--text" in command and "--json" not in command]
+    assert "base top-3 for text 'a red cat'" in by_text and "base top-3 for text 'a dog on grass'" in by_text
+    [text_json] = [out for command, out in outputs.items() if "--text" in command and "--json" in command]
+    assert set(json.loads(text_json)["hits"]) == {"base", "aligned"}
+    [retrieved] = [out for code, out in outputs.items() if 'search(text="a red cat"' in code]
+    assert len(eval(retrieved.splitlines()[-1])) == 3
+    [recipe] = [out for code, out in outputs.items() if "add_images" in code]
+    assert recipe.splitlines()[-1] == "3"  # the question and two retrieved images
     [described] = [out for command, out in outputs.items() if command.startswith("percep-rag info")]
     assert json.loads(described)["payload_fields"]["split"] == "str"
     [served] = [out for code, out in outputs.items() if "create_app" in code]

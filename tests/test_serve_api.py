@@ -243,9 +243,10 @@ def test_the_pixel_and_size_limits(world):
         assert client.post("/collections/photos/search", files=upload(fits)).status_code == 200
 
 
-def test_requests_that_are_not_forms_are_415(world, client):
-    assert_error(client.post("/collections/photos/search", json={"k": 3}), 415, "multipart/form-data")
-    assert_error(client.post("/collections/photos/search", content=query_bytes(world)), 415)
+def test_requests_that_are_neither_forms_nor_json_are_415(world, client):
+    assert_error(client.post("/collections/photos/search", json={"k": 3}), 422, "exactly one")  # JSON: text/point
+    assert_error(client.post("/collections/photos/search", content=query_bytes(world)), 415, "multipart/form-data")
+    assert_error(client.post("/collections/photos/classify", json={"k": 3}), 415, "multipart/form-data")
 
 
 # --------------------------------------------------------------------------- the API key

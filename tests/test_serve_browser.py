@@ -2,7 +2,8 @@
 
 The service runs with an API key (``$PERCEP_RAG_API_KEY``): the page asks for it, then sends
 it with every request, thumbnails included. Upload an image, see the base and aligned grids,
-filter, click a result (mouse and keyboard) to query with it, see an error state. Screenshots
+filter, click a result (mouse and keyboard) to query with it, see an error state; on a CLIP
+collection, type a text query and see the same grids (a DINO collection disables the text box). Screenshots
 at desktop and phone widths are kept in ``$PERCEP_RAG_ARTIFACTS`` (else the test's temp
 folder) and their paths printed.
 
@@ -84,6 +85,8 @@ def server(tmp_path_factory):
     photos = make_photos(root, per_class=4)
     embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random", precision="fp32"))
     index_folder(photos, f"edge:{root / 'store'}", "photos", embedder)
+    clip = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-clip-random", precision="fp32"))
+    index_folder(photos, f"edge:{root / 'store'}", "words", clip)  # a CLIP collection, for text search
     port = free_port()
     log = root / "serve.log"
     env = {
@@ -233,4 +236,53 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     assert "not an image" in message and "415" in message
     assert not browser.find_element(By.ID, "columns").is_displayed()  # not the previous query's results
     shoot(browser, kept, "error-desktop")
+    assert "Traceback" not in server["log"].read_text()
+
+
+def test_text_search_in_a_real_browser(server, browser, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException])
+    browser.get(server["url"] + "/")
+    wait.until(lambda d: d.find_element(By.ID, "api-key").is_displayed())
+    browser.find_element(By.ID, "api-key").send_keys(API_KEY, Keys.TAB)
+    wait.until(lambda d: "words" in d.find_element(By.ID, "collection").text)
+    wait.until(lambda d: "tiny-vit-random" in d.find_element(By.ID, "collection-meta").text)
+    # A DINO collection has no text tower: the text box is off and says why.
+    assert not browser.find_element(By.ID, "text-query").is_enabled()
+    assert "has no text tower" in browser.find_element(By.ID, "text-help").text
+
+    Select(browser.find_element(By.ID, "collection")).select_by_value("words")
+    wait.until(lambda d: "tiny-clip-random" in d.find_element(By.ID, "collection-meta").text)
+    wait.until(lambda d: d.find_element(By.ID, "text-query").is_enabled())
+
+    def hits(column: str) -> list:
+        return browser.find_elements(By.CSS_SELECTOR, f"#{column} button.hit")
+
+    box = browser.find_element(By.ID, "text-query")
+    box.send_keys("a small brown dog", Keys.ENTER)
+    wait.until(lambda d: len(hits("base")) == 8 and len(hits("aligned")) == 8)
+    assert "a small brown dog" in browser.find_element(By.ID, "query-name").text
+    assert not browser.find_element(By.ID, "query-preview").is_displayed()
+    assert "#1" in hits("base")[0].text
+    wait.until(
+        lambda d: d.execute_script(
+            "const i = document.querySelector('#base .hit img'); return i && i.complete && i.naturalWidth > 0;"
+        )
+    )
+    shoot(browser, artifacts(tmp_path), "text-desktop")
+
+    # A filter applies to a text query as to an image query.
+    Select(browser.find_element(By.ID, "label-filter")).select_by_visible_text("fish")
+    wait.until(lambda d: len(hits("base")) > 0 and all("fish" in hit.text for hit in hits("base")))
+
+    # Too long for the text tower: the service's reason is shown, the page stays usable.
+    box.clear()
+    box.send_keys("dog " * 40, Keys.ENTER)
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    message = browser.find_element(By.ID, "error").text
+    assert "tokens long" in message and "422" in message
     assert "Traceback" not in server["log"].read_text()

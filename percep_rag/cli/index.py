@@ -202,11 +202,24 @@ def _sync(
 
 @with_options(CollectionEmbedderOptions)
 def search(
-    query_image: Annotated[Path, typer.Argument(help="The query image file.")],
-    collection: CollectionOption,
+    query_image: Annotated[
+        Path | None, typer.Argument(help="The query image file (or give --text instead).", show_default=False)
+    ] = None,
+    collection: CollectionOption = ...,  # type: ignore[assignment]
     store: StoreOption = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text",
+            help="A text query instead of an image (CLIP-family collections; repeat for several). "
+            "Searches the base vectors unless --using says otherwise.",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=10_000, help="Neighbours per vector space.")] = 5,
-    using: Annotated[SpaceChoice, typer.Option(help="Which vectors to search: 'aligned', 'base' or 'both'.")] = "both",
+    using: Annotated[
+        SpaceChoice | None,
+        typer.Option(help="Which vectors to search: 'aligned', 'base' or 'both' (default: both; base for --text)."),
+    ] = None,
     filter: FilterOption = None,
     grid: Annotated[
         Path | None, typer.Option(help="Also draw query | base top-k | aligned top-k here (.png, .jpg, .pdf, .svg).")
@@ -215,16 +228,26 @@ def search(
     *,
     embedder_options: CollectionEmbedderOptions,
 ) -> None:
-    """The nearest stored images to QUERY_IMAGE, as a table per vector space.
+    """The nearest stored images to QUERY_IMAGE (or to each --text), as a table per vector space.
 
     The query's own point is never returned; other copies of the same image are, marked as
-    duplicates of the query.
+    duplicates of the query. A text query needs a collection of a CLIP-family backbone with cls
+    pooling and searches its base vectors by default (see README "Search by text").
     The embedder options default to the ones the collection was written with.
     """
+    if (query_image is None) == (not text):
+        fail("give a query image or --text (one kind of query)", USAGE)
+    if text:
+        if grid is not None:
+            fail("--grid draws image queries; it does not take --text", USAGE)
+        _search_texts(text, collection, store, k, using or "base", filter, json_out, embedder_options)
+        return
+    assert query_image is not None
     if not query_image.is_file():
         fail(f"query image not found: {query_image}", USAGE)
     if grid is not None:
         check_figure_path(grid, "--grid")
+    using = using or "both"
     shown = list(SPACES) if using == "both" else [using]
     embedder, [hits] = _neighbours(
         embedder_options, store, collection, [query_image], k, filter, SPACES if grid is not None else shown
@@ -238,6 +261,53 @@ def search(
             typer.echo("")
     if grid is not None:
         _draw_neighbour_grid([query_image], [hits], grid, title=figure_title(embedder), quiet=json_out)
+
+
+def _search_texts(
+    texts: list[str],
+    collection: str,
+    store: str | None,
+    k: int,
+    using: str,
+    filters: list[str] | None,
+    json_out: bool,
+    options: CollectionEmbedderOptions,
+) -> None:
+    """``search --text``: a table (or JSON object) per text and vector space; bad text or a collection
+    where text has no meaning is a usage error (exit 2), checked before the embedder is built."""
+    from percep_rag.backbones.text import check_texts
+    from percep_rag.errors import TextQueryError
+    from percep_rag.retrieval import Retriever
+    from percep_rag.text_space import check_text_space
+
+    shown = list(SPACES) if using == "both" else [using]
+    with open_existing_store(store) as opened:
+        info = existing_collection(opened, collection)
+        try:
+            check_texts(texts)
+            for space in shown:
+                check_text_space(info.fingerprint, space, collection)
+        except TextQueryError as error:
+            fail(str(error), USAGE)
+        flt = checked_filter(opened, collection, filters)
+        embedder = collection_embedder(options, info)
+        retriever = Retriever(opened, collection, embedder)
+        try:
+            found = {space: retriever.search_texts(texts, k=k, using=space, filter=flt) for space in shown}
+        except TextQueryError as error:  # e.g. longer than the text tower's context
+            fail(str(error), USAGE)
+    if json_out:
+        rows = [
+            _hits_json(text, embedder, {space: found[space][row] for space in shown}, text=True)
+            for row, text in enumerate(texts)
+        ]
+        typer.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=1))
+        return
+    for row, text in enumerate(texts):
+        for space in shown:
+            typer.echo(f"{space} top-{k} for text {text!r}{random_note(embedder)}")
+            typer.echo(_hits_table(found[space][row]) if found[space][row] else "(no matches)")
+            typer.echo("")
 
 
 @with_options(CollectionEmbedderOptions)
@@ -287,9 +357,9 @@ def _neighbours(
         ]
 
 
-def _hits_json(query: Path, embedder: Any, hits: dict[str, list]) -> dict[str, Any]:
+def _hits_json(query: Path | str, embedder: Any, hits: dict[str, list], *, text: bool = False) -> dict[str, Any]:
     return {
-        "query": str(query),
+        **({"query_text": query} if text else {"query": str(query)}),
         "backbone": embedder.backbone.name,
         "alignment": embedder.alignment.kind,
         "random_weights": bool(embedder.backbone.random_weights),

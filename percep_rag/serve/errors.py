@@ -10,8 +10,9 @@ status  ``error``              when
 404     ``not_found``          unknown collection, point, or a point without a servable image
 413     ``too_large``          the upload exceeds the size limit, or the image the pixel limit
 415     ``unsupported_media``  the upload is not an image in a supported format, or the request
-                               is not a form (``multipart/form-data`` or url-encoded)
-422     ``invalid_request``    a bad parameter: ``k``, ``space``, a filter (syntax, unknown field)
+                               is not a form (``multipart/form-data`` or url-encoded; search: or JSON)
+422     ``invalid_request``    a bad parameter: ``k``, ``space``, a filter (syntax, unknown field),
+                               a text query (empty, not a string, too long, or no text tower)
 501     ``no_vlm``             ``classify`` on a service started without ``--vlm``
 502     ``store_rejected``     the store refused a request
 503     ``store_unavailable``  the collection's store cannot be reached (other collections still serve)

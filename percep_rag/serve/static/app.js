@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { collection: "", query: null, keyNeeded: false };
+const state = { collection: "", query: null, keyNeeded: false, textQueries: "none", textWhy: "" };
 const KEY_STORAGE = "percep-rag-api-key";
 
 function apiKey() {
@@ -135,6 +135,7 @@ async function chooseCollection() {
     const fp = info.fingerprint;
     $("collection-meta").textContent = `${fp.backbone}, ${fp.alignment} alignment, ${info.points} points`;
     $("random-note").hidden = !fp.random_weights;
+    setTextQueries(fp.text_queries || "none", info.text_queries || "");
     fillFacet($("label-filter"), info.facets.label);
     fillFacet($("split-filter"), info.facets.split);
     showError("");
@@ -145,12 +146,25 @@ async function chooseCollection() {
   }
 }
 
+// What a text query of this collection searches (its fingerprint's text_queries): none, base, base+aligned.
+function setTextQueries(queries, why) {
+  state.textQueries = queries;
+  state.textWhy = why;
+  const off = queries === "none";
+  $("text-query").disabled = off;
+  $("text-go").disabled = off;
+  $("text-help").textContent = off ? `No text search here: ${why.replace(/^none \((.*)\)$/, "$1")}` : "";
+  if (off && state.query && state.query.text) state.query = null;
+}
+
 function queryForm() {
   const form = new FormData();
   if (state.query.file) form.append("image", state.query.file, state.query.file.name || "query");
+  else if (state.query.text) form.append("text", state.query.text);
   else form.append("point", state.query.point);
   form.append("k", $("k").value);
-  form.append("space", "both");
+  // A text searches base, and aligned too where the collection's alignment maps the text space.
+  form.append("space", state.query.text && state.textQueries !== "base+aligned" ? "base" : "both");
   if ($("label-filter").value) form.append("filter", `label=${$("label-filter").value}`);
   if ($("split-filter").value) form.append("filter", `split=${$("split-filter").value}`);
   return form;
@@ -168,7 +182,7 @@ async function search() {
       body: queryForm(),
     });
     render(found);
-    const count = found.results.aligned.length;
+    const count = (found.results.base || found.results.aligned).length;
     setStatus(count ? `${count} neighbours per space in ${state.collection}` : "No stored image passes these filters.");
   } catch (error) {
     setStatus("");
@@ -231,7 +245,14 @@ function render(found) {
   $("empty").hidden = true;
   $("columns").hidden = false;
   renderColumn($("base"), found.results.base || []);
-  renderColumn($("aligned"), found.results.aligned || []);
+  if (found.results.aligned) {
+    renderColumn($("aligned"), found.results.aligned);
+  } else {
+    const none = document.createElement("li");
+    none.className = "none";
+    none.textContent = `Text searches base only here: ${state.textWhy}`;
+    $("aligned").replaceChildren(none);
+  }
 }
 
 function showQuery(src, name) {
@@ -253,6 +274,21 @@ function queryWithFile(file) {
   }
   state.query = { file };
   showQuery(URL.createObjectURL(file), file.name);
+  search();
+}
+
+function queryWithText(event) {
+  event.preventDefault();
+  const text = $("text-query").value.trim();
+  if (!text) {
+    showError("Type a text to search for.");
+    return;
+  }
+  state.query = { text };
+  const preview = $("query-preview");
+  preview.hidden = true;
+  preview.removeAttribute("src");
+  $("query-name").textContent = `text: “${text}”`;
   search();
 }
 
@@ -307,6 +343,7 @@ function init() {
   $("collection").addEventListener("change", chooseCollection);
   for (const id of ["k", "label-filter", "split-filter"]) $(id).addEventListener("change", search);
   $("options").addEventListener("submit", (event) => event.preventDefault());
+  $("text-form").addEventListener("submit", queryWithText);
   wireDropZone();
   loadCollections();
 }
