@@ -1,7 +1,7 @@
 """Few-shot classification throughput: cached class scoring vs naive per-class recompute.
 
 One query = ``--shots`` labelled examples + a query image, ranked over ``--classes`` class
-names by mean token log-probability (:class:`percep_rag.fewshot.FewShotClassifier`):
+names by mean token log-probability (:class:`percep_rag.vlm.openflamingo.FewShotClassifier`):
 
 * **cached** (``score_classes``): the images are encoded once, the prompt runs once with a
   KV cache, then all class names run as one batch on per-row copies of that cache;
@@ -17,7 +17,7 @@ Models have RANDOM weights (numbers measure speed only, never accuracy):
   config of RedPajama-INCITE-Base-3B (2560 wide, 32 layers, vocab 50432), cross-attention
   every 2 layers, bf16 on the GPU. The tokenizer is the locally trained tiny BPE, so class
   names take a few more tokens than with the real GPT-NeoX tokenizer.
-* ``--tiny``: :func:`percep_rag.fewshot.build_tiny_flamingo` in fp32, a CPU smoke run.
+* ``--tiny``: :func:`percep_rag.vlm.openflamingo.build_tiny_flamingo` in fp32, a CPU smoke run.
 * ``--vlm smolvlm``: SmolVLM-256M-Instruct's architecture (:func:`smolvlm_256m_config`: Idefics3,
   a SigLIP-base-patch16-512 vision tower, pixel shuffle x4 -> 64 tokens per 512 px image, a
   SmolLM2-135M Llama), one tile per image, through :class:`percep_rag.vlm.SmolVlmClassifier`;
@@ -142,7 +142,7 @@ def build_subject(args: argparse.Namespace, device: torch.device, dtype: torch.d
             return tiny
 
         return Subject(tiny.name, True, tiny.model, tiny_classifier)
-    from percep_rag.fewshot import FewShotClassifier, build_tiny_flamingo
+    from percep_rag.vlm.openflamingo import FewShotClassifier, build_tiny_flamingo
 
     bundle = build_tiny_flamingo(seed=0) if args.tiny else build_random_4b(device, dtype, args.lm_layers)
 
@@ -175,8 +175,8 @@ def build_random_4b(device: torch.device, dtype: torch.dtype, lm_layers: int = 3
     from transformers import GPTNeoXForCausalLM
 
     from percep_rag.backbones.openclip import OPENAI_MEAN, OPENAI_STD
-    from percep_rag.fewshot.flamingo import FlamingoBundle, assemble_flamingo, open_gates
-    from percep_rag.fewshot.tiny import train_tiny_tokenizer
+    from percep_rag.vlm.openflamingo.model import FlamingoBundle, assemble_flamingo, open_gates
+    from percep_rag.vlm.openflamingo.tiny import train_tiny_tokenizer
 
     tokenizer = train_tiny_tokenizer()
     with torch.device(device):  # random init on the GPU: seconds instead of minutes on the CPU

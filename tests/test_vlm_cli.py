@@ -70,8 +70,8 @@ def test_backends_and_their_options():
 
 def test_openflamingo_through_the_interface_is_todays_classifier():
     pytest.importorskip("open_flamingo", reason="percep-rag[flamingo] installs open-flamingo with --no-deps")
-    from percep_rag.fewshot import FewShotClassifier, build_tiny_flamingo
-    from percep_rag.fewshot.tiny import make_test_image
+    from percep_rag.vlm.openflamingo import FewShotClassifier, build_tiny_flamingo
+    from percep_rag.vlm.openflamingo.tiny import make_test_image
 
     vlm = load_vlm("openflamingo:tiny-flamingo-random", precision="fp32")
     assert isinstance(vlm, FewShotClassifier) and vlm.random_weights and vlm.name == "tiny-flamingo-random"

@@ -1,10 +1,15 @@
-"""Few-shot VLMs behind one interface: OpenFlamingo and SmolVLM / Idefics3 (transformers).
+"""Few-shot VLMs behind one interface: every backend percep-rag can prompt lives here.
 
 :func:`load_vlm` turns a spec (``openflamingo:<release>``, ``smolvlm:<dir or hub id>``,
 ``idefics3:<dir or hub id>``, or a bare name: a released OpenFlamingo, ``tiny-flamingo-random``,
 ``tiny-smolvlm-random``) into a :class:`FewShotVLM`: ``score_classes``, ``naive_scores``,
-``predict``, ``prompt_text``, ``name``, ``random_weights``. The OpenFlamingo backend needs
-``open-flamingo`` installed (see :mod:`percep_rag.fewshot`); it is imported only when loaded.
+``predict``, ``prompt_text``, ``name``, ``random_weights``.
+
+The backends: :mod:`percep_rag.vlm.openflamingo` (the model, its compat layer, the releases,
+the tiny test model; it needs ``open-flamingo`` and is imported only when loaded) and the
+transformers chat VLMs, which share one prompt builder (:mod:`.chat_prompt`) and one cached
+scorer (:mod:`.chat_scorer`). :mod:`percep_rag.fewshot` (the retrieval-augmented protocol)
+uses this package; nothing here imports it.
 """
 
 from percep_rag.vlm.base import Example, FewShotVLM, VlmSpec

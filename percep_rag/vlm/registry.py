@@ -156,7 +156,7 @@ def _load_transformers(kind: str) -> Callable[..., FewShotVLM]:
 
 
 def _openflamingo_name(name: str) -> bool:
-    # By name, not by the release registry: importing percep_rag.fewshot needs open-flamingo.
+    # By name, not by the release registry: parsing a spec imports no backend.
     # An unknown "OpenFlamingo-..." release is refused at load time, listing the known ones.
     return name.startswith("OpenFlamingo-") or name == "tiny-flamingo-random"
 
@@ -170,7 +170,7 @@ def _openflamingo_options(
     lang: str | None = None,
     vision_weights: str | None = None,
 ) -> FewShotVLM:
-    from percep_rag.vlm.openflamingo import load_openflamingo_vlm
+    from percep_rag.vlm.openflamingo.backend import load_openflamingo_vlm
 
     return load_openflamingo_vlm(
         target, device=device, precision=precision, checkpoint=checkpoint, lang=lang, vision_weights=vision_weights

@@ -18,23 +18,20 @@ import torch
 import torch.nn.functional as F
 from open_flamingo.src.flamingo import Flamingo
 
-from percep_rag.fewshot.compat import (
+from percep_rag.io.images import ImageSource
+from percep_rag.vlm.answers import answer_batch
+from percep_rag.vlm.openflamingo.compat import (
     apply_compat,
     cached_media,
     condition_media_batch,
     current_media,
     media_is_cached,
+    output_cache,
     repeat_cache,
 )
-from percep_rag.fewshot.errors import MediaStateError, PromptError
-from percep_rag.fewshot.flamingo import FlamingoBundle
-from percep_rag.fewshot.prompt import Example, PromptTemplate, build_prompt, build_vision_x
-from percep_rag.io.images import ImageSource
-from percep_rag.quiet import without_log_records
-from percep_rag.vlm.answers import answer_batch
-
-# transformers 5's notice about the `past_key_values` keyword that OpenFlamingo uses.
-_CACHE_RENAME_NOTICE = "are deprecated. Use `cache` instead"
+from percep_rag.vlm.openflamingo.errors import MediaStateError, PromptError
+from percep_rag.vlm.openflamingo.model import FlamingoBundle
+from percep_rag.vlm.openflamingo.prompt import Example, PromptTemplate, build_prompt, build_vision_x
 
 __all__ = ["FewShotClassifier"]
 
@@ -45,10 +42,10 @@ class FewShotClassifier:
     ``examples`` are ``(image, label)`` pairs in prompt order; pass them most-similar-LAST
     (RICES order), they are never reordered. ``class_batch_size`` bounds how many class
     names share one forward (``None``: all at once). The model is made compatible in place
-    (:func:`~percep_rag.fewshot.compat.apply_compat`); calls condition its layers on media,
+    (:func:`~percep_rag.vlm.openflamingo.compat.apply_compat`); calls condition its layers on media,
     so one model serves one call at a time (not thread-safe).
 
-    >>> from percep_rag.fewshot.tiny import build_tiny_flamingo, make_test_image
+    >>> from percep_rag.vlm.openflamingo.tiny import build_tiny_flamingo, make_test_image
     >>> clf = FewShotClassifier.from_bundle(build_tiny_flamingo(seed=0))
     >>> shots = [(make_test_image(1), "cat"), (make_test_image(2), "dog")]
     >>> clf.score_classes(shots, make_test_image(3), ["cat", "dog", "bird"]).shape
@@ -57,10 +54,9 @@ class FewShotClassifier:
     True
 
     0-shot as open_flamingo's evaluation: the demonstrations' text without their images
-    (:func:`~percep_rag.fewshot.prompt.prompt_examples` with ``shots=0``); only the query image is fed.
+    (``None`` images); only the query image is fed.
 
-    >>> from percep_rag.fewshot.prompt import prompt_examples
-    >>> ids, vision_x = clf.encode_prompt(prompt_examples(shots, 0), make_test_image(3))
+    >>> ids, vision_x = clf.encode_prompt([(None, label) for _, label in shots], make_test_image(3))
     >>> int((ids == clf.model.media_token_id).sum()), vision_x.shape[1]
     (1, 1)
     """
@@ -85,7 +81,7 @@ class FewShotClassifier:
 
     @classmethod
     def from_bundle(cls, bundle: FlamingoBundle, template: PromptTemplate | None = None, **kwargs) -> FewShotClassifier:
-        """A classifier for a :class:`~percep_rag.fewshot.flamingo.FlamingoBundle`."""
+        """A classifier for a :class:`~percep_rag.vlm.openflamingo.model.FlamingoBundle`."""
         return cls(bundle.model, bundle.tokenizer, bundle.image_processor, template, **kwargs)
 
     # ------------------------------------------------------------------ inputs
@@ -109,7 +105,7 @@ class FewShotClassifier:
         ``reserve``: tokens that will follow the prompt; the total must fit the LM's positions
         (checked before any image is decoded).
 
-        >>> from percep_rag.fewshot.tiny import build_tiny_flamingo, make_test_image
+        >>> from percep_rag.vlm.openflamingo.tiny import build_tiny_flamingo, make_test_image
         >>> clf = FewShotClassifier.from_bundle(build_tiny_flamingo())
         >>> ids, vision_x = clf.encode_prompt([(make_test_image(1), "cat")], make_test_image(2))
         >>> int((ids == clf.model.media_token_id).sum()), tuple(vision_x.shape[:3])
@@ -162,11 +158,7 @@ class FewShotClassifier:
         classes = self.class_token_ids(class_names)
         ids, vision_x = self.encode_prompt(examples, query_image, reserve=max(map(len, classes)))
         model = self.model
-        # OpenFlamingo hands transformers 5 the cache as `past_key_values`, logged as deprecated: not ours to fix.
-        with (
-            cached_media(model, ids, vision_x),
-            without_log_records(_CACHE_RENAME_NOTICE, "transformers.utils.generic"),
-        ):
+        with cached_media(model, ids, vision_x):
             prefix = model(
                 vision_x=None,
                 lang_x=ids,
@@ -182,9 +174,7 @@ class FewShotClassifier:
             step = self.class_batch_size or max(len(longer), 1)
             for start in range(0, len(longer), step):
                 chunk = longer[start : start + step]
-                rest = self._continuation_logprobs(
-                    prefix.past_key_values, media, locations, [classes[i] for i in chunk]
-                )
+                rest = self._continuation_logprobs(output_cache(prefix), media, locations, [classes[i] for i in chunk])
                 totals[torch.tensor(chunk, device=totals.device)] += rest
         lengths = torch.tensor([len(tokens) for tokens in classes], dtype=torch.float32)
         return (totals.cpu() / lengths).double().numpy()
@@ -248,7 +238,7 @@ class FewShotClassifier:
         Extra keyword arguments go to HF ``generate`` (``num_beams``, ``do_sample``, ...). The
         media are uncached afterwards even if generation fails.
 
-        >>> from percep_rag.fewshot.tiny import build_tiny_flamingo, make_test_image
+        >>> from percep_rag.vlm.openflamingo.tiny import build_tiny_flamingo, make_test_image
         >>> clf = FewShotClassifier.from_bundle(build_tiny_flamingo())
         >>> isinstance(clf.generate([(make_test_image(1), "cat")], make_test_image(2), max_new_tokens=3), str)
         True

@@ -22,6 +22,10 @@ What it fixes, and why:
   in place, so open_flamingo's eval recipe (reuse one prefix cache for every class name)
   scored class *j* with classes *1..j-1* still in context. :func:`repeat_cache` gives each
   class its own copy instead (``crop`` also changed meaning: only negative values now).
+* OpenFlamingo hands the LM its KV cache as ``past_key_values``; transformers 5 renamed that
+  keyword to ``cache`` (the old name warns, "will be removed in version 5.40.0"). The compat LM
+  ``forward`` passes it on as ``cache`` when the LM's own ``forward`` takes that name, and
+  :func:`output_cache` reads it back from an output under either name.
 * :func:`check_checkpoint_keys`: ``load_state_dict(strict=False)`` hides naming mismatches
   and leaves the gates at 0, i.e. a text-only model; we check the keys precisely.
 * :func:`remap_legacy_keys`: transformers 5 renamed some LM parameters (GPT-NeoX's output
@@ -47,7 +51,7 @@ from open_flamingo.src.flamingo import Flamingo
 from open_flamingo.src.flamingo_lm import FlamingoLMMixin
 from torch import nn
 
-from percep_rag.fewshot.errors import CheckpointMismatchError, MediaStateError
+from percep_rag.vlm.openflamingo.errors import CheckpointMismatchError, MediaStateError
 
 __all__ = [
     "CompatFlamingoLMMixin",
@@ -59,6 +63,7 @@ __all__ = [
     "extend_lm",
     "is_compat",
     "media_is_cached",
+    "output_cache",
     "remap_legacy_keys",
     "repeat_cache",
     "uncache_media",
@@ -76,6 +81,31 @@ class CompatFlamingoLMMixin(FlamingoLMMixin):
 
     def forward(self, input_ids=None, attention_mask=None, **kwargs):
         return FlamingoLMMixin.forward(self, input_ids, attention_mask, **kwargs)
+
+
+#: transformers' current name for the KV-cache keyword and output field (``past_key_values`` is deprecated).
+CACHE_KEYWORD = "cache"
+_LEGACY_CACHE_KEYWORD = "past_key_values"
+
+
+def _rename_cache_keyword(kwargs: dict[str, Any], takes_cache: bool) -> dict[str, Any]:
+    """``kwargs`` with OpenFlamingo's ``past_key_values`` renamed to ``cache`` for an LM that takes ``cache``.
+
+    >>> _rename_cache_keyword({"past_key_values": None, "use_cache": True}, takes_cache=True)
+    {'use_cache': True, 'cache': None}
+    >>> _rename_cache_keyword({"past_key_values": None}, takes_cache=False)
+    {'past_key_values': None}
+    """
+    if takes_cache and _LEGACY_CACHE_KEYWORD in kwargs:
+        value = kwargs.pop(_LEGACY_CACHE_KEYWORD)
+        if kwargs.get(CACHE_KEYWORD) is None:
+            kwargs[CACHE_KEYWORD] = value
+    return kwargs
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache of a model output, under transformers' current name or the deprecated one."""
+    return output[CACHE_KEYWORD] if CACHE_KEYWORD in output else output.past_key_values
 
 
 class CompatFlamingoMixin:
@@ -122,10 +152,11 @@ def extend_lm(lang_encoder: nn.Module) -> nn.Module:
     if _has_mixin(lang_encoder, CompatFlamingoLMMixin):
         return lang_encoder
     hf_forward = _hf_forward(type(lang_encoder))
+    takes_cache = _takes_keyword(hf_forward, CACHE_KEYWORD)
 
     # A fresh function per class: its __signature__ must be this LM's, not a shared one.
     def forward(self, input_ids=None, attention_mask=None, **kwargs):
-        return FlamingoLMMixin.forward(self, input_ids, attention_mask, **kwargs)
+        return FlamingoLMMixin.forward(self, input_ids, attention_mask, **_rename_cache_keyword(kwargs, takes_cache))
 
     try:
         forward.__signature__ = _with_mask_default(inspect.signature(hf_forward))
@@ -133,6 +164,13 @@ def extend_lm(lang_encoder: nn.Module) -> nn.Module:
         pass
     _extend(lang_encoder, CompatFlamingoLMMixin, {"forward": forward})
     return lang_encoder
+
+
+def _takes_keyword(function: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _hf_forward(cls: type):
@@ -161,7 +199,7 @@ def _with_mask_default(signature: inspect.Signature) -> inspect.Signature:
 def apply_compat(model: Flamingo) -> Flamingo:
     """Make an open_flamingo ``Flamingo`` instance compatible; idempotent, changes only this instance.
 
-    >>> from percep_rag.fewshot.tiny import build_tiny_flamingo
+    >>> from percep_rag.vlm.openflamingo.tiny import build_tiny_flamingo
     >>> model = build_tiny_flamingo(seed=0).model
     >>> compat_class = type(model)                  # build_tiny_flamingo already applied it
     >>> apply_compat(model) is model, type(model) is compat_class, is_compat(model)
@@ -205,7 +243,7 @@ def cached_media(model: Flamingo, input_ids: torch.Tensor, vision_x: torch.Tenso
     last cached image. The media are uncached on exit, also on error.
 
     >>> import torch
-    >>> from percep_rag.fewshot.tiny import build_tiny_flamingo
+    >>> from percep_rag.vlm.openflamingo.tiny import build_tiny_flamingo
     >>> tiny = build_tiny_flamingo(seed=0)
     >>> ids = tiny.tokenizer("<image>Output:", return_tensors="pt").input_ids
     >>> with cached_media(tiny.model, ids, torch.zeros(1, 1, 1, 3, 32, 32)):
@@ -293,13 +331,13 @@ def check_checkpoint_keys(model: nn.Module, state_dict: Mapping[str, Any]) -> No
     the names Flamingo registers it with), and every checkpoint key must exist in the model.
     Other missing keys (vision tower, frozen LM) are fine: released checkpoints omit them.
 
-    >>> from percep_rag.fewshot.tiny import build_tiny_flamingo
+    >>> from percep_rag.vlm.openflamingo.tiny import build_tiny_flamingo
     >>> model = build_tiny_flamingo(seed=0).model
     >>> state = {k: v for k, v in model.state_dict().items() if k != "perceiver.latents"}
     >>> check_checkpoint_keys(model, state)
     Traceback (most recent call last):
     ...
-    percep_rag.fewshot.errors.CheckpointMismatchError: 1 perceiver/cross-attention keys missing ...latents. ...
+    percep_rag.vlm.openflamingo.errors.CheckpointMismatchError: 1 perceiver/cross-attention keys missing ...latents. ...
     """
     aliases = _aliases(model)
     present = set(state_dict)
@@ -344,7 +382,7 @@ def remap_legacy_keys(model: Flamingo, state_dict: Mapping[str, Any]) -> dict[st
     A key is renamed only when the model lacks it and has the new name, so current
     checkpoints pass through unchanged.
 
-    >>> from percep_rag.fewshot.tiny import build_tiny_flamingo
+    >>> from percep_rag.vlm.openflamingo.tiny import build_tiny_flamingo
     >>> model = build_tiny_flamingo(seed=0).model
     >>> list(remap_legacy_keys(model, {"lang_encoder.embed_out.weight": 0, "perceiver.latents": 1}))
     ['lang_encoder.lm_head.weight', 'perceiver.latents']

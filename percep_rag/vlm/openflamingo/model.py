@@ -3,10 +3,10 @@
 Nothing here downloads. :func:`load_openflamingo` assembles a released model from files
 already on this machine (the Flamingo checkpoint, the CLIP weights, the LM folder) and
 raises one :class:`~percep_rag.errors.WeightsNotFoundError` naming every missing file and
-where to put it. :mod:`percep_rag.fewshot.tiny` builds a small random-weight model in code,
+where to put it. :mod:`percep_rag.vlm.openflamingo.tiny` builds a small random-weight model in code,
 for tests and demos, with the same :func:`assemble_flamingo`.
 
-Every model comes out with :func:`~percep_rag.fewshot.compat.apply_compat` applied, in
+Every model comes out with :func:`~percep_rag.vlm.openflamingo.compat.apply_compat` applied, in
 eval mode, in a :class:`FlamingoBundle` with its tokenizer and image processor.
 """
 
@@ -24,8 +24,9 @@ from torch import nn
 
 from percep_rag.backbones.weights import HubFile, local_weight_file, weights_dir
 from percep_rag.errors import ConfigError, WeightsNotFoundError
-from percep_rag.fewshot.compat import apply_compat, check_checkpoint_keys, extend_lm, remap_legacy_keys
-from percep_rag.fewshot.releases import (
+from percep_rag.vlm.openflamingo.compat import apply_compat, check_checkpoint_keys, extend_lm, remap_legacy_keys
+from percep_rag.vlm.openflamingo.prompt import EOC_TOKEN, MEDIA_TOKEN
+from percep_rag.vlm.openflamingo.releases import (
     DEFAULT_RELEASE,
     RELEASES,
     FlamingoRelease,
@@ -47,8 +48,6 @@ __all__ = [
     "prepare_tokenizer",
 ]
 
-MEDIA_TOKEN = "<image>"
-EOC_TOKEN = "<|endofchunk|>"
 PAD_TOKEN = "<PAD>"
 
 ImageProcessor = Callable[[Any], torch.Tensor]
@@ -210,7 +209,9 @@ def _raise_missing(release: FlamingoRelease, missing: list[_Missing]) -> None:
     for item in missing:
         lines.append(f"* {item.what}; put it in one of:")
         lines.extend(f"    - {where}" for where in item.where)
-    lines.append("For tests and demos without weights use percep_rag.fewshot.build_tiny_flamingo() (random weights).")
+    lines.append(
+        "For tests and demos without weights use percep_rag.vlm.openflamingo.build_tiny_flamingo() (random weights)."
+    )
     raise WeightsNotFoundError("\n".join(lines))
 
 
@@ -233,7 +234,7 @@ def load_openflamingo(
     folder with the LM and its tokenizer. Each ``None`` is looked up in
     ``$PERCEP_RAG_WEIGHTS`` and the offline HF cache. Every missing part is named in one
     :class:`~percep_rag.errors.WeightsNotFoundError`; a checkpoint that does not fit raises
-    :class:`~percep_rag.fewshot.errors.CheckpointMismatchError`.
+    :class:`~percep_rag.vlm.openflamingo.errors.CheckpointMismatchError`.
 
     >>> load_openflamingo("/nonexistent/checkpoint.pt", vision_weights="/nonexistent/clip.bin", lang="/nonexistent")
     Traceback (most recent call last):
@@ -316,8 +317,8 @@ def _build_release(
 def load_flamingo_checkpoint(model: Flamingo, path: str | os.PathLike) -> None:
     """Load an OpenFlamingo ``checkpoint.pt``: legacy LM names renamed, then every key checked.
 
-    See :func:`~percep_rag.fewshot.compat.remap_legacy_keys` and
-    :func:`~percep_rag.fewshot.compat.check_checkpoint_keys`.
+    See :func:`~percep_rag.vlm.openflamingo.compat.remap_legacy_keys` and
+    :func:`~percep_rag.vlm.openflamingo.compat.check_checkpoint_keys`.
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model_state_dict" in state:  # training checkpoints wrap the weights

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from percep_rag.backbones.weights import HubFile
 from percep_rag.registry import Registry
 
+__all__ = ["DEFAULT_RELEASE", "RELEASES", "FlamingoRelease", "get_release", "list_releases", "register_release"]
+
 
 @dataclass(frozen=True)
 class FlamingoRelease:
@@ -35,7 +37,7 @@ RELEASES: Registry[FlamingoRelease] = Registry("OpenFlamingo release")
 
 
 def register_release(release: FlamingoRelease) -> FlamingoRelease:
-    """Make ``release`` loadable by name with :func:`~percep_rag.fewshot.load_openflamingo`."""
+    """Make ``release`` loadable by name with :func:`~percep_rag.vlm.openflamingo.load_openflamingo`."""
     RELEASES.register(release.name, release)
     return release
 

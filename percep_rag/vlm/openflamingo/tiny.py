@@ -13,7 +13,7 @@ from open_flamingo.src.flamingo import Flamingo
 from torch import nn
 
 from percep_rag.errors import ConfigError
-from percep_rag.fewshot.flamingo import FlamingoBundle, assemble_flamingo, open_gates, prepare_tokenizer
+from percep_rag.vlm.openflamingo.model import FlamingoBundle, assemble_flamingo, open_gates, prepare_tokenizer
 from percep_rag.vlm.tiny_smolvlm import make_test_image
 
 __all__ = ["TINY_NAME", "build_tiny_flamingo", "make_test_image", "train_tiny_tokenizer"]
