@@ -1,10 +1,12 @@
-"""Loading SmolVLM / Idefics3 from a local folder or the Hugging Face cache, never from the network.
+"""Loading a transformers chat VLM from a local folder or the Hugging Face cache, never from the network.
 
 ``target`` is a folder (``save_pretrained`` output, or a downloaded snapshot) or a hub id
-(``HuggingFaceTB/SmolVLM-256M-Instruct``) looked up in the local HF cache with
-``local_files_only=True``. A miss is one :class:`~percep_rag.vlm.errors.VlmNotFoundError`
-saying where to put the files. A folder holding the marker file :data:`RANDOM_WEIGHTS_MARKER`
-(written by :func:`~percep_rag.vlm.tiny_smolvlm.build_tiny_smolvlm`) loads labelled as random.
+(``HuggingFaceTB/SmolVLM-256M-Instruct``, ``Qwen/Qwen2.5-VL-3B-Instruct``,
+``google/gemma-3-4b-it``) looked up in the local HF cache with ``local_files_only=True``. A
+miss is one :class:`~percep_rag.vlm.errors.VlmNotFoundError` saying where to put the files.
+The checkpoint's ``config.model_type`` picks its family (:mod:`percep_rag.vlm.architectures`);
+a backend named for one family refuses another's checkpoint. A folder holding the marker file
+:data:`RANDOM_WEIGHTS_MARKER` (the tiny test models write it) loads labelled as random.
 """
 
 from __future__ import annotations
@@ -16,21 +18,25 @@ from typing import Any
 
 from percep_rag.config import Precision
 from percep_rag.precision import resolve_precision
+from percep_rag.vlm.architectures import (
+    CHAT_ARCHITECTURES,
+    ChatArchitecture,
+    ImageBudget,
+    architecture_for_model_type,
+)
+from percep_rag.vlm.chat_scorer import ChatVlmClassifier
 from percep_rag.vlm.errors import VlmNotFoundError, VlmSpecError
-from percep_rag.vlm.smolvlm import SmolVlmClassifier
 
 __all__ = [
     "RANDOM_WEIGHTS_MARKER",
-    "SUPPORTED_MODEL_TYPES",
     "find_model_folder",
-    "load_smolvlm",
+    "load_chat_vlm",
+    "save_random_model",
     "without_progress_bars",
 ]
 
 #: A file in a model folder saying its weights are random (test models): predictions are labelled so.
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
-#: transformers ``model_type``s this backend speaks (same prompt layout and processor tokens).
-SUPPORTED_MODEL_TYPES = ("idefics3", "smolvlm")
 
 
 def _missing_message(target: str, kind: str) -> str:
@@ -41,8 +47,13 @@ def _missing_message(target: str, kind: str) -> str:
         f"in the Hugging Face cache {constants.HF_HUB_CACHE}\n"
         f"on a machine with internet run `hf download {target}` and copy its cache folder "
         f"models--{target.replace('/', '--')} there (or set $HF_HOME), or download it to a folder and pass "
-        f"--vlm {kind}:/path/to/folder; without weights use --vlm tiny-smolvlm-random"
+        f"--vlm {kind}:/path/to/folder; without weights use --vlm {_tiny_model(kind)}"
     )
+
+
+def _tiny_model(kind: str) -> str:
+    family = CHAT_ARCHITECTURES.get(kind) if kind in CHAT_ARCHITECTURES else CHAT_ARCHITECTURES.get("smolvlm")
+    return family.tiny_model
 
 
 def find_model_folder(target: str, *, kind: str = "smolvlm") -> Path:
@@ -70,39 +81,42 @@ def find_model_folder(target: str, *, kind: str = "smolvlm") -> Path:
         raise VlmNotFoundError(_missing_message(target, kind)) from None
 
 
-def load_smolvlm(
+def load_chat_vlm(
     target: str,
     *,
-    kind: str = "smolvlm",
+    family: str | None = None,
     device: str = "cpu",
     precision: Precision = "auto",
     class_batch_size: int | None = None,
     normalize_length: bool = True,
     template: Any = None,
-) -> SmolVlmClassifier:
-    """A :class:`~percep_rag.vlm.smolvlm.SmolVlmClassifier` for ``target`` (folder or hub id, offline).
+    image_budget: ImageBudget | None = None,
+    spec_name: str | None = None,
+) -> ChatVlmClassifier:
+    """A :class:`~percep_rag.vlm.chat_scorer.ChatVlmClassifier` for ``target`` (folder or hub id, offline).
+
+    ``family`` (``smolvlm``, ``qwen-vl``, ``gemma3``) refuses checkpoints of another family;
+    ``None`` takes whichever family the checkpoint's ``model_type`` is registered for.
+    ``spec_name`` is the ``--vlm`` backend the messages name (default: the family, or ``hf``).
 
     >>> import tempfile
     >>> from percep_rag.vlm.tiny_smolvlm import build_tiny_smolvlm
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     load_smolvlm(str(build_tiny_smolvlm(folder)), precision="fp32").model.config.model_type
-    'idefics3'
+    ...     load_chat_vlm(str(build_tiny_smolvlm(folder)), precision="fp32").architecture.family
+    'smolvlm'
     """
+    kind = spec_name or family or "hf"
     folder = find_model_folder(target, kind=kind)
     dtype = resolve_precision(precision, device)
-    model, processor = _load_folder(folder, kind, dtype)
+    wanted = None if family is None else CHAT_ARCHITECTURES.get(family)
+    with without_progress_bars():
+        model, processor, architecture = _load_folder(folder, kind, wanted, dtype)
     model.to(device)
-    return SmolVlmClassifier(
-        model, processor, template, class_batch_size=class_batch_size, normalize_length=normalize_length,
+    return ChatVlmClassifier(
+        model, processor, template, architecture=architecture, image_budget=image_budget,
+        class_batch_size=class_batch_size, normalize_length=normalize_length,
         name=target, random_weights=(folder / RANDOM_WEIGHTS_MARKER).is_file(),
     )  # fmt: skip
-
-
-def _load_folder(folder: Path, kind: str, dtype: Any) -> tuple[Any, Any]:
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
-
-    with without_progress_bars():
-        return _load_quietly(folder, kind, dtype, AutoConfig, AutoModelForImageTextToText, AutoProcessor)
 
 
 @contextmanager
@@ -119,22 +133,35 @@ def without_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _load_quietly(folder: Path, kind: str, dtype: Any, AutoConfig, AutoModel, AutoProcessor) -> tuple[Any, Any]:  # noqa: N803
+def _load_folder(
+    folder: Path, kind: str, wanted: ChatArchitecture | None, dtype: Any
+) -> tuple[Any, Any, ChatArchitecture]:
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
     try:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as error:
         raise VlmNotFoundError(f"{kind} model folder {folder}: unreadable config ({error})") from None
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise VlmSpecError(
-            f"{folder} holds a {config.model_type!r} model; the {kind} backend loads {', '.join(SUPPORTED_MODEL_TYPES)}"
-        )
+    if wanted is not None:
+        wanted.check_model(config, str(folder))
+    architecture = wanted or architecture_for_model_type(config.model_type)
     try:
         processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
-        model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=dtype)
+        model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True, dtype=dtype)
     except ImportError as error:  # e.g. SmolVLMProcessor needs num2words
         raise VlmSpecError(f"loading {folder} needs a missing package: {error}") from None
     except OSError as error:
         raise VlmNotFoundError(f"{kind} model folder {folder} is incomplete: {error}") from None
-    # One tile per image: a split image costs (rows x cols + 1) tiles of tokens, and 8+ shots must fit.
-    processor.image_processor.do_image_splitting = False
-    return model.eval(), processor
+    architecture.configure(processor)
+    return model.eval(), processor, architecture
+
+
+def save_random_model(folder: Any, model: Any, processor: Any) -> Path:
+    """Write a random-weight test model and its processor with ``save_pretrained``, marked as random."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    with without_progress_bars():
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+    (out / RANDOM_WEIGHTS_MARKER).write_text("random weights: a test model, its predictions mean nothing\n")
+    return out

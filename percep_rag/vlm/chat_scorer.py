@@ -1,19 +1,23 @@
-"""Few-shot classification with SmolVLM / Idefics3 (transformers) by rank classification.
+"""Few-shot classification with a transformers chat VLM by rank classification: one scorer, every family.
 
 A class's score is the log-probability of its answer (``answer_prefix + name`` and the
-end-of-utterance token) after the prompt (:mod:`percep_rag.vlm.chat_prompt`), averaged over
+family's end-of-turn token) after the prompt (:mod:`percep_rag.vlm.chat_prompt`), averaged over
 its tokens (``normalize_length=True``, as OpenFlamingo's evaluation) or summed.
-:meth:`SmolVlmClassifier.score_classes` runs the prompt (images included) once with a KV
-cache; the answers then run as one batch, each row on its own copy of that cache.
-:meth:`SmolVlmClassifier.naive_scores` runs one plain full forward per class and is the
-reference the cached path must equal.
+:meth:`ChatVlmClassifier.score_classes` runs the prompt (images included) once with a KV
+cache; the answers then run as one batch, each row on its own copy of that cache, at the
+positions a full forward gives them (:meth:`~percep_rag.vlm.architectures.base.ChatArchitecture.positions`:
+Qwen-VL's rope deltas). :meth:`ChatVlmClassifier.naive_scores` runs one plain full forward
+per class, positions computed by the model itself, and is the reference the cached path must equal.
+
+What differs between SmolVLM / Idefics3, Qwen-VL and Gemma 3 is one
+:class:`~percep_rag.vlm.architectures.base.ChatArchitecture` each (:mod:`percep_rag.vlm.architectures`).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,36 +26,50 @@ import torch.nn.functional as F
 
 from percep_rag.io.images import ImageSource, decode_image
 from percep_rag.vlm.answers import answer_batch
+from percep_rag.vlm.architectures import ChatArchitecture, ImageBudget, PromptPositions, architecture_for_model_type
 from percep_rag.vlm.base import Example
 from percep_rag.vlm.chat_prompt import ChatPromptTemplate, continuation_ids
 from percep_rag.vlm.errors import PromptError
 
-__all__ = ["EncodedPrompt", "SmolVlmClassifier"]
+__all__ = ["ChatVlmClassifier", "EncodedPrompt"]
 
 
 @dataclass
 class EncodedPrompt:
-    """A prompt as the model takes it: its text (images unexpanded), ids ``(1, P)`` and pixels."""
+    """A prompt as the model takes it: its text (images unexpanded), ids ``(1, P)``, the processor's
+    other outputs (``inputs``: pixels, image grids, token types) and its positions when they are not ``0..P-1``.
+    """
 
     text: str
     input_ids: torch.Tensor
-    pixel_values: torch.Tensor
-    pixel_attention_mask: torch.Tensor | None
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    positions: PromptPositions | None = None
 
     @property
     def length(self) -> int:
         return int(self.input_ids.shape[1])
 
+    @property
+    def pixel_values(self) -> torch.Tensor | None:
+        return self.inputs.get("pixel_values")
 
-class SmolVlmClassifier:
-    """Classify a query image from labelled examples with an Idefics3-architecture VLM.
+    @property
+    def pixel_attention_mask(self) -> torch.Tensor | None:
+        return self.inputs.get("pixel_attention_mask")
 
-    ``model`` is an ``Idefics3ForConditionalGeneration`` / ``SmolVLMForConditionalGeneration``
-    (what ``AutoModelForImageTextToText`` loads), ``processor`` its processor; every image is
-    one tile (``do_image_splitting=False``), so a prompt of 8+ shots stays short.
-    ``class_batch_size`` bounds how many answers share one forward (``None``: all at once).
-    Calls never change the model (each builds its own cache), so one classifier can serve
-    concurrent calls. Build one with :func:`percep_rag.vlm.load_vlm` (``smolvlm:<dir>``).
+
+class ChatVlmClassifier:
+    """Classify a query image from labelled examples with a transformers chat VLM.
+
+    ``model`` is what ``AutoModelForImageTextToText`` loads (``Idefics3ForConditionalGeneration``,
+    ``Qwen2_5_VLForConditionalGeneration``, ``Qwen3VLForConditionalGeneration``,
+    ``Gemma3ForConditionalGeneration``, ...), ``processor`` its processor; ``architecture`` is
+    its family (by default the one registered for ``model.config.model_type``). ``image_budget``
+    bounds what one image costs where the family resizes images (Qwen-VL), so a prompt of 8+
+    shots stays short. ``class_batch_size`` bounds how many answers share one forward
+    (``None``: all at once). Calls never change the model (each builds its own cache and
+    positions), so one classifier can serve concurrent calls. Build one with
+    :func:`percep_rag.vlm.load_vlm` (``smolvlm:<dir>``, ``qwen-vl:<dir>``, ``gemma3:<dir>``).
 
     >>> from percep_rag.vlm import load_vlm
     >>> from percep_rag.vlm.tiny_smolvlm import make_test_image
@@ -68,6 +86,8 @@ class SmolVlmClassifier:
         processor: Any,
         template: ChatPromptTemplate | None = None,
         *,
+        architecture: ChatArchitecture | None = None,
+        image_budget: ImageBudget | None = None,
         class_batch_size: int | None = None,
         normalize_length: bool = True,
         name: str = "",
@@ -78,14 +98,25 @@ class SmolVlmClassifier:
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.template = template or ChatPromptTemplate()
+        self.architecture = architecture or architecture_for_model_type(model.config.model_type)
+        self.template = template or ChatPromptTemplate(answer_prefix=self.architecture.answer_prefix)
+        self.image_budget = image_budget or ImageBudget()
         self.class_batch_size = class_batch_size
         self.normalize_length = normalize_length
         self.name = name
         self.random_weights = random_weights
-        self.end_of_utterance = getattr(processor, "end_of_utterance_token", "<end_of_utterance>")
-        self.end_of_utterance_id = self._single_token(self.end_of_utterance)
-        self._reserved = self._special_texts()
+        self.end_of_turn = self.architecture.end_of_turn_token(processor)
+        self.end_of_turn_id = self._single_token(self.end_of_turn)
+        self._reserved = self.architecture.reserved_texts(processor)
+
+    # Older names (SmolVLM's end of utterance is its end of turn).
+    @property
+    def end_of_utterance(self) -> str:
+        return self.end_of_turn
+
+    @property
+    def end_of_utterance_id(self) -> int:
+        return self.end_of_turn_id
 
     # ------------------------------------------------------------------ inputs
 
@@ -96,16 +127,10 @@ class SmolVlmClassifier:
     def _single_token(self, token: str) -> int:
         ids = self.tokenizer(token, add_special_tokens=False).input_ids
         if len(ids) != 1 or ids[0] == self.tokenizer.unk_token_id:
-            raise PromptError(f"the tokenizer has no single token {token!r}; is this an Idefics3/SmolVLM processor?")
+            raise PromptError(
+                f"the tokenizer has no single token {token!r}; is this a {self.architecture.family} processor?"
+            )
         return ids[0]
-
-    def _special_texts(self) -> set[str]:
-        texts = set(getattr(self.tokenizer, "all_special_tokens", []))
-        for attribute in ("image_token", "fake_image_token", "global_image_tag", "global_image_token"):
-            value = getattr(self.processor, attribute, None)
-            if isinstance(value, str):
-                texts.add(value)
-        return texts | {self.end_of_utterance}
 
     def _check_text(self, text: str, what: str) -> None:
         if not isinstance(text, str) or not text.strip():
@@ -121,22 +146,32 @@ class SmolVlmClassifier:
         return self.template.render(self.processor, examples)
 
     def encode_prompt(self, examples: Sequence[Example], query_image: ImageSource) -> EncodedPrompt:
-        """The prompt's ids and pixels: every example image that is not ``None``, then the query."""
+        """The prompt's ids, pixels and positions: every example image that is not ``None``, then the query.
+
+        The chat template writes every special token itself (a BOS included), so the processor adds none.
+        """
         text = self.prompt_text(examples)
         images = [decode_image(image) for image, _ in examples if image is not None]
         images.append(decode_image(query_image))
-        inputs = self.processor(text=text, images=images, do_image_splitting=False, return_tensors="pt")
-        dtype = self.model.dtype
-        mask = inputs.get("pixel_attention_mask")
-        return EncodedPrompt(
+        encoded = self.processor(
             text=text,
-            input_ids=inputs["input_ids"].to(self.device),
-            pixel_values=inputs["pixel_values"].to(device=self.device, dtype=dtype),
-            pixel_attention_mask=None if mask is None else mask.to(self.device),
+            images=images,
+            return_tensors="pt",
+            add_special_tokens=False,
+            **self.architecture.processor_kwargs(self.processor, self.image_budget),
         )
+        device, dtype = self.device, self.model.dtype
+        inputs = {"input_ids": encoded["input_ids"].to(device)}
+        for key in (*self.architecture.prompt_inputs, *self.architecture.token_inputs):
+            value = encoded.get(key)
+            if value is not None:
+                inputs[key] = value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
+        positions = self.architecture.positions(self.model, inputs)
+        input_ids = inputs.pop("input_ids")
+        return EncodedPrompt(text=text, input_ids=input_ids, inputs=inputs, positions=positions)
 
     def class_token_ids(self, prompt: str, class_names: Sequence[str]) -> list[list[int]]:
-        """Each class's answer ids after ``prompt``: the name's tokens, then end-of-utterance.
+        """Each class's answer ids after ``prompt``: the name's tokens, then the end of turn.
 
         The boundary is checked (:func:`~percep_rag.vlm.chat_prompt.continuation_ids`).
         """
@@ -148,7 +183,7 @@ class SmolVlmClassifier:
             ids, _ = continuation_ids(self.tokenizer, prompt, self.template.answer_prefix + name)
             if not ids:
                 raise PromptError(f"class name {name!r} tokenizes to nothing")
-            out.append([*ids, self.end_of_utterance_id])
+            out.append([*ids, self.end_of_turn_id])
         return out
 
     def _check_length(self, prompt_len: int, reserve: int) -> None:
@@ -156,7 +191,8 @@ class SmolVlmClassifier:
         limit = getattr(config, "max_position_embeddings", None)
         if limit is not None and prompt_len + reserve > limit:
             raise PromptError(
-                f"prompt ({prompt_len} tokens) + answer ({reserve}) exceeds the LM's {limit} positions; use fewer shots"
+                f"prompt ({prompt_len} tokens) + answer ({reserve}) exceeds the LM's {limit} positions; "
+                "use fewer shots or a smaller image budget"
             )
 
     def _prepare(self, examples, query_image, class_names) -> tuple[EncodedPrompt, list[list[int]]]:
@@ -186,10 +222,10 @@ class SmolVlmClassifier:
         prefix = self.model(
             input_ids=prompt.input_ids,
             attention_mask=torch.ones_like(prompt.input_ids),
-            pixel_values=prompt.pixel_values,
-            pixel_attention_mask=prompt.pixel_attention_mask,
+            position_ids=None if prompt.positions is None else prompt.positions.prompt,
             use_cache=True,
             logits_to_keep=1,
+            **prompt.inputs,
         )
         # The prompt's last position predicts every answer's first token.
         first = F.log_softmax(prefix.logits[0, -1].float(), dim=-1)
@@ -197,23 +233,24 @@ class SmolVlmClassifier:
         step = self.class_batch_size or len(classes)
         for start in range(0, len(classes), step):
             chunk = list(range(start, min(start + step, len(classes))))
-            rest = self._continuation_logprobs(prefix.cache, prompt.length, [classes[i] for i in chunk])
+            rest = self._continuation_logprobs(prefix.cache, prompt, [classes[i] for i in chunk])
             totals[torch.tensor(chunk, device=totals.device)] += rest
         return self._scores(totals, classes)
 
-    def _continuation_logprobs(self, cache: Any, prompt_len: int, classes: list[list[int]]) -> torch.Tensor:
+    def _continuation_logprobs(self, cache: Any, prompt: EncodedPrompt, classes: list[list[int]]) -> torch.Tensor:
         """Sum of log p(token_j | prompt, tokens_<j) over j >= 1 for each answer, in one forward.
 
         Row i feeds tokens[:-1], right-padded: with causal attention, padding after a row's
-        real tokens cannot change them. Every answer has >= 2 tokens (name + end of utterance).
+        real tokens cannot change them. Every answer has >= 2 tokens (name + end of turn).
         """
         n, device = len(classes), self.device
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_of_utterance_id
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_of_turn_id
         feed, targets, mask = answer_batch(classes, pad, device)
-        full_mask = torch.cat([torch.ones((n, prompt_len), dtype=torch.long, device=device), mask], dim=1)
+        full_mask = torch.cat([torch.ones((n, prompt.length), dtype=torch.long, device=device), mask], dim=1)
+        positions = None if prompt.positions is None else prompt.positions.after(prompt.length, feed.shape[1], n)
         rows = copy.deepcopy(cache)  # the prompt's cache stays intact for the next chunk
         rows.batch_repeat_interleave(n)
-        out = self.model(input_ids=feed, attention_mask=full_mask, cache=rows, use_cache=True)
+        out = self.model(input_ids=feed, attention_mask=full_mask, position_ids=positions, cache=rows, use_cache=True)
         logprobs = F.log_softmax(out.logits.float(), dim=-1).gather(-1, targets[..., None])[..., 0]
         return (logprobs * mask).sum(dim=1)
 
@@ -221,7 +258,10 @@ class SmolVlmClassifier:
     def naive_scores(
         self, examples: Sequence[Example], query_image: ImageSource, class_names: Sequence[str]
     ) -> np.ndarray:
-        """The reference for :meth:`score_classes`: one plain full forward (images included) per class."""
+        """The reference for :meth:`score_classes`: one plain full forward (images included) per class.
+
+        The model computes every position itself, from the whole sequence.
+        """
         prompt, classes = self._prepare(examples, query_image, class_names)
         totals = []
         for tokens in classes:
@@ -230,15 +270,23 @@ class SmolVlmClassifier:
             logits = self.model(
                 input_ids=full,
                 attention_mask=torch.ones_like(full),
-                pixel_values=prompt.pixel_values,
-                pixel_attention_mask=prompt.pixel_attention_mask,
                 use_cache=False,
                 logits_to_keep=len(tokens) + 1,
+                **self._full_inputs(prompt, len(tokens)),
             ).logits
             # The last len+1 positions: [P-1, P+L-1) predict the answer's tokens.
             logprobs = F.log_softmax(logits[0, :-1].float(), dim=-1)
             totals.append(logprobs.gather(-1, target[:, None]).sum())
         return self._scores(torch.stack(totals), classes)
+
+    def _full_inputs(self, prompt: EncodedPrompt, answer_len: int) -> dict[str, torch.Tensor]:
+        """The prompt's inputs for a forward over prompt + answer: per-token ones extended as text (0)."""
+        inputs = dict(prompt.inputs)
+        for key in self.architecture.token_inputs:
+            if key in inputs:
+                value = inputs[key]
+                inputs[key] = torch.cat([value, value.new_zeros((value.shape[0], answer_len))], dim=1)
+        return inputs
 
     def predict(self, examples: Sequence[Example], query_image: ImageSource, class_names: Sequence[str]) -> str:
         """The class name with the highest :meth:`score_classes` score (first one on ties)."""
