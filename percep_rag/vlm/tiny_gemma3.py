@@ -2,7 +2,7 @@
 
 Built from Gemma 3's own config classes: a 2-layer SigLIP vision tower on 16 px images in
 4 px patches pooled to 4 tokens per image, a 3-layer Gemma 3 text model whose sliding-window
-layers (window 8) are shorter than any few-shot prompt, a byte-level BPE tokenizer trained
+layers (window 24) are shorter than any few-shot prompt, a byte-level BPE tokenizer trained
 here with Gemma's special tokens, and Gemma 3's chat template. :func:`build_tiny_gemma3`
 writes it with ``save_pretrained`` so that it loads through the real path
 (:func:`~percep_rag.vlm.chat_loading.load_chat_vlm`). Its outputs mean nothing.
@@ -89,6 +89,8 @@ _CORPUS = "\n".join(
 )
 #: 16 px images in 4 px patches (16 patches), pooled 2 x 2: 4 tokens per image.
 _IMAGE_SIZE, _PATCH, _TOKENS_PER_IMAGE = 16, 4, 4
+#: Weights 5x the release init's spread: scores far enough from uniform that a wrong position or mask shows.
+_INIT = 0.1
 
 
 def tiny_gemma3_tokenizer() -> Any:
@@ -135,14 +137,14 @@ def build_tiny_gemma3(folder: str | os.PathLike, *, seed: int = 0) -> Path:
     text = Gemma3TextConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
         num_attention_heads=4, num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=8,
-        sliding_window=8, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        sliding_window=24, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
         max_position_embeddings=4096, pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"],
-        eos_token_id=ids["<eos>"],
+        eos_token_id=ids["<eos>"], initializer_range=_INIT,
     )  # fmt: skip
     config = Gemma3Config(
         vision_config=vision.to_dict(), text_config=text.to_dict(), mm_tokens_per_image=_TOKENS_PER_IMAGE,
         boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
-        image_token_index=ids["<image_soft_token>"],
+        image_token_index=ids["<image_soft_token>"], initializer_range=_INIT,
     )  # fmt: skip
     model = build_seeded(lambda: Gemma3ForConditionalGeneration(config).eval(), seed)
     images = Gemma3ImageProcessor(size={"height": _IMAGE_SIZE, "width": _IMAGE_SIZE}, do_pan_and_scan=False)
