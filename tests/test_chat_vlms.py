@@ -329,3 +329,12 @@ def test_cli_eval_fewshot_and_classify(task_root, folders, name, tmp_path, capsy
     assert code == 0, err
     assert out.startswith(f"{query}: ") and "examples: red, red" in out and "random weights" in out
     assert out.split(": ", 1)[1].split()[0] in ("blue", "green", "red")
+
+
+def test_cli_image_budget_reaches_qwen_and_is_refused_elsewhere(task_root, tmp_path, capsys):
+    args = ["eval", "fewshot", str(task_root), "-b", "tiny-vit-random", "--shots", "1", "--seeds", "1"]
+    args += ["--queries", "1", "--methods", "aligned", "--precision", "fp32", "--no-progress"]
+    code, out, err = run(capsys, *args, "--vlm", "tiny-qwen3-vl-random", "--vlm-max-image-tokens", "4")
+    assert code == 0 and "| aligned |" in out, err
+    code, _, err = run(capsys, *args, "--vlm", "tiny-gemma3-random", "--vlm-max-image-tokens", "4")
+    assert code != 0 and "takes no option 'max_image_tokens'" in err and "Traceback" not in err

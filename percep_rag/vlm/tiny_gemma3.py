@@ -18,7 +18,13 @@ from percep_rag.backbones._seed import build_seeded
 from percep_rag.vlm.bpe import train_byte_bpe
 from percep_rag.vlm.chat_loading import save_random_model
 
-__all__ = ["GEMMA3_CHAT_TEMPLATE", "TINY_GEMMA3_NAME", "build_tiny_gemma3", "tiny_gemma3_tokenizer"]
+__all__ = [
+    "GEMMA3_CHAT_TEMPLATE",
+    "TINY_GEMMA3_NAME",
+    "build_tiny_gemma3",
+    "make_gemma3_processor",
+    "tiny_gemma3_tokenizer",
+]
 
 TINY_GEMMA3_NAME = "tiny-gemma3-random"
 #: Gemma 3 (google/gemma-3-4b-it)'s chat template, as published with the checkpoints.
@@ -122,8 +128,6 @@ def build_tiny_gemma3(folder: str | os.PathLike, *, seed: int = 0) -> Path:
     from transformers import (
         Gemma3Config,
         Gemma3ForConditionalGeneration,
-        Gemma3ImageProcessor,
-        Gemma3Processor,
         Gemma3TextConfig,
         SiglipVisionConfig,
     )
@@ -147,8 +151,13 @@ def build_tiny_gemma3(folder: str | os.PathLike, *, seed: int = 0) -> Path:
         image_token_index=ids["<image_soft_token>"], initializer_range=_INIT,
     )  # fmt: skip
     model = build_seeded(lambda: Gemma3ForConditionalGeneration(config).eval(), seed)
-    images = Gemma3ImageProcessor(size={"height": _IMAGE_SIZE, "width": _IMAGE_SIZE}, do_pan_and_scan=False)
-    processor = Gemma3Processor(
-        images, tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=_TOKENS_PER_IMAGE
-    )
+    processor = make_gemma3_processor(tokenizer, image_size=_IMAGE_SIZE, tokens_per_image=_TOKENS_PER_IMAGE)
     return save_random_model(folder, model, processor)
+
+
+def make_gemma3_processor(tokenizer: Any, *, image_size: int, tokens_per_image: int) -> Any:
+    """Gemma 3's processor for ``image_size`` px square images of ``tokens_per_image`` tokens, pan-and-scan off."""
+    from transformers import Gemma3ImageProcessor, Gemma3Processor
+
+    images = Gemma3ImageProcessor(size={"height": image_size, "width": image_size}, do_pan_and_scan=False)
+    return Gemma3Processor(images, tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE, image_seq_length=tokens_per_image)

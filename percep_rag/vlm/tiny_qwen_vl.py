@@ -24,6 +24,7 @@ __all__ = [
     "QWEN3_VL_CHAT_TEMPLATE",
     "TINY_QWEN_VL_NAMES",
     "build_tiny_qwen_vl",
+    "make_qwen_processor",
     "tiny_qwen_tokenizer",
 ]
 
@@ -149,11 +150,9 @@ def build_tiny_qwen_vl(
     ...     sorted(p.name for p in build_tiny_qwen_vl(folder, architecture="qwen3_vl").iterdir())[:3]
     ['RANDOM_WEIGHTS', 'chat_template.jinja', 'config.json']
     """
-    from transformers import Qwen2VLImageProcessor
-
     if architecture not in get_args(QwenArchitecture):
         raise ConfigError(f"architecture must be one of {', '.join(get_args(QwenArchitecture))}, got {architecture!r}")
-    config_class, model_class, processor_class, video_class = _classes(architecture)
+    config_class, model_class, _, _ = _classes(architecture)
     tokenizer = tiny_qwen_tokenizer()
     vision, text = _configs(architecture, tokenizer)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _SPECIAL_TOKENS}
@@ -163,10 +162,22 @@ def build_tiny_qwen_vl(
         vision_end_token_id=ids["<|vision_end|>"],
     )  # fmt: skip
     model = build_seeded(lambda: model_class(config).eval(), seed)
-    grid = dict(patch_size=_PATCH, temporal_patch_size=2, merge_size=_MERGE)
-    size = {"shortest_edge": 4 * (_PATCH * _MERGE) ** 2, "longest_edge": 256 * (_PATCH * _MERGE) ** 2}
-    processor = processor_class(
+    processor = make_qwen_processor(tokenizer, architecture=architecture, patch_size=_PATCH, merge_size=_MERGE)
+    return save_random_model(folder, model, processor)
+
+
+def make_qwen_processor(tokenizer: Any, *, architecture: QwenArchitecture, patch_size: int, merge_size: int = 2) -> Any:
+    """The architecture's processor (images, videos, chat template) for ``patch_size`` px patches, merged.
+
+    Images are resized to between 4 and 256 LM tokens by default (a call's budget overrides it).
+    """
+    from transformers import Qwen2VLImageProcessor
+
+    _, _, processor_class, video_class = _classes(architecture)
+    grid = dict(patch_size=patch_size, temporal_patch_size=2, merge_size=merge_size)
+    cell = (patch_size * merge_size) ** 2
+    size = {"shortest_edge": 4 * cell, "longest_edge": 256 * cell}
+    return processor_class(
         Qwen2VLImageProcessor(**grid, size=size), tokenizer, video_class(**grid, size=size),
         chat_template=_TEMPLATES[architecture],
     )  # fmt: skip
-    return save_random_model(folder, model, processor)
