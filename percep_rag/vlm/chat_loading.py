@@ -143,7 +143,7 @@ def _load_folder(
     except (OSError, ValueError) as error:
         raise VlmNotFoundError(f"{kind} model folder {folder}: unreadable config ({error})") from None
     if wanted is not None:
-        wanted.check_model(config, str(folder))
+        wanted.check_model(config, str(folder), kind)
     architecture = wanted or architecture_for_model_type(config.model_type)
     try:
         processor = AutoProcessor.from_pretrained(folder, local_files_only=True)

@@ -123,10 +123,10 @@ class ChatArchitecture:
         """The prompt's positions when they are not ``0..P-1`` (``None``: the model's default is right)."""
         return None
 
-    def check_model(self, config: Any, where: str) -> None:
+    def check_model(self, config: Any, where: str, backend: str | None = None) -> None:
         """Refuse a checkpoint of another family, naming what this one loads."""
         if config.model_type not in self.model_types:
             raise VlmSpecError(
-                f"{where} holds a {config.model_type!r} model; the {self.family} backend loads "
+                f"{where} holds a {config.model_type!r} model; the {backend or self.family} backend loads "
                 f"{', '.join(self.model_types)}"
             )
