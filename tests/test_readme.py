@@ -9,6 +9,7 @@ random-weight ones before a block runs (:data:`TINY`):
 ``clip-vit-b-16``                                                  ``tiny-clip-random``
 ``--vlm OpenFlamingo-4B-vitl-rpj3b --vlm-checkpoint ... --vlm-lang ...``  ``--vlm tiny-flamingo-random``
 ``smolvlm:HuggingFaceTB/SmolVLM-256M-Instruct``                     ``tiny-smolvlm-random``
+``qwen-vl:Qwen/Qwen2.5-VL-3B-Instruct``                             ``tiny-qwen2.5-vl-random``
 ``/data/deepfashion2``                                             ``deepfashion2`` (a generated mini copy)
 ``align fit ...``                                                  ``... --epochs 1`` (seconds, not hours)
 =================================================================  ==========================
@@ -44,6 +45,7 @@ README = ROOT / "README.md"
 TINY = (
     (r"--vlm OpenFlamingo-4B-vitl-rpj3b --vlm-checkpoint \S+ --vlm-lang \S+", "--vlm tiny-flamingo-random"),
     (r"smolvlm:HuggingFaceTB/SmolVLM-256M-Instruct", "tiny-smolvlm-random"),
+    (r"qwen-vl:Qwen/Qwen2.5-VL-3B-Instruct", "tiny-qwen2.5-vl-random"),
     (r"dreamsim-ensemble", "tiny-ensemble-random"),
     (r"dino-vit-b-16", "tiny-vit-random"),
     (r"(?<![a-z])clip-vit-b-16", "tiny-clip-random"),

@@ -118,9 +118,10 @@ VlmOption = Annotated[
     str,
     typer.Option(
         parser=parse_vlm,
-        help="'smolvlm:<dir or hub id>', 'idefics3:<dir or hub id>' (transformers, offline), "
-        "'openflamingo:<release>' (or a bare release name, e.g. OpenFlamingo-4B-vitl-rpj3b); "
-        "test models: tiny-smolvlm-random, tiny-flamingo-random."
+        help="'smolvlm:', 'idefics3:', 'qwen-vl:', 'gemma3:' or 'hf:' (family from the config) + <dir or hub id> "
+        "(transformers, offline), 'openflamingo:<release>' (or a bare release name, e.g. OpenFlamingo-4B-vitl-rpj3b); "
+        "test models: tiny-smolvlm-random, tiny-qwen2.5-vl-random, tiny-qwen3-vl-random, tiny-gemma3-random, "
+        "tiny-flamingo-random."
     ),
 ]
 VlmCheckpointOption = Annotated[str | None, typer.Option(help="OpenFlamingo only: the release's checkpoint.pt.")]
@@ -129,6 +130,12 @@ VlmLangOption = Annotated[
 ]
 VlmVisionOption = Annotated[
     str | None, typer.Option(help="OpenFlamingo only: CLIP ViT-L/14 weights file for the vision encoder.")
+]
+VlmImageTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, max=16384, help="Qwen-VL only (qwen-vl:, hf:): most LM tokens per image (default 256; resized)."
+    ),
 ]
 
 
@@ -174,6 +181,7 @@ class VlmOptions:
     vlm_checkpoint: VlmCheckpointOption = None
     vlm_lang: VlmLangOption = None
     vlm_vision_weights: VlmVisionOption = None
+    vlm_max_image_tokens: VlmImageTokensOption = None
 
     def load(self, device: str, precision: str = "auto") -> Any:
         """The :class:`~percep_rag.vlm.FewShotVLM` on ``device``, computing in ``precision``."""
@@ -185,6 +193,7 @@ class VlmOptions:
             checkpoint=self.vlm_checkpoint,
             lang=self.vlm_lang,
             vision_weights=self.vlm_vision_weights,
+            max_image_tokens=self.vlm_max_image_tokens,
             device=str(resolve_device(device)),
             precision=precision,
         )
