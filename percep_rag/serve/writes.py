@@ -1,0 +1,198 @@
+"""The write side of a service: add uploaded images, delete points, sync a collection from its source.
+
+Writes run the library's own code on the service's own store (the one process an Edge store
+admits): :func:`~percep_rag.indexing.write_points` for uploads, :func:`~percep_rag.catalog.matching_ids`
+for deletions, :func:`~percep_rag.sync.sync_records` / :func:`~percep_rag.indexing.index_records`
+for a sync. Every embedding goes through the collection's queue (:class:`QueuedIndexer`), so
+the worker thread stays the embedder's only user and writes batch with the queries.
+
+Consistency: one write at a time per collection (a lock); searches never wait for it. Each
+point is written whole (vectors and payload in one upsert) and deleted whole, so a search
+during a write sees every point as it was before or after, never half of one.
+
+Uploaded images are kept in the collection's ``uploads`` folder (their points' ``uri``) and
+listed in its ``uploads.json``, which a sync adds to the source's records: a sync from the
+source folder keeps what was uploaded. Deleting an uploaded point removes it from the list
+first, then the point, then the file, so ``kill -9`` between the steps never brings it back.
+
+>>> WriteTarget().source is None
+True
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from percep_rag.datasets.records import IMAGE_EXTENSIONS, ImageRecord
+from percep_rag.embedder import EmbeddingResult
+from percep_rag.errors import ImageDecodeError
+from percep_rag.io.decode import ImageFailure, decode_image_bytes
+from percep_rag.io.files import atomic_write_bytes, atomic_write_text
+from percep_rag.serve.errors import ApiError
+
+#: The list of uploaded records in a collection's uploads folder.
+UPLOADS_LIST = "uploads.json"
+#: Payload fields an upload may not set: the service decides them.
+RESERVED_FIELDS = frozenset({"uri", "record_id", "content_hash", "label", "split"})
+
+
+@dataclass(frozen=True)
+class WriteTarget:
+    """Where one collection's writes come from and go: its ``source`` (a folder or manifest
+    that ``sync`` reads) and its ``uploads`` folder (where uploaded images are kept)."""
+
+    source: Path | None = None
+    uploads: Path | None = None
+
+
+class Writes:
+    """Per collection: its :class:`WriteTarget` and the lock that makes its writes one at a time.
+
+    ``on_upsert(n)`` follows every durable write of ``n`` points (logs, tests).
+
+    >>> writes = Writes({"c": WriteTarget(source=Path("/photos"))})
+    >>> writes.target("c").source, writes.target("other").source
+    (PosixPath('/photos'), None)
+    """
+
+    def __init__(
+        self, targets: Mapping[str, WriteTarget] | None = None, *, on_upsert: Callable[[int], None] | None = None
+    ):
+        self._targets = dict(targets or {})
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.on_upsert = on_upsert
+
+    def target(self, name: str) -> WriteTarget:
+        """``name``'s target (none given: no source, no uploads folder)."""
+        return self._targets.get(name, WriteTarget())
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Collection -> its source, for the owner file."""
+        return {name: str(t.source) for name, t in self._targets.items() if t.source is not None}
+
+    def lock(self, name: str) -> threading.Lock:
+        """The lock held while ``name`` is written."""
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+
+class QueuedIndexer:
+    """What :func:`~percep_rag.indexing.index_records` needs of an embedder, embedding on the
+    collection's queue (``embedder``: the catalog's :class:`~percep_rag.serve.batching.QueuedEmbedder`).
+
+    Images are decoded here, on the writing thread; a bad one is reported, the rest embedded.
+    It never compiles the forward for a large job (``prepare_for_job``): the queries keep theirs.
+    """
+
+    def __init__(self, embedder: Any, max_pixels: int | None = None):
+        self._embedder = embedder
+        self._max_pixels = max_pixels
+
+    @property
+    def fingerprint(self) -> Any:
+        return self._embedder.fingerprint
+
+    @property
+    def batch_size(self) -> int:
+        return int(self._embedder.batch_size)
+
+    def prepare_for_job(self, images: int) -> None:
+        """Nothing: the live service's forward stays as it is."""
+
+    def embed_many(
+        self, sources: Sequence[Any], *, on_batch: Callable[[EmbeddingResult], None] | None = None, **_: Any
+    ) -> None:
+        """Embed ``sources`` (image bytes) a batch at a time, handing each batch to ``on_batch``."""
+        size = max(1, self.batch_size)
+        for start in range(0, len(sources), size):
+            images, indices, failures = [], [], []
+            for index in range(start, min(start + size, len(sources))):
+                try:
+                    images.append(_decode(sources[index], f"image {index}", self._max_pixels))
+                    indices.append(index)
+                except ImageDecodeError as error:
+                    failures.append(ImageFailure(source=error.source, reason=error.reason, index=index))
+            both = self._embedder.embed_both(images) if images else None
+            dim = self._embedder.dim
+            result = EmbeddingResult(
+                base=both.base if both is not None else np.zeros((0, self._embedder.base_dim), np.float32),
+                aligned=both.aligned if both is not None else np.zeros((0, dim), np.float32),
+                indices=indices,
+                failures=failures,
+            )
+            if on_batch is not None:
+                on_batch(result)
+
+
+def _decode(data: Any, name: str, max_pixels: int | None) -> Any:
+    if isinstance(data, bytes | bytearray):
+        kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
+        return decode_image_bytes(bytes(data), source_name=name, **kwargs)
+    return data
+
+
+# ------------------------------------------------------------------ the uploads list
+
+
+def uploaded_records(folder: Path | None) -> list[tuple[ImageRecord, str]]:
+    """The uploaded ``(record, point id)`` pairs listed in ``folder`` (none: no folder, or no list yet)."""
+    if folder is None:
+        return []
+    path = folder / UPLOADS_LIST
+    if not path.is_file():
+        return []
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    return [(ImageRecord.model_validate(row["record"]), str(row["point"])) for row in rows]
+
+
+def write_uploaded(folder: Path, rows: Sequence[tuple[ImageRecord, str]]) -> None:
+    """Replace the uploads list of ``folder`` with ``rows`` (atomically)."""
+    listed = [{"record": record.model_dump(mode="json"), "point": pid} for record, pid in rows]
+    atomic_write_text(folder / UPLOADS_LIST, json.dumps(listed, indent=0) + "\n")
+
+
+def keep_upload(folder: Path, data: bytes, digest: str, filename: str | None) -> Path:
+    """Store an uploaded image in ``folder`` under its content hash (same bytes, same file)."""
+    suffix = Path(filename or "").suffix.lower()
+    path = folder / f"{digest[:32]}{suffix if suffix in IMAGE_EXTENSIONS else '.img'}"
+    if not path.is_file():
+        atomic_write_bytes(path, data)
+    return path
+
+
+def forget_uploads(folder: Path | None, point_ids: set[str]) -> list[Path]:
+    """Take ``point_ids`` off ``folder``'s uploads list; the files they had (to remove after the points)."""
+    rows = uploaded_records(folder)
+    gone = [Path(record.uri) for record, pid in rows if pid in point_ids]
+    if folder is not None and gone:
+        write_uploaded(folder, [(record, pid) for record, pid in rows if pid not in point_ids])
+    return gone
+
+
+def upload_payload(text: str | None) -> dict[str, Any]:
+    """The ``payload`` form field: a JSON object of extra payload fields (422 otherwise).
+
+    >>> upload_payload('{"sku": "A1", "price": 3}')
+    {'sku': 'A1', 'price': 3}
+    """
+    if not text or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ApiError(422, f"payload: not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ApiError(422, f"payload: a JSON object of fields, not {type(value).__name__}")
+    reserved = sorted(RESERVED_FIELDS & set(value))
+    if reserved:
+        raise ApiError(422, f"payload: {', '.join(reserved)} are set by the service (send label and split as fields)")
+    return value
