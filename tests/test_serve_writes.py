@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from percep_rag import AlignedEmbedder, EmbedderSpec  # noqa: E402
 from percep_rag.serve import API_KEY_HEADER, ServedCollection, ServeSettings, Writes, WriteTarget, create_app  # noqa: E402
-from percep_rag.serve.writes import UPLOADS_LIST  # noqa: E402
 from percep_rag.store import content_hash, open_store, point_id  # noqa: E402
+from percep_rag.uploads import UPLOADS_LIST  # noqa: E402
 from tests.serve_world import COLOURS, draw, index_folder, make_photos  # noqa: E402
 
 

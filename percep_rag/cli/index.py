@@ -205,6 +205,12 @@ def _sync(
     """``index --sync``: the library's sync on the chosen engine, then its report."""
     from percep_rag.store import open_store
     from percep_rag.sync import sync_records
+    from percep_rag.uploads import default_uploads, uploaded_records
+
+    records = list(loaded.records)
+    if spec.kind == "edge" and spec.path is not None:
+        # Images a service was given through its API are part of the catalog too: kept.
+        records += [record for record, _ in uploaded_records(default_uploads(spec.path, collection))]
 
     common = {
         "collection": collection,
@@ -217,12 +223,12 @@ def _sync(
     with open_store(spec) as opened:
         chosen = _chosen_embedder(opened, collection, embedder_options, cluster_options)
         if not engine_options.on_ray:
-            report = sync_records(loaded.records, embedder=chosen.build(), store=opened, **common)
+            report = sync_records(records, embedder=chosen.build(), store=opened, **common)
     if engine_options.on_ray:
         from percep_rag.distributed import sync_with_ray
 
         report = sync_with_ray(
-            loaded.records, spec=chosen.spec(), store=spec, options=engine_options.ray_options(), **common
+            records, spec=chosen.spec(), store=spec, options=engine_options.ray_options(), **common
         )
     if report.index is not None:
         typer.echo(str(report.index))

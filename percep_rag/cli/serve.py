@@ -128,6 +128,7 @@ def _writes(served: list[Any], sources: list[str], uploads: Path | None) -> tupl
     """The collections' write targets (``--source``, ``--uploads``) and the Edge store folders held."""
     from percep_rag.serve import Writes, WriteTarget
     from percep_rag.store.edge import EdgeStore
+    from percep_rag.uploads import default_uploads
 
     names = [item.name for item in served]
     given: dict[str, Path] = {}
@@ -149,10 +150,9 @@ def _writes(served: list[Any], sources: list[str], uploads: Path | None) -> tupl
         edge_root = Path(item.store.location) if isinstance(item.store, EdgeStore) else None
         if edge_root is not None and edge_root not in roots:
             roots.append(edge_root)
-        base = edge_root / ".uploads" if edge_root is not None else None
+        kept = default_uploads(edge_root, item.name) if edge_root is not None else None
         if uploads is not None:
-            base = uploads.expanduser().resolve()
-        kept = None if base is None else base / item.name
+            kept = uploads.expanduser().resolve() / item.name
         targets[item.name] = WriteTarget(source=given.get(item.name), uploads=kept)
     return Writes(targets), roots
 

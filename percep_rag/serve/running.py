@@ -58,6 +58,13 @@ def run_service(
             for root in store_roots:
                 claim(root, owner)
 
+        async def shutdown(self, sockets: Any = None) -> None:
+            # Here, not after run(): uvicorn re-raises SIGTERM/SIGINT once it has stopped, which
+            # ends the process before run() returns.
+            for root in store_roots:
+                release(root)
+            await super().shutdown(sockets=sockets)
+
     server = OwnedServer(uvicorn.Config(app, host=host, port=port, log_level=log_level))
     try:
         server.run()

@@ -10,10 +10,8 @@ Consistency: one write at a time per collection (a lock); searches never wait fo
 point is written whole (vectors and payload in one upsert) and deleted whole, so a search
 during a write sees every point as it was before or after, never half of one.
 
-Uploaded images are kept in the collection's ``uploads`` folder (their points' ``uri``) and
-listed in its ``uploads.json``, which a sync adds to the source's records: a sync from the
-source folder keeps what was uploaded. Deleting an uploaded point removes it from the list
-first, then the point, then the file, so ``kill -9`` between the steps never brings it back.
+Uploaded images are kept in the collection's ``uploads`` folder (see :mod:`percep_rag.uploads`),
+which a sync adds to the source's records: a sync from the source folder keeps what was uploaded.
 
 >>> WriteTarget().source is None
 True
@@ -30,15 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from percep_rag.datasets.records import IMAGE_EXTENSIONS, ImageRecord
 from percep_rag.embedder import EmbeddingResult
 from percep_rag.errors import ImageDecodeError
 from percep_rag.io.decode import ImageFailure, decode_image_bytes
-from percep_rag.io.files import atomic_write_bytes, atomic_write_text
 from percep_rag.serve.errors import ApiError
 
-#: The list of uploaded records in a collection's uploads folder.
-UPLOADS_LIST = "uploads.json"
 #: Payload fields an upload may not set: the service decides them.
 RESERVED_FIELDS = frozenset({"uri", "record_id", "content_hash", "label", "split"})
 
@@ -138,44 +132,6 @@ def _decode(data: Any, name: str, max_pixels: int | None) -> Any:
         kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
         return decode_image_bytes(bytes(data), source_name=name, **kwargs)
     return data
-
-
-# ------------------------------------------------------------------ the uploads list
-
-
-def uploaded_records(folder: Path | None) -> list[tuple[ImageRecord, str]]:
-    """The uploaded ``(record, point id)`` pairs listed in ``folder`` (none: no folder, or no list yet)."""
-    if folder is None:
-        return []
-    path = folder / UPLOADS_LIST
-    if not path.is_file():
-        return []
-    rows = json.loads(path.read_text(encoding="utf-8"))
-    return [(ImageRecord.model_validate(row["record"]), str(row["point"])) for row in rows]
-
-
-def write_uploaded(folder: Path, rows: Sequence[tuple[ImageRecord, str]]) -> None:
-    """Replace the uploads list of ``folder`` with ``rows`` (atomically)."""
-    listed = [{"record": record.model_dump(mode="json"), "point": pid} for record, pid in rows]
-    atomic_write_text(folder / UPLOADS_LIST, json.dumps(listed, indent=0) + "\n")
-
-
-def keep_upload(folder: Path, data: bytes, digest: str, filename: str | None) -> Path:
-    """Store an uploaded image in ``folder`` under its content hash (same bytes, same file)."""
-    suffix = Path(filename or "").suffix.lower()
-    path = folder / f"{digest[:32]}{suffix if suffix in IMAGE_EXTENSIONS else '.img'}"
-    if not path.is_file():
-        atomic_write_bytes(path, data)
-    return path
-
-
-def forget_uploads(folder: Path | None, point_ids: set[str]) -> list[Path]:
-    """Take ``point_ids`` off ``folder``'s uploads list; the files they had (to remove after the points)."""
-    rows = uploaded_records(folder)
-    gone = [Path(record.uri) for record, pid in rows if pid in point_ids]
-    if folder is not None and gone:
-        write_uploaded(folder, [(record, pid) for record, pid in rows if pid not in point_ids])
-    return gone
 
 
 def upload_payload(text: str | None) -> dict[str, Any]:

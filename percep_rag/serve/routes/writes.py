@@ -23,15 +23,8 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from percep_rag.serve.errors import ApiError
 from percep_rag.serve.inputs import _check_image, check_form, read_filter
 from percep_rag.serve.routes.search import FILTER_HELP
-from percep_rag.serve.writes import (
-    QueuedIndexer,
-    Writes,
-    forget_uploads,
-    keep_upload,
-    upload_payload,
-    uploaded_records,
-    write_uploaded,
-)
+from percep_rag.serve.writes import QueuedIndexer, Writes, upload_payload
+from percep_rag.uploads import forget_uploads, keep_upload, uploaded_records, write_uploaded
 
 router = APIRouter(tags=["writes"])
 
