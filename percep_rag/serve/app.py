@@ -85,5 +85,9 @@ def create_app(
     async def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-cache"})
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:  # asked for by browsers on any page, the JSON ones too
+        return FileResponse(str(STATIC / "favicon.svg"), media_type="image/svg+xml")
+
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD)
     return app
