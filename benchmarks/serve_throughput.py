@@ -238,7 +238,8 @@ def run_mixed(url: str, clients: int, adds: int, deletes: int, images: list[byte
     written: dict = {"add": [], "delete": [], "errors": 0}
 
     def writer() -> None:
-        fresh = query_images(adds, seed=37)  # not in the collection: every add writes a point
+        # Not in the collection, even a reused one (seeded by its size): every add writes a point.
+        fresh = query_images(adds, seed=37 + before)
         added: list[str] = []
         every = max(1, adds // max(1, deletes))
         with httpx.Client(base_url=url, timeout=60) as http:

@@ -7,7 +7,6 @@ the app has the folder as its source and an uploads folder, as ``serve --source`
 from __future__ import annotations
 
 import io
-import json
 import threading
 
 import pytest
@@ -20,7 +19,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from percep_rag import AlignedEmbedder, EmbedderSpec  # noqa: E402
 from percep_rag.serve import API_KEY_HEADER, ServedCollection, ServeSettings, Writes, WriteTarget, create_app  # noqa: E402
 from percep_rag.store import content_hash, open_store, point_id  # noqa: E402
-from percep_rag.uploads import UPLOADS_LIST  # noqa: E402
+from percep_rag.uploads import uploaded_records  # noqa: E402
 from tests.serve_world import COLOURS, draw, index_folder, make_photos  # noqa: E402
 
 
@@ -92,8 +91,7 @@ def test_add_images_embeds_them_with_the_collection_embedder_and_keeps_the_files
     # The thumbnail is served from the kept file; the new label is offered as a facet.
     assert client.get(f"/collections/live/points/{ids[0]}/image").status_code == 200
     assert "lemon" in client.get("/collections/live").json()["facets"]["label"]
-    listed = json.loads((world["uploads"] / UPLOADS_LIST).read_text())
-    assert sorted(row["point"] for row in listed) == sorted(ids)
+    assert sorted(pid for _, pid in uploaded_records(world["uploads"])) == sorted(ids)
     # A search by another image sees the new points.
     assert set(ids) <= search_ids(client, png(3))
     # The same bytes again: already there, nothing embedded or written twice.
@@ -165,7 +163,7 @@ def test_deleting_an_upload_removes_its_file_and_listing(world, client):
     kept = world["uploads"] / point["uri"].rsplit("/", 1)[1]
     assert kept.is_file()
     client.post("/collections/live/delete", data={"id": point["id"]})
-    assert not kept.exists() and json.loads((world["uploads"] / UPLOADS_LIST).read_text()) == []
+    assert not kept.exists() and uploaded_records(world["uploads"]) == []
     # A later sync does not bring it back.
     client.post("/collections/live/sync")
     assert point["id"] not in stored_ids(world["store"])
@@ -251,3 +249,89 @@ def test_searches_during_writes_answer_from_before_or_after(world):
     assert seen and sum(acks) >= 12
     for hit in seen:  # every point whole: its payload has everything a write gives it
         assert hit["uri"] and hit["payload"]["content_hash"] and hit["image"]
+
+
+# --------------------------------------------------------------------------- serve --watch
+
+
+def test_the_watcher_syncs_once_a_changing_folder_settles(tmp_path):
+    from percep_rag.serve.watch import SourceWatcher
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    calls: list[str] = []
+    lines: list[str] = []
+    watcher = SourceWatcher({"c": folder}, lambda name: calls.append(name) or f"{name}: synced", settle=2.0,
+                            report=lines.append)  # fmt: skip
+    assert watcher.look(now=0.0) == []  # the first look only remembers
+    assert watcher.look(now=1.0) == []  # nothing changed
+    for n, now in enumerate((2.0, 3.0, 4.5)):  # a copy in progress: each look sees more files
+        (folder / f"{n}.png").write_bytes(b"x" * (n + 1))
+        assert watcher.look(now=now) == []
+    assert watcher.look(now=5.0) == []  # unchanged for 0.5 s: not settled yet
+    assert watcher.look(now=6.5) == ["c"] and calls == ["c"] and lines == ["watch: c: synced"]
+    assert watcher.look(now=20.0) == []  # synced once per settled change
+    (folder / "0.png").unlink()
+    watcher.look(now=21.0)
+    assert watcher.look(now=23.0) == ["c"] and calls == ["c", "c"]
+
+
+def test_a_failed_watched_sync_is_logged_and_the_watch_goes_on(tmp_path):
+    from percep_rag.serve.watch import SourceWatcher
+
+    lines: list[str] = []
+
+    def broken(name: str) -> str:
+        raise OSError("source folder gone")
+
+    watcher = SourceWatcher({"c": tmp_path}, broken, settle=0.0, report=lines.append)
+    watcher.look(now=0.0)
+    (tmp_path / "a.png").write_bytes(b"x")
+    watcher.look(now=1.0)
+    assert watcher.look(now=2.0) == [] and lines == ["watch: sync of 'c' failed: source folder gone"]
+
+
+def test_watch_syncs_the_served_collection_when_its_folder_changes(world):
+    import time
+
+    from percep_rag.serve.watch import SourceWatcher
+    from percep_rag.serve.writes import sync_collection
+
+    app = app_for(world)
+    state = app.state
+    lines: list[str] = []
+    watcher = SourceWatcher(
+        {"live": world["photos"]},
+        lambda name: sync_collection(state.catalog, state.writes, state.settings, name)["report"],
+        interval=0.05,
+        settle=0.2,
+        report=lines.append,
+    )
+    with TestClient(app) as client:
+        watcher.start()
+        try:
+            draw(world["photos"] / "train" / "dog" / "watched.png", COLOURS["dog"], 4321)
+            deadline = time.monotonic() + 60
+            while not lines and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            watcher.stop()
+        assert lines == ["watch: live: 1 added, 12 kept, 0 replaced, 0 removed, 0 relinked, 0 failed"]
+        assert count(client) == 13
+
+
+def test_the_uploads_list_appends_survives_a_torn_line_and_compacts(tmp_path):
+    from percep_rag.datasets.records import ImageRecord
+    from percep_rag.uploads import UPLOADS_LIST, forget_uploads, list_uploads
+
+    rows = [(ImageRecord(id=f"uploads/{n}", uri=str(tmp_path / f"{n}.png"), label="x"), f"p{n}") for n in range(600)]
+    for start in range(0, 600, 100):
+        list_uploads(tmp_path, rows[start : start + 100])
+    with (tmp_path / UPLOADS_LIST).open("a") as listed:
+        listed.write('{"record": {"id": "cut')  # a write cut short by kill -9
+    assert [pid for _, pid in uploaded_records(tmp_path)] == [f"p{n}" for n in range(600)]
+    files = forget_uploads(tmp_path, {f"p{n}" for n in range(500)})
+    assert len(files) == 500 and files[0] == tmp_path / "0.png"
+    assert [pid for _, pid in uploaded_records(tmp_path)] == [f"p{n}" for n in range(500, 600)]
+    assert len((tmp_path / UPLOADS_LIST).read_text().splitlines()) == 100  # rewritten without the withdrawn
+    assert forget_uploads(tmp_path, {"p0"}) == []  # already gone

@@ -86,6 +86,9 @@ def serve(
     log_level: Annotated[LogLevel, typer.Option(help="How much uvicorn logs.")] = "info",
     source: SourcesOption = None,
     uploads: UploadsOption = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Re-sync each --source when its files change (once they settle, ~2 s).")
+    ] = False,
     *,
     embedder_options: CollectionEmbedderOptions,
     vlm_options: OptionalVlmOptions,
@@ -108,6 +111,8 @@ def serve(
     with ExitStack() as stack:
         served = _served_collections(stack, store or [None], collection, embedder_options)
         writes, roots = _writes(served, source or [], uploads)
+        if watch and not writes.sources:
+            fail("--watch re-syncs source folders: give --source COLLECTION=DIR", USAGE)
         vlm = _load_vlm(vlm_options, served, embedder_options) if vlm_options.vlm else None
         app = create_app(served, settings=settings, vlm=vlm, writes=writes)
         names = ", ".join(item.name for item in served)
@@ -121,7 +126,22 @@ def serve(
             collections=[item.name for item in served],
             sources=writes.sources,
             api_key=settings.api_key is not None,
+            watcher=_watcher(app) if watch else None,
         )
+
+
+def _watcher(app: Any) -> Any:
+    """The ``--watch`` thread: each settled change of a source is synced, its report line logged."""
+    from percep_rag.serve.watch import SourceWatcher
+    from percep_rag.serve.writes import sync_collection
+
+    state = app.state
+
+    def sync(name: str) -> str:
+        return str(sync_collection(state.catalog, state.writes, state.settings, name)["report"])
+
+    sources = {name: Path(folder) for name, folder in state.writes.sources.items()}
+    return SourceWatcher(sources, sync, report=lambda line: typer.echo(line, err=True))
 
 
 def _writes(served: list[Any], sources: list[str], uploads: Path | None) -> tuple[Any, list[Path]]:

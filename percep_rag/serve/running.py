@@ -38,8 +38,10 @@ def run_service(
     collections: Sequence[str],
     sources: dict[str, str],
     api_key: bool,
+    watcher: Any | None = None,
 ) -> None:
-    """Serve ``app`` until stopped, with an owner file in each of ``store_roots`` while it listens."""
+    """Serve ``app`` until stopped, with an owner file in each of ``store_roots`` while it listens;
+    ``watcher`` (a :class:`~percep_rag.serve.watch.SourceWatcher`) runs while it listens."""
     import uvicorn
 
     class OwnedServer(uvicorn.Server):
@@ -57,12 +59,16 @@ def run_service(
             )
             for root in store_roots:
                 claim(root, owner)
+            if watcher is not None:
+                watcher.start()
 
         async def shutdown(self, sockets: Any = None) -> None:
             # Here, not after run(): uvicorn re-raises SIGTERM/SIGINT once it has stopped, which
             # ends the process before run() returns.
             for root in store_roots:
                 release(root)
+            if watcher is not None:
+                watcher.stop()
             await super().shutdown(sockets=sockets)
 
     server = OwnedServer(uvicorn.Config(app, host=host, port=port, log_level=log_level))

@@ -61,6 +61,7 @@ class Writes:
     ):
         self._targets = dict(targets or {})
         self._locks: dict[str, threading.Lock] = {}
+        self._counts: dict[str, int] = {}
         self._guard = threading.Lock()
         self.on_upsert = on_upsert
 
@@ -77,6 +78,20 @@ class Writes:
         """The lock held while ``name`` is written."""
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
+
+    def count_after(self, name: str, store: Any, change: int | None) -> int:
+        """``name``'s point count after a write that changed it by ``change`` points (``None``: count again).
+
+        Called under :meth:`lock`. Counted once, then kept up to date by each write's exact
+        change: an exact count of a large Edge collection holds the interpreter for tens of
+        milliseconds, which ``/healthz`` would wait for after every upload. (The service is the
+        only writer of an Edge store; a sync counts again.)
+        """
+        if change is None or name not in self._counts:
+            self._counts[name] = store.count(name)
+        else:
+            self._counts[name] += change
+        return self._counts[name]
 
 
 class QueuedIndexer:
@@ -152,3 +167,72 @@ def upload_payload(text: str | None) -> dict[str, Any]:
     if reserved:
         raise ApiError(422, f"payload: {', '.join(reserved)} are set by the service (send label and split as fields)")
     return value
+
+
+def forget_changes(catalog: Any, name: str) -> None:
+    """Forget what the catalog keeps of ``name`` (facets, class names): its points changed."""
+    entry = catalog.entry(name)
+    entry.facets = None
+    entry.labels = {}
+
+
+def sync_collection(
+    catalog: Any, writes: Writes, settings: Any, name: str, dry_run: bool = False, remove: bool = True
+) -> dict[str, Any]:
+    """``index --sync`` of ``name``'s source (with its uploads) on the served store; ``remove=False``:
+    ``index`` (additions only). The answer of ``POST /collections/{name}/sync``.
+
+    Raises :class:`~percep_rag.serve.errors.ApiError` (409) when ``name`` has no source.
+    """
+    from percep_rag.datasets.sources import load_source
+    from percep_rag.indexing import index_records
+    from percep_rag.sync import sync_records
+    from percep_rag.uploads import uploaded_records
+
+    target = writes.target(name)
+    retriever = catalog.retriever(name)
+    if target.source is None:
+        detail = f"this service was started without a source folder for {name!r} (serve --source {name}=DIR)"
+        raise ApiError(409, detail, "no_source")
+    loaded = load_source(target.source)
+    records = [*loaded.records, *(record for record, _ in uploaded_records(target.uploads))]
+    common: dict[str, Any] = {
+        "embedder": QueuedIndexer(retriever.embedder, settings.max_pixels),
+        "store": retriever.store,
+        "collection": name,
+        "dataset": loaded.dataset,
+        "payload_indexes": loaded.payload_indexes,
+        "progress": False,
+        "on_upsert": writes.on_upsert,
+    }
+    with writes.lock(name):
+        if remove:
+            report = sync_records(records, dry_run=dry_run, **common)
+            index = report.index
+        else:
+            index = None if dry_run else index_records(records, **common)
+            report = None
+        if not dry_run:
+            forget_changes(catalog, name)
+        count = writes.count_after(name, retriever.store, None)
+    answer: dict[str, Any] = {
+        "collection": name,
+        "source": str(target.source),
+        "dry_run": dry_run,
+        "count": count,
+        "index": None if index is None else str(index),
+    }
+    if report is not None:
+        answer |= {
+            "report": str(report),
+            "added": report.added,
+            "kept": report.kept,
+            "replaced": report.replaced,
+            "removed": report.removed,
+            "relinked": report.relinked,
+        }
+    elif index is not None:
+        answer |= {"report": str(index), "added": index.indexed, "already_present": index.already_present}
+    failures = report.failures if report is not None else (index.failures if index is not None else [])
+    answer["failed"] = [{"source": f.source, "reason": f.reason} for f in failures]
+    return answer

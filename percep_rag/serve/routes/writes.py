@@ -23,8 +23,8 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from percep_rag.serve.errors import ApiError
 from percep_rag.serve.inputs import _check_image, check_form, read_filter
 from percep_rag.serve.routes.search import FILTER_HELP
-from percep_rag.serve.writes import QueuedIndexer, Writes, upload_payload
-from percep_rag.uploads import forget_uploads, keep_upload, uploaded_records, write_uploaded
+from percep_rag.serve.writes import Writes, forget_changes, sync_collection, upload_payload
+from percep_rag.uploads import forget_uploads, keep_upload, list_uploads
 
 router = APIRouter(tags=["writes"])
 
@@ -110,8 +110,7 @@ async def add_images(
                         ImageRecord(id=f"uploads/{path.name}", uri=str(path), label=label, split=split, extra=extra)
                     )
                 # Listed before the points are written: a sync after a crash here indexes them.
-                listed = [row for row in uploaded_records(folder) if row[1] not in fresh]
-                write_uploaded(folder, [*listed, *zip(records, [ids[i] for i in order], strict=True)])
+                list_uploads(folder, list(zip(records, [ids[i] for i in order], strict=True)))
                 written = write_points(
                     store, name, records, [digests[i] for i in order], [ids[i] for i in order],
                     both.base, both.aligned, None,
@@ -122,14 +121,15 @@ async def add_images(
                     {"id": ids[i], "uri": record.uri, "filename": uploads[i][0]}
                     for i, record in zip(order, records, strict=True)
                 ]
-            _changed(catalog, name)
+            forget_changes(catalog, name)
+            total = writes.count_after(name, store, len(order))
             return {
                 "collection": name,
                 "added": len(order),
                 "already_present": len({ids[i] for i in range(len(ids)) if ids[i] in present}),
                 "duplicates": len(ids) - len(order) - len({pid for pid in ids if pid in present}),
                 "points": points,
-                "count": store.count(name),
+                "count": total,
                 "report": f"{name}: {len(order)} added, {len(ids) - len(order)} already present",
             }
 
@@ -182,8 +182,8 @@ def _delete(
             store.delete(name, found)
             for path in files:
                 path.unlink(missing_ok=True)
-            _changed(catalog, name)
-        left = store.count(name)
+            forget_changes(catalog, name)
+        left = writes.count_after(name, store, 0 if dry_run else -len(found))
     verb = "would delete" if dry_run else "deleted"
     return {
         "collection": name,
@@ -220,72 +220,6 @@ async def sync(
 ) -> dict[str, Any]:
     """Index the source's new images, relink renamed ones, remove withdrawn ones; the counts."""
     state = request.app.state
-    writes = writes_of(request)
-    source = writes.target(name).source
-    catalog = state.catalog
-    retriever = catalog.retriever(name)
-    if source is None:
-        raise ApiError(
-            409,
-            f"this service was started without a source folder for {name!r} (serve --source {name}=DIR)",
-            "no_source",
-        )
-
-    def run() -> dict[str, Any]:
-        from percep_rag.datasets.sources import load_source
-        from percep_rag.indexing import index_records
-        from percep_rag.sync import sync_records
-
-        loaded = load_source(source)
-        uploaded = [record for record, _ in uploaded_records(writes.target(name).uploads)]
-        records = [*loaded.records, *uploaded]
-        indexer = QueuedIndexer(retriever.embedder, state.settings.max_pixels)
-        common: dict[str, Any] = {
-            "embedder": indexer,
-            "store": retriever.store,
-            "collection": name,
-            "dataset": loaded.dataset,
-            "payload_indexes": loaded.payload_indexes,
-            "progress": False,
-            "on_upsert": writes.on_upsert,
-        }
-        with writes.lock(name):
-            if remove:
-                report = sync_records(records, dry_run=dry_run, **common)
-                index = report.index
-            else:
-                index = None if dry_run else index_records(records, **common)
-                report = None
-            if not dry_run:
-                _changed(catalog, name)
-            count = retriever.store.count(name)
-        answer: dict[str, Any] = {
-            "collection": name,
-            "source": str(source),
-            "dry_run": dry_run,
-            "count": count,
-            "index": None if index is None else str(index),
-        }
-        if report is not None:
-            answer |= {
-                "report": str(report),
-                "added": report.added,
-                "kept": report.kept,
-                "replaced": report.replaced,
-                "removed": report.removed,
-                "relinked": report.relinked,
-            }
-        elif index is not None:
-            answer |= {"report": str(index), "added": index.indexed, "already_present": index.already_present}
-        failures = report.failures if report is not None else (index.failures if index is not None else [])
-        answer["failed"] = [{"source": f.source, "reason": f.reason} for f in failures]
-        return answer
-
-    return await _off_loop(run)
+    return await _off_loop(sync_collection, state.catalog, writes_of(request), state.settings, name, dry_run, remove)
 
 
-def _changed(catalog: Any, name: str) -> None:
-    """Forget what the catalog keeps of ``name`` (facets, class names): the points changed."""
-    entry = catalog.entry(name)
-    entry.facets = None
-    entry.labels = {}
