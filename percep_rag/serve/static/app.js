@@ -74,11 +74,7 @@ async function loadWithKey(img) {
 
 // A thumbnail the service no longer has (its point was deleted, its file withdrawn: 404) or
 // cannot send: a drawn placeholder in its place, never a broken image.
-const PLACEHOLDER = "data:image/svg+xml," + encodeURIComponent(
-  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 160 160"><rect width="160" height="160" fill="#eef0f3"/>' +
-  '<path d="M52 60h56v40H52z" fill="none" stroke="#9aa3b2" stroke-width="4"/>' +
-  '<path d="M48 112 112 48" stroke="#9aa3b2" stroke-width="4"/>' +
-  '<text x="80" y="136" font-family="sans-serif" font-size="14" fill="#5b6576" text-anchor="middle">no longer here</text></svg>');
+const PLACEHOLDER = "static/placeholder.svg";  // shipped with the page: needs no key
 
 function showPlaceholder(img) {
   img.onerror = null;
