@@ -260,6 +260,8 @@ EXPECTED_ALL = {
         "QueuedEmbedder",
         "ServeSettings",
         "ServedCollection",
+        "WriteTarget",
+        "Writes",
         "create_app",
     ],
     "percep_rag.serve.routes": [],

@@ -10,6 +10,7 @@ import typer
 
 from percep_rag.cli.engine import ClusterOptions, EngineOptions
 from percep_rag.cli.errors import USAGE, fail
+from percep_rag.cli.forward import no_lock_errors, served_owner
 from percep_rag.cli.options import (
     CollectionOption,
     FilterOption,
@@ -83,44 +84,83 @@ def index(
     if not loaded.records:
         fail(f"no images found in {source}")
     spec = store_spec(store)
-    if sync:
-        _sync(loaded, spec, collection, dataset, dry_run, embedder_options, engine_options, cluster_options, progress)
+    owner = served_owner(spec, collection)
+    if owner is not None:
+        _through_service(owner, source, spec, collection, sync=sync, dry_run=dry_run, split=split, dataset=dataset)
         return
-    # One store for the whole command, both engines: a :memory: store opened again would be empty.
-    with open_store(spec) as opened:
-        chosen = _chosen_embedder(opened, collection, embedder_options, cluster_options)
-        if engine_options.on_ray:
-            from percep_rag.distributed import index_with_ray
+    with no_lock_errors(spec, collection):
+        if sync:
+            options = (embedder_options, engine_options, cluster_options)
+            _sync(loaded, spec, collection, dataset, dry_run, *options, progress)
+            return
+        # One store for the whole command, both engines: a :memory: store opened again would be empty.
+        with open_store(spec) as opened:
+            chosen = _chosen_embedder(opened, collection, embedder_options, cluster_options)
+            if engine_options.on_ray:
+                from percep_rag.distributed import index_with_ray
 
-            report = index_with_ray(
-                loaded.records,
-                spec=chosen.spec(),
-                store=_ray_target(spec, opened),
-                collection=collection,
-                dataset=dataset or loaded.dataset,
-                payload_indexes=loaded.payload_indexes,
-                options=engine_options.ray_options(),
-                progress=progress,
-                collection_options=cluster_options.collection_options(),
-            )
-            random_weights = report.fingerprint is not None and report.fingerprint.random_weights
-        else:
-            embedder = chosen.build()
-            report = index_records(
-                loaded.records,
-                embedder=embedder,
-                store=opened,
-                collection=collection,
-                dataset=dataset or loaded.dataset,
-                payload_indexes=loaded.payload_indexes,
-                progress=progress,
-                collection_options=cluster_options.collection_options(),
-            )
-            random_weights = embedder.backbone.random_weights
-        total = opened.count(collection)
-    typer.echo(f"{report}{random_note(random_weights)}")
-    typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
-    echo_skipped(report.failures, inputs=report.records)
+                report = index_with_ray(
+                    loaded.records,
+                    spec=chosen.spec(),
+                    store=_ray_target(spec, opened),
+                    collection=collection,
+                    dataset=dataset or loaded.dataset,
+                    payload_indexes=loaded.payload_indexes,
+                    options=engine_options.ray_options(),
+                    progress=progress,
+                    collection_options=cluster_options.collection_options(),
+                )
+                random_weights = report.fingerprint is not None and report.fingerprint.random_weights
+            else:
+                embedder = chosen.build()
+                report = index_records(
+                    loaded.records,
+                    embedder=embedder,
+                    store=opened,
+                    collection=collection,
+                    dataset=dataset or loaded.dataset,
+                    payload_indexes=loaded.payload_indexes,
+                    progress=progress,
+                    collection_options=cluster_options.collection_options(),
+                )
+                random_weights = embedder.backbone.random_weights
+            total = opened.count(collection)
+        typer.echo(f"{report}{random_note(random_weights)}")
+        typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
+        echo_skipped(report.failures, inputs=report.records)
+
+
+def _through_service(
+    owner: Any, source: str, spec: Any, collection: str, *, sync: bool, dry_run: bool, split: str | None,
+    dataset: str | None,
+) -> None:
+    """``index`` (``--sync``) of a collection a running service holds: that service syncs its own
+    source folder, or the command says in one line how to write through it."""
+    from percep_rag.cli.forward import collection_path, post
+
+    served = owner.sources.get(collection)
+    where = f"collection {collection!r} in {spec.path} is served by {owner.describe()}"
+    add_url = f"{owner.url}{collection_path(collection, 'points')}"
+    if served is None:
+        fail(
+            f"{where}, started without --source for it: restart it with --source {collection}={Path(source).resolve()} "
+            f"to sync through it, or POST the images to {add_url}"
+        )
+    if Path(source).expanduser().resolve() != Path(served).resolve():
+        fail(f"{where}, which syncs it from {served} only: put the images there and run this on that folder, "
+             f"or POST them to {add_url}")  # fmt: skip
+    if split is not None or dataset is not None:
+        fail(f"{where}: --split and --dataset cannot go through it (it syncs all of {served} as it was started)")
+    answer = post(
+        owner, collection_path(collection, "sync"), [("dry_run", str(dry_run).lower()), ("remove", str(sync).lower())]
+    )
+    if answer.get("index") and sync:
+        typer.echo(answer["index"])
+    typer.echo(answer.get("report") or answer.get("index") or "")
+    verb = "holds" if dry_run else "now holds"
+    typer.echo(f"collection {collection!r} in {spec.path} {verb} {answer['count']} points (through {owner.describe()})")
+    for failure in answer.get("failed", []):
+        typer.secho(f"skipped {failure['source']}: {failure['reason']}", err=True, fg=typer.colors.YELLOW)
 
 
 def _ray_target(spec: Any, opened: Any) -> Any:
@@ -169,6 +209,12 @@ def _sync(
     """``index --sync``: the library's sync on the chosen engine, then its report."""
     from percep_rag.store import open_store
     from percep_rag.sync import sync_records
+    from percep_rag.uploads import default_uploads, uploaded_records
+
+    records = list(loaded.records)
+    if spec.kind == "edge" and spec.path is not None:
+        # Images a service was given through its API are part of the catalog too: kept.
+        records += [record for record, _ in uploaded_records(default_uploads(spec.path, collection))]
 
     common = {
         "collection": collection,
@@ -184,14 +230,14 @@ def _sync(
             from percep_rag.distributed import sync_with_ray
 
             report = sync_with_ray(
-                loaded.records,
+                records,
                 spec=chosen.spec(),
                 store=_ray_target(spec, opened),
                 options=engine_options.ray_options(),
                 **common,
             )
         else:
-            report = sync_records(loaded.records, embedder=chosen.build(), store=opened, **common)
+            report = sync_records(records, embedder=chosen.build(), store=opened, **common)
         total = opened.count(collection) if opened.has_collection(collection) else 0
     if report.index is not None:
         typer.echo(str(report.index))
