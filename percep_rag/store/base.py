@@ -16,39 +16,11 @@ condition and ``retrieve``/``existing_ids`` drop it. This works identically on Q
 qdrant-client's local modes and a Qdrant server (Edge has no collection-level metadata),
 and the fingerprint travels with the data through snapshots and copies.
 
-A tour of the interface (every back end behaves the same):
-
->>> import numpy as np
->>> from percep_rag.store import open_store, StorePoint, point_id, content_hash
->>> fp = Fingerprint(backbone="tiny", weights_digest="0", random_weights=True,
-...     pooling="cls", normalization="l2", alignment="identity", alignment_digest="-",
-...     base_dim=4, dim=4)
->>> store = open_store(":memory:")
->>> _ = store.ensure_collection("imgs", fp, payload_indexes={"label": "keyword"})
->>> store.get_fingerprint("imgs").dim
-4
->>> pid = point_id(content_hash(b"img-bytes"), "imgs")
->>> v = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
->>> store.upsert("imgs", [StorePoint(pid, {"base": v, "aligned": v}, {"label": "cat"})])
-1
->>> store.upsert_arrays("imgs", [point_id("ab", "imgs")], {"base": [[0, 1, 0, 0]], "aligned": [[0, 1, 0, 0]]},
-...     [{"label": "dog"}])
-1
->>> hits = store.query("imgs", v, using="base", k=1, filter={"label": ["cat", "dog"]})
->>> hits[0].id == pid, store.count("imgs"), store.count("imgs", {"label": "dog"})
-(True, 2, 1)
->>> [[h.payload["label"] for h in row] for row in store.query_batch("imgs", [v, v], k=2, exclude_per_query=[[], [pid]])]
-[['cat', 'dog'], ['dog']]
->>> [p.payload["label"] for p in store.retrieve("imgs", [pid])]
-['cat']
->>> sorted(p.payload["label"] for p in store.iterate("imgs", batch=1))
-['cat', 'dog']
->>> store.close()
+A tour of the interface is in :mod:`percep_rag.store`.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -94,6 +66,7 @@ from percep_rag.store.schema import (
     StoredPoint,
     StorePoint,
 )
+from percep_rag.store.value_types import PayloadTypeCache
 
 __all__ = [
     "META_FORMAT",
@@ -139,11 +112,7 @@ class VectorStore(StoreBackend):
     def __init__(self) -> None:
         self._infos: dict[str, CollectionInfo] = {}
         self._closed = False
-        # payload_value_types per collection, and a count of this store's writes to it: a scan
-        # that a write overtook is not kept.
-        self._value_types: dict[str, dict[str, frozenset[type]]] = {}
-        self._writes: dict[str, int] = {}
-        self._value_types_lock = threading.Lock()
+        self._value_types = PayloadTypeCache()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -304,35 +273,12 @@ class VectorStore(StoreBackend):
         :func:`~percep_rag.store.filters.stored_value_types`). One pass over the payloads,
         kept until this store object next writes to the collection; writes by another
         process (to a shared server) are seen once this store writes or is reopened.
-
-        >>> fp = Fingerprint(backbone="tiny", weights_digest="0", random_weights=True, pooling="cls",
-        ...     normalization="l2", alignment="identity", alignment_digest="-", base_dim=2, dim=2)
-        >>> from percep_rag.store import open_store, point_id
-        >>> store = open_store(":memory:")
-        >>> _ = store.create_collection("c", fp)
-        >>> _ = store.upsert_arrays("c", [point_id("a", "c")], {"base": [[1, 0]], "aligned": [[1, 0]]}, [{"n": 5}])
-        >>> sorted(t.__name__ for t in store.payload_value_types("c")["n"])
-        ['int']
-        >>> _ = store.upsert_arrays("c", [point_id("b", "c")], {"base": [[0, 1]], "aligned": [[0, 1]]}, [{"n": "5"}])
-        >>> sorted(t.__name__ for t in store.payload_value_types("c")["n"])
-        ['int', 'str']
         """
-        with self._value_types_lock:
-            cached = self._value_types.get(name)
-            writes = self._writes.get(name, 0)
-        if cached is not None:
-            return cached
-        found = stored_value_types(point.payload for point in self.iterate(name, batch=1024))
-        with self._value_types_lock:
-            if self._writes.get(name, 0) == writes:
-                self._value_types[name] = found
-        return found
+        return self._value_types.get(name, lambda: stored_value_types(p.payload for p in self.iterate(name, batch=512)))
 
     def _changed(self, name: str) -> None:
         """Forget what was read from ``name``'s payloads: this store has just written to it."""
-        with self._value_types_lock:
-            self._writes[name] = self._writes.get(name, 0) + 1
-            self._value_types.pop(name, None)
+        self._value_types.changed(name)
 
     # ----------------------------------------------------------------- writes
 
