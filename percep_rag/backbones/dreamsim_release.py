@@ -127,7 +127,7 @@ def _vit(family: Family, patch_size: int) -> nn.Module:
     return VisionTransformer(**kwargs)
 
 
-def _load_state(path: Path, kind: ReleaseType, origin: str) -> dict:
+def _load_state(path: Path, origin: str) -> dict:
     """A release file read safely (``torch.load(weights_only=True)`` or safetensors), else :class:`ReleaseFileError`."""
     problem = weights_file_problem(path)
     if problem is not None:
@@ -228,22 +228,11 @@ def _base_file(branch: ReleaseBranch, kind: ReleaseType, folder: Path) -> tuple[
     raise ReleaseFileError(f"missing {looked}{also} for dreamsim:{kind.name}; {origin}")
 
 
-def release_files(kind: ReleaseType, folder: Path) -> list[Path]:
-    """The files a type needs in ``folder``: each branch's base checkpoint (first choice) and the adapter's config.
-
-    >>> [p.name for p in release_files(release_type("clip_vitb32"), Path("r"))]
-    ['clip_vitb32_pretrain.pth.tar', 'adapter_config.json']
-    """
-    return [folder / BRANCHES[model_type].files[0] for model_type in kind.model_types] + [
-        folder / kind.adapter / "adapter_config.json"
-    ]
-
-
 def load_release_branch(model_type: str, kind: ReleaseType, folder: Path, feature: Feature) -> tuple[Branch, Path]:
     """One branch of ``kind`` with its base weights from ``folder``, and the file they came from."""
     branch = BRANCHES[model_type]
     path, origin = _base_file(branch, kind, folder)
-    state, proj = _as_vit_state(branch, _load_state(path, kind, origin), path, origin)
+    state, proj = _as_vit_state(branch, _load_state(path, origin), path, origin)
     model = _vit(branch.family, branch.patch_size)
     try:
         model.load_state_dict(state, strict=True, assign=True)
