@@ -131,7 +131,7 @@ def test_a_missing_dino_names_the_hub_file_and_percep_rags_own_weights(capsys, p
                            "--weights", str(tmp_path), "--no-progress")  # fmt: skip
     line = _one_error_line(err)
     assert code == 1 and f"missing {tmp_path / 'checkpoints' / 'dino_vitbase16_pretrain.pth'}" in line
-    assert "or 'dino-vit-b-16''s weights" in line
+    assert "or the weights of 'dino-vit-b-16'" in line
     assert "dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain" in line
 
 

@@ -224,7 +224,7 @@ def _base_file(branch: ReleaseBranch, kind: ReleaseType, folder: Path) -> tuple[
         if found is not None:
             return found, f"it is percep-rag's {branch.registered!r} weights"
     looked = " or ".join(str(folder / relative) for relative in branch.files)
-    also = f" (or {branch.registered!r}'s weights, see `percep-rag models`)" if branch.registered else ""
+    also = f" (or the weights of {branch.registered!r}, see `percep-rag models`)" if branch.registered else ""
     raise ReleaseFileError(f"missing {looked}{also} for dreamsim:{kind.name}; {origin}")
 
 
