@@ -40,6 +40,7 @@ from percep_rag.errors import (
 )
 from percep_rag.failures import Failure
 from percep_rag.indexing import IndexReport, index_records
+from percep_rag.perceptual import PerceptualDistance
 from percep_rag.retrieval import Example, ExampleRetriever, Retriever
 from percep_rag.store import StoreError, StoreSpec, VectorStore, open_store
 from percep_rag.sync import SyncReport, sync_records
@@ -68,6 +69,7 @@ __all__ = [
     "LoraAlignment",
     "ManifestError",
     "PercepRagError",
+    "PerceptualDistance",
     "PreprocessSpec",
     "Retriever",
     "StoreError",

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from percep_rag.alignment.base import Alignment, IdentityAlignment
 from percep_rag.alignment.factory import load_alignment
+from percep_rag.alignment.lora.dreamsim import default_alignment
 from percep_rag.backbones import Backbone, TokenFeatures, create_backbone
 from percep_rag.compiled import Forward
 from percep_rag.config import CompileMode, EmbedderSpec, Fingerprint, Normalization, Pooling, Precision
@@ -96,7 +97,8 @@ class AlignedEmbedder:
         self.device = resolve_device(device)
         self.backbone = backbone.to(self.device).eval()
         self.pooling: Pooling = pooling
-        self.alignment = alignment or IdentityAlignment()
+        # A DreamSim release brings its adapter: the aligned space is the released model.
+        self.alignment = alignment or default_alignment(backbone) or IdentityAlignment()
         self.normalization: Normalization = normalization or backbone.default_normalization
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -125,7 +127,8 @@ class AlignedEmbedder:
         return cls(
             backbone,
             pooling=spec.pooling,
-            alignment=load_alignment(spec.alignment),
+            # identity: the backbone's own alignment, if it brings one (a DreamSim release's adapter)
+            alignment=None if spec.alignment.kind == "identity" else load_alignment(spec.alignment),
             normalization=spec.normalization,
             device=device,
             batch_size=spec.batch_size,

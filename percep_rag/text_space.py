@@ -35,11 +35,15 @@ from percep_rag.errors import TextQueryError
 __all__ = ["check_text_space", "describe_text_queries", "text_queries_for", "text_queries_of"]
 
 
+#: Alignments that change the image tower itself (not a map on its embedding): text stays in ``base``.
+_IMAGE_TOWER_ADAPTERS = frozenset({"lora", "dreamsim"})
+
+
 def text_queries_for(*, has_text_tower: bool, pooling: str, alignment: str) -> TextQueries:
     """What text queries search for a backbone with or without a text tower, a pooling and an alignment kind."""
     if not has_text_tower or pooling != "cls":
         return "none"
-    return "base" if alignment == "lora" else "base+aligned"
+    return "base" if alignment in _IMAGE_TOWER_ADAPTERS else "base+aligned"
 
 
 def _why(fingerprint: Fingerprint, queries: TextQueries) -> str:
@@ -50,7 +54,7 @@ def _why(fingerprint: Fingerprint, queries: TextQueries) -> str:
                 "the patch mean); a collection indexed with --pooling cls takes text queries"
             )
         return no_text_tower_message(fingerprint.backbone)
-    if fingerprint.alignment == "lora":
+    if fingerprint.alignment in _IMAGE_TOWER_ADAPTERS:
         return "a LoRA adapter changed the image tower, not the text tower: aligned vectors are not in its space"
     if fingerprint.alignment == "glocal":
         return "aligned: the gLocal map applied to the text embedding as to an image embedding"

@@ -42,6 +42,7 @@ EXPECTED_ALL = {
         "LoraAlignment",
         "ManifestError",
         "PercepRagError",
+        "PerceptualDistance",
         "PreprocessSpec",
         "Retriever",
         "StoreError",

@@ -62,6 +62,8 @@ NOT_RUN = {
     "percep-rag serve": "a server that runs until stopped; tests/test_serve_browser.py runs it on a free port",
     "curl ": "requests to that running server; tests/test_serve_api.py sends each of them",
     "percep-rag study ablation": "minutes of training; tests/test_ablation.py runs it with --size small",
+    "dreamsim:": "a DreamSim release folder (GBs); tests/test_dreamsim_release.py indexes and searches a random one, "
+    "tests/test_dreamsim_parity.py runs align eval and PerceptualDistance on one",
 }
 
 pytest.importorskip("open_flamingo", reason="the README's few-shot commands need open-flamingo")

@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 
 BackboneOption = Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (see `percep-rag models`).")]
 WeightsOption = Annotated[
-    str | None, typer.Option(help="Checkpoint file, 'random', or empty for the default weights found locally.")
+    str | None,
+    typer.Option(
+        help="Checkpoint file, 'random', or empty for the default weights found locally; for a dreamsim:<type> "
+        "backbone the release folder (default: $PERCEP_RAG_WEIGHTS/dreamsim)."
+    ),
 ]
 #: A vector space of a collection.
 SpaceName = Literal["aligned", "base"]
@@ -56,7 +60,7 @@ def parse_device(text: str) -> str:
 
 
 def parse_alignment(text: str) -> str:
-    """``--alignment``: ``identity``, ``glocal:<file>`` or ``lora:<dir>`` (a kind without its path is a usage error).
+    """``--alignment``: ``identity``, ``glocal:<file>``, ``lora:<dir>`` or ``dreamsim`` (a path missing: usage error).
 
     >>> parse_alignment("glocal:t.safetensors")
     'glocal:t.safetensors'
@@ -88,7 +92,12 @@ def parse_vlm(text: str) -> str:
 
 PoolingOption = Annotated[Pooling, typer.Option(help="How patch tokens become one vector.")]
 AlignmentOption = Annotated[
-    str, typer.Option(parser=parse_alignment, help="'identity', 'glocal:<file>' or 'lora:<dir>'.")
+    str,
+    typer.Option(
+        parser=parse_alignment,
+        help="'identity', 'glocal:<file>', 'lora:<dir>' or 'dreamsim' (a dreamsim:<type> backbone's released "
+        "adapter, which it uses by default).",
+    ),
 ]
 DeviceOption = Annotated[str, typer.Option(parser=parse_device, help="'auto', 'cpu', 'cuda', 'cuda:1', ...")]
 BatchOption = Annotated[int, typer.Option(min=1, max=MAX_COUNT, help="Images per forward pass.")]
