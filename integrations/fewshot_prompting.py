@@ -26,10 +26,10 @@ from typing import NoReturn
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.config import PRECISIONS
 from percep_rag.datasets.records import scan_folder
-from percep_rag.fewshot.prompt import PromptTemplate, build_prompt
 from percep_rag.indexing import index_records
 from percep_rag.retrieval import ExampleRetriever
 from percep_rag.store import open_store
+from percep_rag.vlm.openflamingo.prompt import PromptTemplate, build_prompt
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,9 +98,8 @@ def main() -> None:
     with open_store(store_spec) as store:
         print(index_records(records, embedder=embedder, store=store, collection="examples", progress=True))
         retriever = ExampleRetriever(store, "examples", embedder)
-        for query, examples in zip(
-            args.queries, retriever.examples_batch(args.queries, k=args.shots, using=args.using), strict=True
-        ):
+        found = retriever.examples_batch(args.queries, k=args.shots, using=args.using, labelled_only=True)
+        for query, examples in zip(args.queries, found, strict=True):
             pairs = [(example.uri, example.label) for example in examples]
             # The VLM's own prompt; without one, OpenFlamingo's layout shows what retrieval feeds a VLM.
             prompt = classifier.prompt_text(pairs) if classifier else build_prompt(pairs, PromptTemplate())[0]

@@ -336,6 +336,7 @@ def test_eval_fewshot_store_answers_within_the_timeout(capsys, tmp_path, silent_
             (tmp_path / split / label).mkdir(parents=True)
             Image.new("RGB", (16, 16), colour).save(tmp_path / split / label / "0.png")
     argv = ["eval", "fewshot", str(tmp_path), "-b", "tiny-vit-random", "--methods", "knn-aligned", "--no-progress"]
+    argv += ["--shots", "1"]  # the pool holds 2 images: 3 shots would be refused before the store is asked
     started = time.monotonic()
     code, _, err = run_cli(capsys, *argv, "--store", silent_server, "--timeout", "1")
     assert code == 1

@@ -265,3 +265,25 @@ def test_sync_on_ray_removes_withdrawn_and_replaced_images(ray_address, image_fo
     assert (report.added, report.kept, report.replaced, report.removed) == (1, 10, 1, 1)
     with open_store(spec) as store:
         assert {p.id for p in store.iterate(COLLECTION)} == wanted
+
+
+def test_cli_ray_on_a_memory_store_ends_as_the_local_engine_does(ray_address, image_folder, capsys):
+    """Issue 33: the CLI held no store through a Ray run and opened ``:memory:`` again to count
+    (a new, empty store): 'collection not found' after all the work. Index and --sync alike."""
+
+    def run(*extra: str) -> list[str]:
+        args = ["index", str(image_folder), "-c", COLLECTION, "--store", ":memory:", "-b", "tiny-vit-random"]
+        with pytest.raises(SystemExit) as done:
+            main([*args, "--device", "cpu", "--batch-size", "4", "--no-progress", *extra])
+        out = capsys.readouterr()
+        assert done.value.code == 0, out.err
+        # The timings differ between runs; what was written does not.
+        return [line.split(" in ")[0] if " new points " in line else line for line in out.out.splitlines()]
+
+    ray = ("--engine", "ray", "--actors", "1")
+    local = run()
+    assert local[-1] == f"collection {COLLECTION!r} in :memory: now holds 12 points"
+    assert run(*ray) == local
+    synced = run("--sync")
+    assert "12 added" in synced[1] and synced[-1] == local[-1]
+    assert run("--sync", *ray) == synced

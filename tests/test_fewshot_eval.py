@@ -7,7 +7,7 @@ import pytest
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.datasets.vtab import read_task
 from percep_rag.errors import ConfigError
-from percep_rag.fewshot.evaluate import evaluate_fewshot, load_vlm, majority_label
+from percep_rag.fewshot.evaluate import evaluate_fewshot, example_pool, load_vlm, majority_label
 from percep_rag.store import open_store
 
 from .conftest import make_colour_task
@@ -29,7 +29,7 @@ def test_protocol_reports_every_method_with_intervals(task_root):
             task, embedder=embedder, store=store, collection="vtab", classifier=load_vlm(), shots=3, seeds=(0, 1),
             queries=6,
         )  # fmt: skip
-        assert store.count("vtab") == 18
+        assert store.count(example_pool(task, "vtab", embedder).collection) == 18
     assert set(report.accuracy) == {"aligned", "base", "random", "knn-aligned", "knn-base"}
     assert all(len(values) == 2 and all(0 <= v <= 1 for v in values) for values in report.accuracy.values())
     # Solid colours are easy for nearest neighbours even with random weights; chance is 1/3.
@@ -37,7 +37,7 @@ def test_protocol_reports_every_method_with_intervals(task_root):
     # Identity alignment: aligned and base retrieval are the same retrieval.
     assert report.accuracy["knn-aligned"] == report.accuracy["knn-base"]
     assert report.accuracy["aligned"] == report.accuracy["base"]
-    assert "RANDOM weights" in report.table() and "± " in report.table()
+    assert "RANDOM weights" in report.table() and "95% interval over the 12 queries" in report.table()
 
 
 def test_knn_without_vlm_and_errors(task_root):
@@ -49,7 +49,8 @@ def test_knn_without_vlm_and_errors(task_root):
         report = evaluate_fewshot(
             task, embedder=embedder, store=store, collection="c", methods=("knn-base",), seeds=(0, 1, 2)
         )
-    assert report.interval("knn-base").n == 3
+    # 3 bootstrap seeds of the 12 queries: a Wilson interval of 12 * 3 / 4 effective queries
+    assert report.interval("knn-base").n == 9
     # every seed draws its own (bootstrap) query sample; solid colours are all right in each
     assert report.queries_per_seed == len(task.queries) and report.interval("knn-base").mean == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="split"):

@@ -76,6 +76,9 @@ def classify(
 ) -> None:
     """Classify query images with a VLM prompted by retrieved examples (most similar last).
 
+    Examples come from the collection's labelled points (a label or a prompt); unlabelled
+    images in the same collection are never shown.
+
     --shots 0 --zero-shot-style openflamingo prompts as open_flamingo's 0-shot evaluation: the
     two retrieved examples' text without their images, then the query image.
 
@@ -108,7 +111,9 @@ def classify(
             fail(f"no class names: pass --classes or index labelled images into {collection!r}")
         demos = demonstrations_needed(shots, zero_shot_style)
         found = (
-            retriever.examples_batch([str(q) for q in query], k=demos, using=using, diversity=diversity, filter=flt)
+            retriever.examples_batch(
+                [str(q) for q in query], k=demos, using=using, diversity=diversity, filter=flt, labelled_only=True
+            )
             if demos
             else [[] for _ in query]
         )
@@ -143,30 +148,56 @@ def eval_fewshot(
         float, typer.Option(min=0.0, max=1.0, help="Diversity of the mmr-* methods' examples (MMR; 0 = nearest).")
     ] = 0.5,
     store: Annotated[str, typer.Option(help="Store for the example pool (default: in memory).")] = ":memory:",
-    collection: Annotated[str, typer.Option(help="Collection of the example pool.")] = "fewshot-pool",
+    collection: Annotated[
+        str,
+        typer.Option(
+            help="Prefix of the example pool's collection: the pool goes into <prefix>-<digest of its images, "
+            "labels and embedder>, so tasks sharing a --store never mix and a rerun reuses it."
+        ),
+    ] = "fewshot-pool",
     *,
     vlm_options: VlmOptions,
     embedder_options: EmbedderOptions,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the per-seed accuracies here.")] = None,
     progress: ProgressBarsOption = True,
 ) -> None:
-    """Retrieval-augmented few-shot accuracy (mean ± 95% CI over seeds) for each method."""
+    """Retrieval-augmented few-shot accuracy for each method: the mean over seeds, with a 95% interval over queries."""
     from percep_rag.datasets.vtab import read_task
-    from percep_rag.fewshot.evaluate import VLM_METHODS, evaluate_fewshot
+    from percep_rag.errors import ConfigError
+    from percep_rag.fewshot.evaluate import (
+        VLM_METHODS,
+        PoolTooSmallError,
+        check_pool_size,
+        checked_methods,
+        evaluate_fewshot,
+        example_pool,
+    )
+    from percep_rag.fewshot.prompt import demonstrations_needed
     from percep_rag.store import open_store
 
-    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    try:
+        chosen = checked_methods([m.strip() for m in methods.split(",") if m.strip()])
+    except ConfigError as error:
+        fail(f"--methods: {error}", USAGE)
     classification = read_task(task)
     embedder = embedder_options.build()
+    demos = demonstrations_needed(shots, zero_shot_style)
+    try:  # before the VLM loads: a pool too small for --shots is a usage error
+        check_pool_size(example_pool(classification, collection, embedder), shots, demos)
+    except PoolTooSmallError as error:
+        fail(f"{error}: lower --shots", USAGE)
     classifier = None
     if VLM_METHODS & set(chosen):
         classifier = vlm_options.load(embedder_options.device, embedder_options.precision)
-    with open_store(store_spec(store)) as opened:
-        report = evaluate_fewshot(
-            classification, embedder=embedder, store=opened, collection=collection, classifier=classifier,
-            shots=shots, seeds=range(seeds), queries=queries, methods=chosen, diversity=diversity,
-            progress=progress, zero_shot_style=zero_shot_style,
-        )  # fmt: skip
+    try:
+        with open_store(store_spec(store)) as opened:
+            report = evaluate_fewshot(
+                classification, embedder=embedder, store=opened, collection=collection, classifier=classifier,
+                shots=shots, seeds=range(seeds), queries=queries, methods=chosen, diversity=diversity,
+                progress=progress, zero_shot_style=zero_shot_style,
+            )  # fmt: skip
+    except PoolTooSmallError as error:  # a query whose copies in the pool leave too few examples
+        fail(f"{error}: lower --shots", USAGE)
     if getattr(classifier, "random_weights", False):
         report.random_weights = True
     typer.echo(report.table())

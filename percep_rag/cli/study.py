@@ -59,7 +59,8 @@ def study_ablation(
     progress: ProgressBarsOption = False,
 ) -> None:
     """Fit gLocal and LoRA-HA on each kind of triplet (NIGHTS-, BAPPS-, ImageNet-, THINGS-like)
-    with the same budget and print each one's gain over the base per task, with 95% CIs.
+    with the same budget and print each one's gain over the base per task, with 95% t-intervals
+    over seeds (the seeds vary the triplets and the fits).
 
     Everything is generated here: the world, the judges and a base ViT trained from a
     random init (no downloaded weights). Writes table.md, results.json and gains.png

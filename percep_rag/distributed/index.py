@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +64,7 @@ def index_with_ray(
     records: Sequence[ImageRecord],
     *,
     spec: EmbedderSpec,
-    store: StoreSpec | str,
+    store: StoreSpec | str | VectorStore,
     collection: str,
     dataset: str | None = None,
     payload_indexes: Mapping[str, PayloadType] | None = None,
@@ -74,6 +75,9 @@ def index_with_ray(
 ) -> RayIndexReport:
     """Embed ``records`` on Ray and upsert them into ``collection`` of ``store`` (created if needed).
 
+    ``store`` is a spec (opened here, closed on return) or a store the caller holds open, which
+    the driver writes (a ``:memory:`` store lives in its opener only: one opened again is empty).
+
     As in the local path: a collection made by another embedder raises
     :class:`~percep_rag.errors.FingerprintMismatchError` before anything is embedded, bad
     images are reported in ``failures``, ``on_upsert(n)`` follows each durable write and
@@ -82,10 +86,12 @@ def index_with_ray(
     started = time.perf_counter()
     records = records if isinstance(records, list) else list(records)
     options = options or RayOptions()
-    store_spec = StoreSpec.parse(store)
+    held = isinstance(store, VectorStore)
+    store_spec = None if held else StoreSpec.parse(store)
     report = RayIndexReport(collection=collection, records=len(records))
     # Opened before Ray starts: a store locked by another process fails in a second, not after.
-    with open_store(store_spec) as opened, ray_session(options, progress=progress) as resources:
+    holding = nullcontext(store) if held else open_store(store_spec)
+    with holding as opened, ray_session(options, progress=progress) as resources:
         plan = plan_resources(options, resources, spec_batch_size=spec.batch_size)
         fingerprint = report.fingerprint = cluster_fingerprint(spec, plan)
         indexes = {**DEFAULT_PAYLOAD_INDEXES, **(payload_indexes or {})}
@@ -99,7 +105,7 @@ def index_with_ray(
         if todo:
             plan = plan.for_rows(len(todo))
             report.actors = plan.actors
-            parallel = store_spec.kind == "url"
+            parallel = store_spec is not None and store_spec.kind == "url"
             sink = Sink(StoreWriter, {"store": store_spec, "collection": collection, "dataset": dataset})
             pipeline = embedding_pipeline(
                 records_dataset(records, todo, plan), spec, fingerprint, plan, collection, sink if parallel else None
@@ -140,11 +146,19 @@ def _new_positions(
 
 
 def _account(batch: dict[str, np.ndarray], records: Sequence[ImageRecord], report: RayIndexReport) -> int:
-    """Add a summary batch's failures, written points and busy seconds to ``report``."""
+    """Add a summary batch's failures, the ids it read and wrote, and busy seconds to ``report``."""
     for row, source, reason in zip(batch["row"], batch["failure_source"], batch["failure_reason"], strict=True):
         if reason:
             record = records[int(row)]
             report.failures.append(IndexFailure(record_id=record.id, source=str(source), reason=str(reason)))
+    if "point_id" in batch:  # the embedding pass reads the files again: what it read is the latest
+        flags = batch["written"] if "written" in batch else np.zeros(len(batch["row"]), dtype=bool)
+        columns = (batch["row"], batch["point_id"], batch["failure_reason"], flags)
+        for row, pid, reason, wrote in zip(*columns, strict=True):
+            if pid and not reason:
+                report.point_ids[records[int(row)].uri] = str(pid)
+            if wrote:
+                report.written_ids.add(str(pid))
     written = int(np.sum(batch["written"])) if "written" in batch else 0
     report.indexed += written
     if "written" in batch:  # the hash pass has no stage times but its own

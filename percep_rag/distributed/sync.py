@@ -14,13 +14,14 @@ Example (starts Ray, so not run here)::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 
 from percep_rag.config import EmbedderSpec
 from percep_rag.datasets.records import ImageRecord
 from percep_rag.distributed.index import index_with_ray
 from percep_rag.distributed.options import RayOptions
 from percep_rag.indexing import IndexReport
-from percep_rag.store import CollectionOptions, PayloadType, StoreSpec, open_store
+from percep_rag.store import CollectionOptions, PayloadType, StoreSpec, VectorStore, open_store
 from percep_rag.sync import SyncReport, sync_after
 
 
@@ -28,7 +29,7 @@ def sync_with_ray(
     records: Sequence[ImageRecord],
     *,
     spec: EmbedderSpec,
-    store: StoreSpec | str,
+    store: StoreSpec | str | VectorStore,
     collection: str,
     dataset: str | None = None,
     payload_indexes: Mapping[str, PayloadType] | None = None,
@@ -37,8 +38,11 @@ def sync_with_ray(
     progress: bool = True,
     collection_options: CollectionOptions | None = None,
 ) -> SyncReport:
-    """:func:`percep_rag.sync.sync_records` with the indexing on Ray (see :func:`index_with_ray`)."""
-    store_spec = StoreSpec.parse(store)
+    """:func:`percep_rag.sync.sync_records` with the indexing on Ray (see :func:`index_with_ray`).
+
+    ``store``: a spec, opened for each step, or a store the caller holds open for all of them.
+    """
+    store_spec = store if isinstance(store, VectorStore) else StoreSpec.parse(store)
 
     def index() -> IndexReport:
         return index_with_ray(
@@ -53,6 +57,7 @@ def sync_with_ray(
             collection_options=collection_options,
         )
 
-    return sync_after(
-        lambda: open_store(store_spec), collection, records, None if dry_run else index, progress=progress
-    )
+    def opened():
+        return nullcontext(store_spec) if isinstance(store_spec, VectorStore) else open_store(store_spec)
+
+    return sync_after(opened, collection, records, None if dry_run else index, dataset=dataset, progress=progress)

@@ -120,7 +120,9 @@ def wilson_ci95(share: float, n: float, *, over: str = "queries") -> Interval:
     z2 = Z975 * Z975
     centre = (share + z2 / (2 * n)) / (1 + z2 / n)
     spread = Z975 * math.sqrt(share * (1 - share) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    low, high = max(0.0, centre - spread), min(1.0, centre + spread)
+    # At share 0 (1) the lower (upper) end is 0 (1) exactly; rounding would leave 1e-17.
+    low = 0.0 if share == 0.0 else max(0.0, centre - spread)
+    high = 1.0 if share == 1.0 else min(1.0, centre + spread)
     return Interval(float(share), (high - low) / 2, int(round(n)), bounds=(low, high), over=over)
 
 

@@ -11,6 +11,14 @@ ranked by mean token log-probability. Methods compared on the same queries:
   see whether diverse examples beat plain nearest neighbours (not run unless asked for);
 * ``knn-aligned`` / ``knn-base``: no VLM, the majority label of the retrieved examples.
 
+Every method draws its examples under one rule: never the query itself nor a copy of it (its
+point, its file, or a pool image with its vector; see :class:`~percep_rag.retrieval.ExampleRetriever`),
+so duplicates across the splits inflate no baseline. Each prompt holds exactly ``shots`` examples:
+a pool too small for that is refused before any prompt (:class:`PoolTooSmallError`).
+
+The pool goes into a collection of its own, named by its content (:func:`example_pool`): tasks
+sharing a store never mix, a relabelled pool is indexed afresh, and rerunning a task reuses it.
+
 Each seed draws its own query sample and random examples. The sample is ``queries``
 distinct queries; with ``queries=None`` it is a bootstrap sample (as many queries as the
 task has, drawn with replacement), so that seeds differ even when every query is used; a
@@ -23,6 +31,8 @@ For ``random`` the seeds also re-draw the examples, which the mean averages over
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,20 +43,25 @@ from percep_rag.config import DEFAULT_FEWSHOT_METHODS, FEWSHOT_METHODS, FewShotM
 from percep_rag.datasets.records import ImageRecord
 from percep_rag.datasets.vtab import ClassificationTask
 from percep_rag.embedder import AlignedEmbedder
-from percep_rag.errors import ConfigError
+from percep_rag.errors import ConfigError, ImageDecodeError
 from percep_rag.evaluation.neighbours import majority_vote
 from percep_rag.evaluation.stats import Interval, sampled_share_ci95
 from percep_rag.evaluation.tables import markdown_table
 from percep_rag.fewshot.prompt import ZeroShotStyle, demonstrations_needed, prompt_examples
-from percep_rag.indexing import index_records
+from percep_rag.indexing import index_records, record_payload
+from percep_rag.io.images import read_image_bytes
 from percep_rag.retrieval import Example, ExampleRetriever
-from percep_rag.store import VectorStore
+from percep_rag.store import VectorStore, content_hash, point_id
 
 Method = FewShotMethod
 #: What :func:`evaluate_fewshot` runs when no methods are named.
 DEFAULT_METHODS: tuple[Method, ...] = DEFAULT_FEWSHOT_METHODS
 ALL_METHODS: tuple[Method, ...] = FEWSHOT_METHODS
 VLM_METHODS = frozenset({"aligned", "base", "random", "mmr-aligned", "mmr-base"})
+
+
+class PoolTooSmallError(ConfigError):
+    """The pool cannot give a query as many examples as its prompt needs (a usage error: fewer shots)."""
 
 
 @dataclass
@@ -86,17 +101,20 @@ class FewShotReport:
     def table(self) -> str:
         """A markdown table of the results, and what its intervals are over."""
         note = " (RANDOM weights: not a finding)" if self.random_weights else ""
-        drawn = " with replacement" if self.bootstrap else ""
         population = max(self.task_queries, self.queries_per_seed)
-        title = (
-            f"few-shot classification on {self.task}: {self.shots} shots{self._style()}, {len(self.seeds)} seeds x "
-            f"{self.queries_per_seed} queries{drawn} of {population}{note}"
-        )
+        seeds = f"{len(self.seeds)} seed{'s' if len(self.seeds) != 1 else ''}"
+        if self.bootstrap:
+            sample = f"{seeds}, each a bootstrap resample (with replacement) of the task's {population} queries"
+        elif self.queries_per_seed == population:
+            sample = f"{seeds} x all {population} queries"
+        else:
+            sample = f"{seeds} x {self.queries_per_seed} of the task's {population} queries"
+        title = f"few-shot classification on {self.task}: {self.shots} shots{self._style()}, {sample}{note}"
         rows = [[method, self.interval(method)] for method in self.accuracy]
         column = f"accuracy: mean over seeds (95% interval over the {population} queries)"
         footnote = (
-            "Wilson intervals over queries: how far the accuracy on these queries may be from the task's; "
-            "the seeds re-draw the same queries (and random's examples), so their spread is not an interval."
+            "95% Wilson intervals over the sampling of the test queries; the seeds re-draw the same queries "
+            "(and random's examples), so the seeds' spread is resampling noise, not an interval."
         )
         return title + "\n" + markdown_table(["method", column], rows) + "\n" + footnote
 
@@ -120,16 +138,100 @@ def majority_label(examples: Sequence[Example]) -> str:
     return majority_vote([example.label for example in ranked])
 
 
+def checked_methods(methods: Sequence[str]) -> tuple[Method, ...]:
+    """``methods`` as given, refused when one is unknown or named more than once (each method is
+    one row of the table: a repeat would count its hits twice per seed).
+
+    >>> checked_methods(["knn-base", "aligned"])
+    ('knn-base', 'aligned')
+    >>> checked_methods(["knn-base", "knn-base"])
+    Traceback (most recent call last):
+    ...
+    percep_rag.errors.ConfigError: methods named more than once: knn-base
+    """
+    unknown = sorted(set(methods) - set(ALL_METHODS))
+    if unknown:
+        raise ConfigError(f"unknown methods {unknown}; choose from {list(ALL_METHODS)}")
+    repeated = sorted({method for method in methods if list(methods).count(method) > 1})
+    if repeated:
+        raise ConfigError(f"methods named more than once: {', '.join(repeated)}")
+    return tuple(methods)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ExamplePool:
+    """A task's example pool as stored: its collection and each pool record's point id there."""
+
+    collection: str
+    point_ids: tuple[str, ...]
+
+    @property
+    def distinct(self) -> int:
+        """Distinct images in the pool (files with the same bytes are one point)."""
+        return len(set(self.point_ids))
+
+
+def example_pool(task: ClassificationTask, prefix: str, embedder: AlignedEmbedder) -> ExamplePool:
+    """The collection ``task``'s pool goes into: ``<prefix>-<digest>``, where the digest covers what
+    each pool point stores (file, content hash, label, split, in pool order) and the embedder.
+
+    A pool with other images, labels or files, or another embedder, gets a collection of its
+    own: two tasks in one store never mix, a renamed class is never answered with its old name,
+    and running a task again reuses its collection (nothing embedded twice).
+
+    >>> import tempfile, pathlib
+    >>> from PIL import Image
+    >>> from percep_rag import EmbedderSpec
+    >>> from percep_rag.datasets.vtab import read_task
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for split in ("train", "test"):
+    ...     (root / split / "cat").mkdir(parents=True)
+    ...     Image.new("RGB", (8, 8)).save(root / split / "cat" / "0.png")
+    >>> embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random"))
+    >>> pool = example_pool(read_task(root), "fewshot-pool", embedder)
+    >>> pool.collection.startswith("fewshot-pool-"), pool.distinct
+    (True, 1)
+    """
+    digests, unreadable = [], []
+    fingerprint = hashlib.sha256(embedder.fingerprint.model_dump_json().encode())
+    for record in task.pool:
+        try:
+            digest = content_hash(read_image_bytes(record.uri))
+        except ImageDecodeError as error:
+            unreadable.append(error)
+            continue
+        digests.append(digest)
+        fingerprint.update(json.dumps(record_payload(record, digest, None), sort_keys=True).encode() + b"\n")
+    if unreadable:
+        first = unreadable[0]
+        raise ConfigError(f"{len(unreadable)} pool images could not be read, e.g. {first.source}: {first.reason}")
+    collection = f"{prefix}-{fingerprint.hexdigest()[:16]}"
+    return ExamplePool(collection, tuple(point_id(digest, collection) for digest in digests))
+
+
 def index_pool(
     task: ClassificationTask, *, embedder: AlignedEmbedder, store: VectorStore, collection: str, progress: bool = False
 ) -> None:
-    """Index the task's example pool (idempotent: an indexed pool is not embedded again)."""
+    """Index the task's example pool into ``collection`` (idempotent: an indexed pool is not embedded
+    again); :func:`evaluate_fewshot` names the collection with :func:`example_pool`."""
     report = index_records(task.pool, embedder=embedder, store=store, collection=collection, progress=progress)
     if report.failures:
         first = report.failures[0]
         raise ConfigError(
             f"{len(report.failures)} pool images could not be indexed, e.g. {first.source}: {first.reason}"
         )
+
+
+def check_pool_size(pool: ExamplePool, shots: int, demos: int) -> None:
+    """Refuse a prompt of ``demos`` examples (for ``shots``) from a pool with fewer distinct images.
+
+    >>> check_pool_size(ExamplePool("c", ("a", "b", "b")), 3, 3)
+    Traceback (most recent call last):
+    ...
+    percep_rag.fewshot.evaluate.PoolTooSmallError: 3 shots need 3 examples per prompt; the pool holds 2 distinct images
+    """
+    if demos > pool.distinct:
+        raise PoolTooSmallError(f"{_shots_text(shots, demos)}; the pool holds {pool.distinct} distinct images")
 
 
 def evaluate_fewshot(
@@ -151,12 +253,14 @@ def evaluate_fewshot(
     is needed for the VLM methods, the ``knn-*`` methods run without one. ``diversity`` is the
     ``mmr-*`` methods' trade of similarity for variety (0 = the plain nearest neighbours).
 
+    ``collection`` is the prefix of the pool's collection (see :func:`example_pool`). Every
+    method's examples leave out the query and its copies, and each prompt holds exactly ``shots``
+    of them: :class:`PoolTooSmallError` (before any prompt) when the pool cannot give that.
+
     ``shots=0``: the query alone (``zero_shot_style="plain"``), or as open_flamingo's
     evaluation (``"openflamingo"``): each method's two demonstrations, text only (see
     :mod:`percep_rag.fewshot.prompt`); the ``knn-*`` methods vote with those two."""
-    unknown = sorted(set(methods) - set(ALL_METHODS))
-    if unknown:
-        raise ConfigError(f"unknown methods {unknown}; choose from {list(ALL_METHODS)}")
+    methods = checked_methods(methods)
     if classifier is None and VLM_METHODS & set(methods):
         raise ConfigError(f"methods {sorted(VLM_METHODS & set(methods))} need a VLM classifier")
     demos = demonstrations_needed(shots, zero_shot_style)
@@ -164,22 +268,24 @@ def evaluate_fewshot(
         raise ConfigError("the knn-* methods need examples: use shots > 0 or zero_shot_style='openflamingo'")
     if queries is not None and queries > len(task.queries):
         raise ConfigError(f"asked for {queries} queries per seed, the task has {len(task.queries)}")
-    index_pool(task, embedder=embedder, store=store, collection=collection, progress=progress)
-    retriever = ExampleRetriever(store, collection, embedder)
+    pool = example_pool(task, collection, embedder)
+    check_pool_size(pool, shots, demos)
+    index_pool(task, embedder=embedder, store=store, collection=pool.collection, progress=progress)
+    retriever = ExampleRetriever(store, pool.collection, embedder)
     uris = [record.uri for record in task.queries]
-    pool_filter = {"split": task.pool[0].split} if task.pool[0].split else None
     retrieved = {
-        using: retriever.examples_batch(uris, k=demos, using=using, filter=pool_filter) if demos else [[]] * len(uris)
+        using: retriever.examples_batch(uris, k=demos, using=using) if demos else [[]] * len(uris)
         for using in ("aligned", "base")
         if {using, f"knn-{using}"} & set(methods)
     }
     for using in ("aligned", "base"):
         if f"mmr-{using}" in methods:
             retrieved[f"mmr-{using}"] = (
-                retriever.examples_batch(uris, k=demos, using=using, filter=pool_filter, diversity=diversity)
-                if demos
-                else [[]] * len(uris)
+                retriever.examples_batch(uris, k=demos, using=using, diversity=diversity) if demos else [[]] * len(uris)
             )
+    if "random" in methods:
+        retrieved["random"] = _random_candidates(retriever, pool, task, uris, demos)
+    _check_every_query_has(demos, shots, retrieved, task.queries)
     class_names = task.class_names
     report = FewShotReport(task.name, shots, list(seeds), queries or len(uris), embedder.backbone.random_weights)
     report.zero_shot_style = zero_shot_style
@@ -196,9 +302,7 @@ def evaluate_fewshot(
             for q in chosen:
                 query = task.queries[q]
                 for method in methods:
-                    prediction = _predict(
-                        method, query, retrieved, q, task.pool, rng, (demos, shots), classifier, class_names
-                    )
+                    prediction = _predict(method, query, retrieved, q, rng, (demos, shots), classifier, class_names)
                     correct[method] += prediction == query.label
                 bar.update(1)
             for method in methods:
@@ -206,12 +310,43 @@ def evaluate_fewshot(
     return report
 
 
+def _random_candidates(
+    retriever: ExampleRetriever, pool: ExamplePool, task: ClassificationTask, uris: list[str], demos: int
+) -> list[list[Example]]:
+    """Per query, the pool images the random baseline may draw (each once, in pool order): all but
+    the query and its copies, by the retriever's rule (:meth:`~percep_rag.retrieval.ExampleRetriever.query_copies`)."""
+    if not demos:
+        return [[]] * len(uris)
+    first: dict[str, ImageRecord] = {}
+    for pid, record in zip(pool.point_ids, task.pool, strict=True):
+        first.setdefault(pid, record)  # files with the same bytes are one image, as in the store
+    images = [Example(pid, record.uri, record.label, None, 0.0, {}) for pid, record in first.items()]
+    return [[image for image in images if image.id not in excluded] for excluded in retriever.query_copies(uris)]
+
+
+def _check_every_query_has(
+    demos: int, shots: int, candidates: dict[str, list[list[Example]]], queries: Sequence[ImageRecord]
+) -> None:
+    """Refuse the run when some method has fewer than ``demos`` examples for a query (its copies in
+    the pool leave too few), so that every prompt of every method holds the same count."""
+    for found in candidates.values():
+        for query, examples in zip(queries, found, strict=True):
+            if len(examples) < demos:
+                raise PoolTooSmallError(
+                    f"query {query.id} has only {len(examples)} pool examples that are neither it nor a copy of "
+                    f"it; {_shots_text(shots, demos)}"
+                )
+
+
+def _shots_text(shots: int, demos: int) -> str:
+    return f"{shots} shots need {demos} examples per prompt"
+
+
 def _predict(
     method: str,
     query: ImageRecord,
-    retrieved: dict[str, list[list[Example]]],
+    candidates: dict[str, list[list[Example]]],
     index: int,
-    pool: list[ImageRecord],
     rng: np.random.Generator,
     demos_and_shots: tuple[int, int],
     classifier,
@@ -219,12 +354,13 @@ def _predict(
 ) -> str:
     demos, shots = demos_and_shots
     if method.startswith("knn-"):
-        return majority_label(retrieved[method.removeprefix("knn-")][index])
+        return majority_label(candidates[method.removeprefix("knn-")][index])
     if method == "random":
-        picks = rng.choice(len(pool), demos, replace=False)
-        examples = [(pool[i].uri, pool[i].label) for i in picks]
+        allowed = candidates["random"][index]
+        picks = rng.choice(len(allowed), demos, replace=False)
+        examples = [(allowed[i].uri, allowed[i].label) for i in picks]
     else:
-        examples = [(example.uri, example.label or example.text) for example in retrieved[method][index]]
+        examples = [(example.uri, example.label or example.text) for example in candidates[method][index]]
     # 0 shots: the demonstrations' text only (open_flamingo style), or none at all (plain).
     return classifier.predict(prompt_examples(examples, shots), query.uri, class_names)
 

@@ -16,7 +16,8 @@ scored by :func:`~percep_rag.study.run.downstream_metrics` on held-out test scen
 (counting, instance retrieval, semantic kNN, retrieval-augmented few-shot counting: the
 majority label of the 3 retrieved train scenes, no VLM) and by 2AFC on held-out
 mid-level test triplets. :class:`AblationResult` gives gains over the base, per seed, with
-95% intervals; :mod:`~percep_rag.study.ablation_report` draws and tabulates them.
+95% t-intervals over seeds (over what the seeds vary: triplets, fits, test triplets);
+:mod:`~percep_rag.study.ablation_report` draws and tabulates them.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ class AblationSeed:
 
 @dataclass
 class AblationResult:
-    """Every seed of an ablation; gains over the base with 95% intervals.
+    """Every seed of an ablation; gains over the base with 95% t-intervals over seeds.
 
     >>> seeds = [AblationSeed(s, {"recall@1": {"base": 0.2, "lora/class": 0.2 + d}}) for s, d in [(0, 0.1), (1, 0.3)]]
     >>> round(AblationResult(AblationConfig.small(), seeds).gain("instance retrieval", "lora/class").mean, 3)

@@ -28,7 +28,7 @@ from percep_rag.study.ablation_contrasts import (
 )
 from percep_rag.study.ablation_power import TARGET_HALF_WIDTH
 from percep_rag.study.kinds import TRIPLET_KINDS
-from percep_rag.study.run import seed_interval_note
+from percep_rag.study.run import seed_interval_note, table_cell
 from percep_rag.viz.bars import metric_bars
 
 METHOD_NAMES = {"glocal": "gLocal", "lora": "LoRA-HA"}
@@ -42,8 +42,8 @@ TASK_LABELS = {
 
 
 def _signed(interval: Interval) -> str:
-    if not interval.has_interval:
-        return f"{interval.mean:+.4f} (1 seed: no interval)"
+    if not interval.has_interval:  # one seed: the note above the table says there is no interval
+        return f"{interval.mean:+.4f}"
     return f"{interval.mean:+.4f} ± {interval.half_width:.4f}"
 
 
@@ -63,7 +63,7 @@ def ablation_table(result: AblationResult) -> str:
             arm = f"{method}/{kind}"
             rows.append([METHOD_NAMES[method], _kind_label(kind), *(_signed(result.gain(t, arm)) for t in tasks)])
     metrics = [TASKS[t][0] if t in TASKS else t for t in tasks]
-    rows.append(["base", "(no alignment)", *(str(mean_ci95(result.values(m, "base"))) for m in metrics)])
+    rows.append(["base", "(no alignment)", *(table_cell(mean_ci95(result.values(m, "base"))) for m in metrics)])
     columns = ["method", "triplets", *(f"{t} ({TASKS[t][0]})" if t in TASKS else t for t in tasks)]
     return f"{seed_interval_note(len(result.seeds), result.varies)}\n\n{markdown_table(columns, rows)}"
 
@@ -159,8 +159,8 @@ def draw_ablation(result: AblationResult, out_path: str | Path, *, subtitle: str
                 for task in [*TASKS, TWO_AFC]
             }
     title = (
-        f"Which triplets help which task (generated world; base ViT random init, trained here; "
-        f"{len(result.seeds)} seeds, 95% t-intervals over seeds: triplets and fits)"
+        "Which triplets help which task (generated world; base ViT random init, trained here)\n"
+        f"{len(result.seeds)} seeds; 95% t-intervals over seeds (the seeds vary the triplets and fits)"
         + (f"\n{subtitle}" if subtitle else "")
     )
     columns = len(result.config.methods)

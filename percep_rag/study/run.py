@@ -146,7 +146,7 @@ class SeedResult:
 
 @dataclass
 class StudyResult:
-    """Per-seed metrics and their mean ± 95% CI."""
+    """Per-seed metrics and their mean ± 95% t-interval over seeds (each seed a new world, base and fits)."""
 
     config: StudyConfig
     seeds: list[SeedResult]
@@ -185,10 +185,19 @@ class StudyResult:
         seeds, under a line that says what the seeds vary (so what the intervals are over)."""
         rows = [
             [metric + (" (lower better)" if metric in LOWER_IS_BETTER else "")]
-            + [self.interval(metric, method) for method in METHODS]
+            + [table_cell(self.interval(metric, method)) for method in METHODS]
             for metric in self.metric_names
         ]
         return f"{seed_interval_note(len(self.seeds), self.varies)}\n\n{markdown_table(['metric', *METHODS], rows)}"
+
+
+def table_cell(interval: Interval) -> str:
+    """``mean ± half_width``, or the mean alone when there is no interval (the note above the table says so).
+
+    >>> table_cell(mean_ci95([0.5])), table_cell(Interval(0.5, 0.1, 3))
+    ('0.5000', '0.5000 ± 0.1000')
+    """
+    return str(interval) if interval.has_interval else f"{interval.mean:.4f}"
 
 
 def seed_interval_note(seeds: int, varies: str) -> str:

@@ -2,7 +2,7 @@
 
 The VLM is any object with ``predict(examples, query, class_names) -> str`` and
 ``score_classes(examples, query, class_names) -> array`` (a
-:class:`~percep_rag.fewshot.classify.FewShotClassifier`); one request uses it at a time.
+:class:`~percep_rag.vlm.openflamingo.classify.FewShotClassifier`); one request uses it at a time.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ async def classify(
             raise ApiError(422, f"no class names: send classes, or index labelled images into {name!r}")
         demos = demonstrations_needed(shots, zero_shot_style)
         exclude = [query.point] if query.point else []
-        found = retriever.examples(data, k=demos, using=using, diversity=diversity, filter=flt, exclude_ids=exclude)
+        found = retriever.examples(
+            data, k=demos, using=using, diversity=diversity, filter=flt, exclude_ids=exclude, labelled_only=True
+        )
         shown = prompt_examples([(example.uri, example.label or example.text) for example in found], shots)
         with state.vlm_lock:
             prediction = state.vlm.predict(shown, data, names)
