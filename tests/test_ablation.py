@@ -401,7 +401,8 @@ def test_the_default_size_is_what_the_sizing_chooses_on_the_recorded_pilots():
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     folders = sorted((results / "triplet_ablation_power").glob("t*_e*"))
     runs = [AblationResult.from_dict(json.loads((f / "results.json").read_text())) for f in folders]
-    idle = AblationResult.from_dict(json.loads((results / "triplet_ablation_cpu" / "results.json").read_text()))
+    # The idle 2-core run at the chosen size on the pilots' CPU kind (the AMX Xeon, 2026-12-07) calibrates wall time.
+    idle = AblationResult.from_dict(json.loads((results / "triplet_ablation_powered" / "results.json").read_text()))
     wall_per_cpu = calibrate_wall_per_cpu(idle, next(r for r in runs if r.config == idle.config))
     chosen = choose_size([load_pilot(f) for f in folders], budget_minutes=20, target=0.02, wall_per_cpu=wall_per_cpu)
     size = (chosen.chosen.pilot.train_triplets, chosen.chosen.pilot.lora_epochs, chosen.chosen.seeds)
