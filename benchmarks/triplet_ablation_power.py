@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from percep_rag.study.ablation import AblationConfig, AblationResult, ablation_base, run_ablation_seed
+from percep_rag.study.ablation_power import PLANNING_MINUTES
 
 
 def pilot(args: argparse.Namespace) -> None:
@@ -94,7 +95,9 @@ def main() -> None:
     run.set_defaults(handler=pilot)
     choose = commands.add_parser("size", help="choose the default size from pilot folders")
     choose.add_argument("folders", type=Path, nargs="+")
-    choose.add_argument("--budget", type=float, default=20.0, help="wall minutes on 2 idle cores")
+    choose.add_argument(
+        "--budget", type=float, default=PLANNING_MINUTES, help="wall minutes on 2 idle cores (default: 20 less 10%%)"
+    )
     choose.add_argument("--target", type=float, default=0.02)
     choose.add_argument("--wall-per-cpu", type=float, default=None, help="idle 2-core wall s per 1-thread CPU s")
     choose.add_argument(

@@ -396,7 +396,7 @@ def test_choose_size_takes_the_size_reaching_most_cells_in_budget_and_says_what_
 
 def test_the_default_size_is_what_the_sizing_chooses_on_the_recorded_pilots():
     from percep_rag.study import ablation
-    from percep_rag.study.ablation_power import calibrate_wall_per_cpu, choose_size, load_pilot
+    from percep_rag.study.ablation_power import PLANNING_MINUTES, calibrate_wall_per_cpu, choose_size, load_pilot
 
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     folders = sorted((results / "triplet_ablation_power").glob("t*_e*"))
@@ -404,7 +404,9 @@ def test_the_default_size_is_what_the_sizing_chooses_on_the_recorded_pilots():
     # The idle 2-core run at the chosen size on the pilots' CPU kind (the AMX Xeon, 2026-12-07) calibrates wall time.
     idle = AblationResult.from_dict(json.loads((results / "triplet_ablation_powered" / "results.json").read_text()))
     wall_per_cpu = calibrate_wall_per_cpu(idle, next(r for r in runs if r.config == idle.config))
-    chosen = choose_size([load_pilot(f) for f in folders], budget_minutes=20, target=0.02, wall_per_cpu=wall_per_cpu)
+    chosen = choose_size(
+        [load_pilot(f) for f in folders], budget_minutes=PLANNING_MINUTES, target=0.02, wall_per_cpu=wall_per_cpu
+    )
     size = (chosen.chosen.pilot.train_triplets, chosen.chosen.pilot.lora_epochs, chosen.chosen.seeds)
     assert size == (ablation.DEFAULT_TRAIN_TRIPLETS, ablation.DEFAULT_LORA_EPOCHS, ablation.DEFAULT_SEEDS)
     assert AblationConfig.default() == AblationConfig.at_size(size[0], size[1])

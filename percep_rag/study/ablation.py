@@ -69,7 +69,7 @@ TWO_AFC = "2AFC (mid-level test)"
 #: epochs, and seeds.
 DEFAULT_TRAIN_TRIPLETS = 400
 DEFAULT_LORA_EPOCHS = 2
-DEFAULT_SEEDS = 19
+DEFAULT_SEEDS = 17
 
 
 class AblationConfig(BaseModel):
