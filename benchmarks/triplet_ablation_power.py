@@ -101,7 +101,7 @@ def main() -> None:
     choose.add_argument("--target", type=float, default=0.02)
     choose.add_argument("--wall-per-cpu", type=float, default=None, help="idle 2-core wall s per 1-thread CPU s")
     choose.add_argument(
-        "--idle", type=Path, default=Path(__file__).parent / "results" / "triplet_ablation_cpu",
+        "--idle", type=Path, default=Path(__file__).parent / "results" / "triplet_ablation_powered",
         help="an idle 2-core run (its stage seconds) to calibrate --wall-per-cpu against the pilot of its size",
     )  # fmt: skip
     choose.set_defaults(handler=size)
