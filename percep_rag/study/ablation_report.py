@@ -141,18 +141,16 @@ def draw_ablation(result: AblationResult, out_path: str | Path, *, subtitle: str
     """Gain over the base per task (x) and triplet kind (bars), a panel per method, then the
     paired contrasts between kinds (bars) per task, a panel per method; 95% intervals over
     seeds, in the Okabe-Ito colours; ``subtitle`` (e.g. the CPU) goes under the title."""
+    labels = {**TASK_LABELS, TWO_AFC: "2AFC\n(mid-level)"}
     table = {
         f"{METHOD_NAMES[method]}: gain over the base": {
-            TASK_LABELS[task]: {
-                _kind_label(kind): result.gains(task, f"{method}/{kind}") for kind in result.config.kinds
-            }
-            for task in TASKS
+            labels[task]: {_kind_label(kind): result.gains(task, f"{method}/{kind}") for kind in result.config.kinds}
+            for task in [*TASKS, TWO_AFC]
         }
         for method in result.config.methods
     }
     pairs = contrast_pairs(result.config.kinds)
     if pairs:
-        labels = {**TASK_LABELS, TWO_AFC: "2AFC\n(mid-level)"}
         for method in result.config.methods:
             table[f"{METHOD_NAMES[method]}: contrast between kinds (paired by seed)"] = {
                 labels[task]: {f"{a} - {b}": contrast_values(result, task, method, a, b) for a, b in pairs}

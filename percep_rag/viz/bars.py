@@ -152,6 +152,8 @@ def metric_bars(
                     [_high(estimates[i]) - estimates[i].mean for i in present],
                 ]
             )
+            # Past the palette's eight colours a hatch keeps the bars told apart.
+            hatched = m >= len(_PALETTE)
             axis.bar(
                 xs,
                 means,
@@ -159,6 +161,8 @@ def metric_bars(
                 yerr=errors,
                 capsize=3,
                 color=_PALETTE[m % len(_PALETTE)],
+                hatch="//" if hatched else None,
+                edgecolor="white" if hatched else None,
                 label=method,
                 error_kw={"elinewidth": 1, "ecolor": "#333333"},
             )
@@ -205,11 +209,18 @@ def metric_bars(
             axis.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
         else:
             axis.set_ylim(bottom, top * (1.3 if vertical_labels else 1.15) if top > 0 else 1.0)
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(len(methods), 6), fontsize=8, frameon=False)
+    # Every panel's bars in the legend, once each: panels may show different methods.
+    legend: dict[str, object] = {}
+    for axis in axes:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    rows_of_legend = -(-len(legend) // 6)
+    figure.legend(
+        list(legend.values()), list(legend), loc="lower center", ncol=min(len(legend), 6), fontsize=8, frameon=False
+    )
     if title:
         figure.suptitle(title, fontsize=12)
-    legend_band = 0.08 * 420 / size[1]
+    legend_band = 0.08 * rows_of_legend * 420 / size[1]
     figure.tight_layout(rect=(0, legend_band, 1, 1 - 0.05 * 420 / size[1] if title else 1))
     # No bbox_inches="tight": the PNG keeps exactly the requested pixel size.
     return atomic_write(out_path, lambda temporary: figure.savefig(temporary, format=kind, dpi=dpi))
