@@ -1,7 +1,7 @@
 """Few-shot classification throughput: cached class scoring vs naive per-class recompute.
 
 One query = ``--shots`` labelled examples + a query image, ranked over ``--classes`` class
-names by mean token log-probability (:class:`percep_rag.fewshot.FewShotClassifier`):
+names by mean token log-probability (:class:`percep_rag.vlm.openflamingo.FewShotClassifier`):
 
 * **cached** (``score_classes``): the images are encoded once, the prompt runs once with a
   KV cache, then all class names run as one batch on per-row copies of that cache;
@@ -17,12 +17,18 @@ Models have RANDOM weights (numbers measure speed only, never accuracy):
   config of RedPajama-INCITE-Base-3B (2560 wide, 32 layers, vocab 50432), cross-attention
   every 2 layers, bf16 on the GPU. The tokenizer is the locally trained tiny BPE, so class
   names take a few more tokens than with the real GPT-NeoX tokenizer.
-* ``--tiny``: :func:`percep_rag.fewshot.build_tiny_flamingo` in fp32, a CPU smoke run.
+* ``--tiny``: :func:`percep_rag.vlm.openflamingo.build_tiny_flamingo` in fp32, a CPU smoke run.
 * ``--vlm smolvlm``: SmolVLM-256M-Instruct's architecture (:func:`smolvlm_256m_config`: Idefics3,
   a SigLIP-base-patch16-512 vision tower, pixel shuffle x4 -> 64 tokens per 512 px image, a
   SmolLM2-135M Llama), one tile per image, through :class:`percep_rag.vlm.SmolVlmClassifier`;
   the tokenizer is the locally trained tiny BPE (class names take more tokens than with
   SmolLM2's). With ``--tiny``: the tiny random SmolVLM of :mod:`percep_rag.vlm.tiny_smolvlm`.
+* ``--vlm qwen3-vl`` / ``--vlm qwen2.5-vl``: Qwen3-VL-2B-Instruct's / Qwen2.5-VL-3B-Instruct's
+  architecture (:func:`qwen3_vl_2b_config`, :func:`qwen2_5_vl_3b_config`), each image resized to at
+  most ``--max-image-tokens`` tokens; ``--vlm gemma3``: Gemma-3-4B-it's (:func:`gemma3_4b_config`,
+  896 px images of 256 tokens, pan-and-scan off). All through :class:`percep_rag.vlm.ChatVlmClassifier`
+  with the locally trained tiny BPE of the family's tiny model (its special tokens, its chat template)
+  and the published vocabulary size. With ``--tiny``: the family's tiny random model.
 
 Usage::
 
@@ -30,6 +36,7 @@ Usage::
     python benchmarks/fewshot_throughput.py --vlm smolvlm --device cpu --dtype fp32   # SmolVLM-256M-sized
     OMP_NUM_THREADS=1 python benchmarks/fewshot_throughput.py --tiny --device cpu
     python benchmarks/fewshot_throughput.py --device cpu --dtype bf16 --vs-fp32   # CPU: bf16 vs fp32
+    python benchmarks/fewshot_throughput.py --vlm qwen3-vl --device cpu --dtype bf16 --vs-fp32 --queries 1
 """
 
 from __future__ import annotations
@@ -96,6 +103,93 @@ def smolvlm_256m_config(image_token_id: int, pad_token_id: int):
     )  # fmt: skip
 
 
+def qwen3_vl_2b_config(token_ids: dict[str, int], pad_token_id: int):
+    """The architecture of Qwen/Qwen3-VL-2B-Instruct, its published values typed in.
+
+    Vision: 24 layers, 1024 wide, 16 heads, MLP 4096, 16 px patches merged 2 x 2 (one LM token
+    per 32 x 32 px), 2304 learned position embeddings, DeepStack features from layers 5, 11, 17.
+    Text: 28 layers, 2048 wide, 16 heads of 128, 8 KV heads, MLP 6144, vocabulary 151936, tied
+    embeddings, interleaved multimodal RoPE (sections 24/20/20, theta 5e6).
+    """
+    from transformers import Qwen3VLConfig
+
+    vision = dict(
+        depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, out_hidden_size=2048, patch_size=16,
+        spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304, deepstack_visual_indexes=[5, 11, 17],
+        hidden_act="gelu_pytorch_tanh",
+    )  # fmt: skip
+    text = dict(
+        vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+        num_key_value_heads=8, head_dim=128, max_position_embeddings=262144, rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [24, 20, 20],
+                         "mrope_interleaved": True},
+        tie_word_embeddings=True, pad_token_id=pad_token_id, bos_token_id=None, eos_token_id=None,
+    )  # fmt: skip
+    return Qwen3VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=True, **_qwen_ids(token_ids))
+
+
+def qwen2_5_vl_3b_config(token_ids: dict[str, int], pad_token_id: int):
+    """The architecture of Qwen/Qwen2.5-VL-3B-Instruct, its published values typed in.
+
+    Vision: 32 layers, 1280 wide, 16 heads, MLP 3420, 14 px patches merged 2 x 2 (one LM token per
+    28 x 28 px), window attention of 112 px with full attention in layers 7, 15, 23, 31. Text: 36
+    layers, 2048 wide, 16 heads, 2 KV heads, MLP 11008, vocabulary 151936, tied embeddings,
+    multimodal RoPE (sections 16/24/24, theta 1e6).
+    """
+    from transformers import Qwen2_5_VLConfig
+
+    vision = dict(
+        depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048, patch_size=14,
+        spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
+        tokens_per_second=2,
+    )  # fmt: skip
+    text = dict(
+        vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+        num_key_value_heads=2, max_position_embeddings=128000, rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+        tie_word_embeddings=True, pad_token_id=pad_token_id, bos_token_id=None, eos_token_id=None,
+    )  # fmt: skip
+    return Qwen2_5_VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=True, **_qwen_ids(token_ids))
+
+
+def _qwen_ids(token_ids: dict[str, int]) -> dict[str, int]:
+    return {
+        "image_token_id": token_ids["<|image_pad|>"], "video_token_id": token_ids["<|video_pad|>"],
+        "vision_start_token_id": token_ids["<|vision_start|>"], "vision_end_token_id": token_ids["<|vision_end|>"],
+    }  # fmt: skip
+
+
+def gemma3_4b_config(token_ids: dict[str, int]):
+    """The architecture of google/gemma-3-4b-it, its published values typed in.
+
+    Vision: SigLIP so400m (27 layers, 1152 wide, 16 heads, MLP 4304) on 896 px images in 14 px
+    patches, pooled to 256 tokens. Text: 34 layers, 2560 wide, 8 heads of 256, 4 KV heads, MLP
+    10240, vocabulary 262208, sliding window 1024 on 5 of every 6 layers, RoPE theta 1e6 (global,
+    linear scaling 8) and 1e4 (local).
+    """
+    from transformers import Gemma3Config, Gemma3TextConfig, SiglipVisionConfig
+
+    vision = SiglipVisionConfig(
+        hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, image_size=896,
+        patch_size=14, vision_use_head=False, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6,
+    )  # fmt: skip
+    text = Gemma3TextConfig(
+        vocab_size=262208, hidden_size=2560, intermediate_size=10240, num_hidden_layers=34, num_attention_heads=8,
+        num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256, sliding_window=1024,
+        max_position_embeddings=131072, rms_norm_eps=1e-6,
+        rope_parameters={
+            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+        },
+        pad_token_id=token_ids["<pad>"], bos_token_id=token_ids["<bos>"], eos_token_id=token_ids["<eos>"],
+    )  # fmt: skip
+    return Gemma3Config(
+        vision_config=vision.to_dict(), text_config=text.to_dict(), mm_tokens_per_image=256,
+        boi_token_index=token_ids["<start_of_image>"], eoi_token_index=token_ids["<end_of_image>"],
+        image_token_index=token_ids["<image_soft_token>"],
+    )  # fmt: skip
+
+
 @dataclass
 class Subject:
     """The model under test: built once, cast in place for --vs-fp32, wrapped by ``classifier()``."""
@@ -127,14 +221,77 @@ def build_random_smolvlm_256m(device: torch.device, dtype: torch.dtype) -> Subje
     return Subject(name, True, model, classifier)
 
 
+#: ``--vlm`` choices of the transformers chat families -> their tiny random model.
+CHAT_TINY = {
+    "smolvlm": "tiny-smolvlm-random",
+    "qwen3-vl": "tiny-qwen3-vl-random",
+    "qwen2.5-vl": "tiny-qwen2.5-vl-random",
+    "gemma3": "tiny-gemma3-random",
+}
+
+
+def build_random_chat_vlm(
+    family: str, device: torch.device, dtype: torch.dtype, max_image_tokens: int = 256, lm_layers: int | None = None
+) -> Subject:
+    """Qwen3-VL-2B's, Qwen2.5-VL-3B's or Gemma-3-4B's architecture with random weights, built on ``device``.
+
+    ``lm_layers`` shrinks only the text model's depth, to smoke-test this path on a CPU.
+    """
+    from percep_rag.vlm import ChatVlmClassifier, ImageBudget
+
+    if family == "gemma3":
+        from transformers import Gemma3ForConditionalGeneration as model_class
+
+        from percep_rag.vlm.tiny_gemma3 import make_gemma3_processor, tiny_gemma3_tokenizer
+
+        tokenizer = tiny_gemma3_tokenizer()
+        ids = {token: tokenizer.convert_tokens_to_ids(token) for token in tokenizer.all_special_tokens}
+        config = gemma3_4b_config(ids)
+        processor = make_gemma3_processor(tokenizer, image_size=896, tokens_per_image=256)
+        name = "random-Gemma-3-4B-architecture"
+    else:
+        from percep_rag.vlm.tiny_qwen_vl import make_qwen_processor, tiny_qwen_tokenizer
+
+        tokenizer = tiny_qwen_tokenizer()
+        ids = {token: tokenizer.convert_tokens_to_ids(token) for token in tokenizer.all_special_tokens}
+        if family == "qwen3-vl":
+            from transformers import Qwen3VLForConditionalGeneration as model_class
+
+            config, architecture, patch = qwen3_vl_2b_config(ids, tokenizer.pad_token_id), "qwen3_vl", 16
+            name = "random-Qwen3-VL-2B-architecture"
+        else:
+            from transformers import Qwen2_5_VLForConditionalGeneration as model_class
+
+            config, architecture, patch = qwen2_5_vl_3b_config(ids, tokenizer.pad_token_id), "qwen2_5_vl", 14
+            name = "random-Qwen2.5-VL-3B-architecture"
+        processor = make_qwen_processor(tokenizer, architecture=architecture, patch_size=patch)
+    if lm_layers is not None:
+        config.text_config.num_hidden_layers = lm_layers
+        if getattr(config.text_config, "layer_types", None):
+            config.text_config.layer_types = config.text_config.layer_types[:lm_layers]
+    with torch.device(device):
+        torch.manual_seed(0)
+        model = model_class._from_config(config, dtype=dtype).eval()
+    budget = ImageBudget(max_tokens=max_image_tokens)
+
+    def classifier(class_batch_size: int | None) -> ChatVlmClassifier:
+        return ChatVlmClassifier(
+            model, processor, image_budget=budget, class_batch_size=class_batch_size, name=name, random_weights=True
+        )
+
+    return Subject(name, True, model, classifier)
+
+
 def build_subject(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> Subject:
     """The model ``--vlm``/``--tiny`` ask for, with random weights, on ``device`` in ``dtype``."""
-    if args.vlm == "smolvlm":
+    if args.vlm in ("qwen3-vl", "qwen2.5-vl", "gemma3") and not args.tiny:
+        return build_random_chat_vlm(args.vlm, device, dtype, args.max_image_tokens, args.lm_layers)
+    if args.vlm in CHAT_TINY:
         if not args.tiny:
             return build_random_smolvlm_256m(device, dtype)
         from percep_rag.vlm import load_vlm
 
-        tiny = load_vlm("tiny-smolvlm-random", device=str(device), precision="fp32")
+        tiny = load_vlm(CHAT_TINY[args.vlm], device=str(device), precision="fp32")
         tiny.model.to(dtype=dtype)
 
         def tiny_classifier(class_batch_size: int | None):
@@ -142,9 +299,9 @@ def build_subject(args: argparse.Namespace, device: torch.device, dtype: torch.d
             return tiny
 
         return Subject(tiny.name, True, tiny.model, tiny_classifier)
-    from percep_rag.fewshot import FewShotClassifier, build_tiny_flamingo
+    from percep_rag.vlm.openflamingo import FewShotClassifier, build_tiny_flamingo
 
-    bundle = build_tiny_flamingo(seed=0) if args.tiny else build_random_4b(device, dtype, args.lm_layers)
+    bundle = build_tiny_flamingo(seed=0) if args.tiny else build_random_4b(device, dtype, args.lm_layers or 32)
 
     def classifier(class_batch_size: int | None) -> FewShotClassifier:
         return FewShotClassifier.from_bundle(bundle, class_batch_size=class_batch_size)
@@ -175,8 +332,8 @@ def build_random_4b(device: torch.device, dtype: torch.dtype, lm_layers: int = 3
     from transformers import GPTNeoXForCausalLM
 
     from percep_rag.backbones.openclip import OPENAI_MEAN, OPENAI_STD
-    from percep_rag.fewshot.flamingo import FlamingoBundle, assemble_flamingo, open_gates
-    from percep_rag.fewshot.tiny import train_tiny_tokenizer
+    from percep_rag.vlm.openflamingo.model import FlamingoBundle, assemble_flamingo, open_gates
+    from percep_rag.vlm.openflamingo.tiny import train_tiny_tokenizer
 
     tokenizer = train_tiny_tokenizer()
     with torch.device(device):  # random init on the GPU: seconds instead of minutes on the CPU
@@ -257,7 +414,7 @@ def vs_fp32(reference: list[np.ndarray], scores: list[np.ndarray], fp32_row: Res
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vlm", choices=["openflamingo", "smolvlm"], default="openflamingo", help="which backend")
+    parser.add_argument("--vlm", choices=["openflamingo", *CHAT_TINY], default="openflamingo", help="which model")
     parser.add_argument("--tiny", action="store_true", help="the backend's tiny random model (CPU smoke run)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
@@ -271,7 +428,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--queries", type=int, default=None, help="timed queries per path (default 20 GPU, 10 CPU)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--class-batch-size", type=int, default=None)
-    parser.add_argument("--lm-layers", type=int, default=32, help="4B path only: fewer LM layers for a CPU smoke test")
+    parser.add_argument(
+        "--lm-layers", type=int, default=None, help="fewer LM layers, for a CPU smoke test (not the chat smolvlm)"
+    )
+    parser.add_argument("--max-image-tokens", type=int, default=256, help="Qwen-VL: most LM tokens per image")
     parser.add_argument(
         "--vs-fp32",
         action="store_true",
@@ -348,7 +508,8 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "shots": args.shots,
         "classes": args.classes,
-        "lm_layers": None if args.tiny or args.vlm != "openflamingo" else args.lm_layers,
+        "lm_layers": None if args.tiny else args.lm_layers,  # None: the architecture's own depth
+        "max_image_tokens": args.max_image_tokens if args.vlm.startswith("qwen") else None,
         "prompt_tokens": prompt_tokens,
         "class_tokens_min_max": class_tokens,
         "build_s": round(build_s, 2),

@@ -1,11 +1,12 @@
 """The perceptual-world study: base vs gLocal vs LoRA-HA (image- and patch-level).
 
 Runs :func:`percep_rag.study.run_study` over seeds and writes, under ``--out``:
-``table.md`` (mean ± 95% CI over seeds), ``results.json`` (every seed's numbers, stage
-times, the config), ``metrics.png`` (bar charts), ``neighbours_count.png`` (query | base
-top-3 | aligned top-3 train scenes, captioned with their object counts, like the paper's
-Figure 4) and ``neighbours_instance.png`` (a re-rendered test scene | its base top-3 |
-aligned top-3 among the test scenes, the true instance framed green, like Figure 7).
+``table.md`` (mean ± 95% t-interval over seeds, each seed a new world, base and fits),
+``results.json`` (every seed's numbers, stage times, the config), ``metrics.png`` (bar
+charts), ``neighbours_count.png`` (query | base top-3 | aligned top-3 train scenes,
+captioned with their object counts, like the paper's Figure 4) and
+``neighbours_instance.png`` (a re-rendered test scene | its base top-3 | aligned top-3
+among the test scenes, the true instance framed green, like Figure 7).
 The working files (scenes, triplets, the trained base and the adapters) stay in
 ``--out/work`` unless ``--clean``.
 
@@ -88,7 +89,10 @@ def main() -> None:
 def draw(result: StudyResult, out: Path, preset: str) -> None:
     """metrics.png, and the neighbour figures when the first seed's neighbours and scenes are at hand."""
     table = {metric: {m: result.values(metric, m) for m in METHODS} for metric in result.metric_names}
-    title = f"perceptual world, {preset} preset: mean and 95% CI over {len(result.seeds)} seeds"
+    title = (
+        f"perceptual world, {preset} preset: mean and 95% t-interval over {len(result.seeds)} seeds "
+        "(each a new world, base and fits)"
+    )
     metric_bars(table, out / "metrics.png", title=title, lower_is_better=LOWER_IS_BETTER)
     if result.seeds[0].examples and (out / "work" / f"seed{result.seeds[0].seed}").is_dir():
         draw_neighbours(result, out / "work", out)

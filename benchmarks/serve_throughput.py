@@ -11,9 +11,17 @@ requests), the ``/healthz`` p99 and error count under that load.
 The figures are for tiny-vit-random, where the HTTP, decoding and store query dominate the
 forward pass; a real backbone's forward pass is where batching pays (see RESULTS.md).
 
+``--modes mixed`` (issue 37): reads and writes at once. ``--mixed-clients`` threads search (as
+above) while one writer adds ``--adds`` new images through ``POST /collections/NAME/points``
+(one per request) and, after every few adds, deletes one of them with ``DELETE``, ``--deletes``
+in all; the load lasts until the writer is done. Reported: the searches' errors, req/s, p50/p99,
+``/healthz`` p99, the writes' errors and p50/p99, and whether the final point count is exactly
+the start + adds - deletes.
+
 Usage::
 
     nice -n 10 python benchmarks/serve_throughput.py --points 50000 --clients 1 4 16 --seconds 15 --json out.json
+    nice -n 10 python benchmarks/serve_throughput.py --points 50000 --modes mixed --adds 200 --deletes 50
 """
 
 from __future__ import annotations
@@ -130,8 +138,8 @@ def start_server(store: Path, batching: bool, log: Path) -> tuple[subprocess.Pop
     raise RuntimeError("the server did not start in 180 s")
 
 
-def query_images(count: int, size: int = 64) -> list[bytes]:
-    rng = np.random.default_rng(1)
+def query_images(count: int, size: int = 64, seed: int = 1) -> list[bytes]:
+    rng = np.random.default_rng(seed)
     images = []
     for _ in range(count):
         buffer = io.BytesIO()
@@ -144,12 +152,15 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
 
-def run_load(url: str, clients: int, seconds: float, max_requests: int, images: list[bytes]) -> dict:
-    """``clients`` threads searching for ``seconds`` (at most ``max_requests`` each), and the health prober."""
+def run_load(
+    url: str, clients: int, seconds: float, max_requests: int, images: list[bytes], stop: threading.Event | None = None
+) -> dict:
+    """``clients`` threads searching for ``seconds`` (at most ``max_requests`` each, or until ``stop``
+    is set), and the health prober."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
-    stop = threading.Event()
+    stop = stop or threading.Event()
 
     def client(n: int) -> None:
         with httpx.Client(base_url=url, timeout=30) as http:
@@ -197,6 +208,103 @@ def run_load(url: str, clients: int, seconds: float, max_requests: int, images: 
     }
 
 
+@dataclass
+class MixedRow:
+    """The read/write case: searches while one writer adds and deletes."""
+
+    clients: int
+    requests: int
+    errors: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    healthz_p99_ms: float
+    healthz_errors: int
+    adds: int
+    deletes: int
+    write_errors: int
+    add_p50_ms: float
+    add_p99_ms: float
+    delete_p99_ms: float
+    count_exact: bool
+    seconds: float
+    load_1min: float = float("nan")
+
+
+def run_mixed(url: str, clients: int, adds: int, deletes: int, images: list[bytes]) -> dict:
+    """``clients`` searching threads while one writer adds ``adds`` images and deletes ``deletes`` of them."""
+    stop = threading.Event()
+    searched: dict = {}
+    written: dict = {"add": [], "delete": [], "errors": 0}
+
+    def writer() -> None:
+        # Not in the collection, even a reused one (seeded by its size): every add writes a point.
+        fresh = query_images(adds, seed=37 + before)
+        added: list[str] = []
+        every = max(1, adds // max(1, deletes))
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for n, image in enumerate(fresh):
+                began = time.perf_counter()
+                try:
+                    answer = http.post(
+                        f"/collections/{COLLECTION}/points",
+                        files={"image": (f"new{n}.png", image, "image/png")},
+                        data={"label": "new"},
+                    )
+                    ok = answer.status_code == 200 and answer.json()["added"] == 1
+                    added += [p["id"] for p in answer.json().get("points", [])] if ok else []
+                except (httpx.HTTPError, ValueError):
+                    ok = False
+                written["add"].append(time.perf_counter() - began) if ok else None
+                written["errors"] += 0 if ok else 1
+                if (n + 1) % every == 0 and len(written["delete"]) < deletes and added:
+                    began = time.perf_counter()
+                    try:
+                        ok = http.delete(f"/collections/{COLLECTION}/points/{added.pop(0)}").status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    written["delete"].append(time.perf_counter() - began) if ok else None
+                    written["errors"] += 0 if ok else 1
+        stop.set()
+
+    with httpx.Client(base_url=url, timeout=60) as http:
+        before = http.get("/collections").json()["collections"][0]["points"]
+    thread = threading.Thread(target=writer)
+    began = time.perf_counter()
+    thread.start()
+    searched = run_load(url, clients, 3600.0, 10**9, images, stop=stop)
+    thread.join()
+    elapsed = time.perf_counter() - began
+    with httpx.Client(base_url=url, timeout=60) as http:
+        after = http.get("/collections").json()["collections"][0]["points"]
+    return {
+        **searched,
+        "adds": len(written["add"]),
+        "deletes": len(written["delete"]),
+        "write_errors": written["errors"],
+        "add_p50_ms": percentile(written["add"], 50),
+        "add_p99_ms": percentile(written["add"], 99),
+        "delete_p99_ms": percentile(written["delete"], 99),
+        "count_exact": after == before + len(written["add"]) - len(written["delete"]),
+        "seconds": elapsed,
+    }
+
+
+def mixed_table(rows: list[MixedRow]) -> str:
+    return markdown_table(
+        ["search clients", "searches", "search errors", "req/s", "search p50 ms", "search p99 ms", "/healthz p99 ms",
+         "/healthz errors", "adds", "deletes", "write errors", "add p50 ms", "add p99 ms", "delete p99 ms",
+         "count exact", "s", "load"],
+        [
+            [r.clients, r.requests, r.errors, f"{r.requests_per_s:.1f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}",
+             f"{r.healthz_p99_ms:.1f}", r.healthz_errors, r.adds, r.deletes, r.write_errors, f"{r.add_p50_ms:.1f}",
+             f"{r.add_p99_ms:.1f}", f"{r.delete_p99_ms:.1f}", "yes" if r.count_exact else "NO", f"{r.seconds:.0f}",
+             f"{r.load_1min:.1f}"]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
 def table(rows: list[Row]) -> str:
     return markdown_table(
         ["mode", "clients", "requests", "errors", "req/s", "p50 ms", "p99 ms", "/healthz p99 ms", "/healthz errors",
@@ -225,13 +333,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=15.0, help="Load per client count.")
     parser.add_argument("--max-requests", type=int, default=2000, help="Bound on each client's loop.")
-    parser.add_argument("--modes", nargs="+", choices=["batching", "no-batching"], default=["batching", "no-batching"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["batching", "no-batching", "mixed"],
+        default=["batching", "no-batching"],
+        help="mixed: searches while one writer adds and deletes (issue 37), batching on.",
+    )
+    parser.add_argument("--mixed-clients", type=int, default=16, help="Searching clients in the mixed case.")
+    parser.add_argument("--adds", type=int, default=200, help="Images the mixed case's writer adds.")
+    parser.add_argument("--deletes", type=int, default=50, help="Of which it deletes this many.")
     parser.add_argument("--store", type=Path, help="Keep the built collection here (reused when it exists).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     started = dt.datetime.now(dt.UTC)
     images = query_images(64)
     rows: list[Row] = []
+    mixed: list[MixedRow] = []
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as folder:
         store = args.store or Path(folder) / "store"
         if not store.exists():
@@ -239,9 +357,18 @@ def main(argv: list[str] | None = None) -> dict:
             build_collection(store, args.points)
             print(f"built {args.points:,} points in {time.perf_counter() - began:.1f} s", file=sys.stderr)
         for mode in args.modes:
-            process, url = start_server(store, mode == "batching", Path(folder) / f"{mode}.log")
+            process, url = start_server(store, mode != "no-batching", Path(folder) / f"{mode}.log")
             try:
                 run_load(url, 2, 2.0, 20, images)  # warm-up: first requests pay for lazy initialisation
+                if mode == "mixed":
+                    mixed.append(
+                        MixedRow(
+                            clients=args.mixed_clients,
+                            **run_mixed(url, args.mixed_clients, args.adds, args.deletes, images),
+                        )
+                    )
+                    print(mixed_table(mixed[-1:]).splitlines()[-1], file=sys.stderr)
+                    continue
                 for clients in args.clients:
                     measured = run_load(url, clients, args.seconds, args.max_requests, images)
                     rows.append(Row(mode=mode, clients=clients, **measured))
@@ -251,7 +378,12 @@ def main(argv: list[str] | None = None) -> dict:
                 process.wait(30)
     print(f"\nServe throughput, {args.points:,} points, {BACKBONE} (random weights), {os.cpu_count()} CPUs "
           f"({cpu_name()}), {started:%Y-%m-%d}\n")  # fmt: skip
-    print(table(rows))
+    if rows:
+        print(table(rows))
+    if mixed:
+        print(f"\nReads and writes: {args.mixed_clients} searching clients, one writer adding {args.adds} images "
+              f"and deleting {args.deletes}\n")  # fmt: skip
+        print(mixed_table(mixed))
     report = {
         "meta": {
             "date": started.isoformat(timespec="seconds"),
@@ -263,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
             "random_weights": True,
         },
         "rows": [asdict(row) for row in rows],
+        "mixed": [asdict(row) for row in mixed],
     }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

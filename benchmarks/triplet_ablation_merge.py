@@ -17,7 +17,7 @@ from pathlib import Path
 
 from percep_rag.cli.study import cpu_name
 from percep_rag.study.ablation import AblationResult
-from percep_rag.study.ablation_report import ablation_table, draw_ablation
+from percep_rag.study.ablation_report import ablation_report, draw_ablation
 
 
 def merge(folders: list[Path]) -> tuple[AblationResult, list[str]]:
@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     result, headers = merge(args.folders)
     args.out.mkdir(parents=True, exist_ok=True)
-    table = ablation_table(result)
+    table = ablation_report(result)
     (args.out / "table.md").write_text("\n".join(headers) + f"\n\n{table}\n", encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps({"headers": headers, **result.to_dict()}, indent=1))
     draw_ablation(result, args.out / "gains.png", subtitle=", ".join(filter(None, [cpu_name(), args.note])))

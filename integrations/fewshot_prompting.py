@@ -26,10 +26,10 @@ from typing import NoReturn
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.config import PRECISIONS
 from percep_rag.datasets.records import scan_folder
-from percep_rag.fewshot.prompt import PromptTemplate, build_prompt
 from percep_rag.indexing import index_records
 from percep_rag.retrieval import ExampleRetriever
 from percep_rag.store import open_store
+from percep_rag.vlm.openflamingo.prompt import PromptTemplate, build_prompt
 
 
 class _Parser(argparse.ArgumentParser):

@@ -33,12 +33,14 @@ from percep_rag.errors import (
     FingerprintMismatchError,
     ImageDecodeError,
     PercepRagError,
+    TextQueryError,
     UnknownBackboneError,
     UnknownNameError,
     WeightsNotFoundError,
 )
 from percep_rag.failures import Failure
 from percep_rag.indexing import IndexReport, index_records
+from percep_rag.perceptual import PerceptualDistance
 from percep_rag.retrieval import Example, ExampleRetriever, Retriever
 from percep_rag.store import StoreError, StoreSpec, VectorStore, open_store
 from percep_rag.sync import SyncReport, sync_records
@@ -67,11 +69,13 @@ __all__ = [
     "LoraAlignment",
     "ManifestError",
     "PercepRagError",
+    "PerceptualDistance",
     "PreprocessSpec",
     "Retriever",
     "StoreError",
     "StoreSpec",
     "SyncReport",
+    "TextQueryError",
     "TokenFeatures",
     "TripletError",
     "TripletSet",

@@ -32,7 +32,10 @@ TokenSource = Literal["norm", "prenorm"]
 CompileMode = Literal["auto", "always", "never"]
 #: What a model computes in: ``auto`` is bf16 on CUDA and on CPUs with AMX/AVX-512 BF16, fp32 elsewhere.
 Precision = Literal["auto", "fp32", "bf16"]
-AlignmentKind = Literal["identity", "glocal", "lora"]
+AlignmentKind = Literal["identity", "glocal", "lora", "dreamsim"]
+#: What a collection's text queries search (see :mod:`percep_rag.text_space`): nothing, the ``base``
+#: vectors only, or ``base`` (the default) and ``aligned``.
+TextQueries = Literal["none", "base", "base+aligned"]
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 INTERPOLATIONS: tuple[str, ...] = get_args(Interpolation)
@@ -42,6 +45,8 @@ COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 #: The alignment kinds, stated once (as :data:`AlignmentKind`); :mod:`percep_rag.alignment.factory` loads each.
 ALIGNMENT_KINDS: tuple[str, ...] = get_args(AlignmentKind)
+#: Kinds that take no path: none, and ``dreamsim`` (the adapter of the ``dreamsim:<type>`` backbone's release).
+PATHLESS_ALIGNMENTS: tuple[str, ...] = ("identity", "dreamsim")
 #: Ways to pick few-shot examples (and the kNN baselines) in the few-shot protocol.
 FewShotMethod = Literal["aligned", "base", "random", "knn-aligned", "knn-base", "mmr-aligned", "mmr-base"]
 FEWSHOT_METHODS: tuple[str, ...] = get_args(FewShotMethod)
@@ -84,8 +89,9 @@ class PreprocessSpec(_Frozen):
 class AlignmentSpec(_Frozen):
     """Which human alignment an embedder applies.
 
-    ``identity`` (none), ``glocal`` (an affine map read from ``path``) or ``lora``
-    (a LoRA adapter directory at ``path``, merged into the backbone).
+    ``identity`` (none), ``glocal`` (an affine map read from ``path``), ``lora``
+    (a LoRA adapter directory at ``path``, merged into the backbone) or ``dreamsim`` (no path:
+    the released adapter of a ``dreamsim:<type>`` backbone, its default).
     """
 
     kind: AlignmentKind = "identity"
@@ -93,22 +99,22 @@ class AlignmentSpec(_Frozen):
 
     @model_validator(mode="after")
     def _path_matches_kind(self) -> AlignmentSpec:
-        if self.kind == "identity" and self.path is not None:
-            raise ValueError("the identity alignment takes no path")
-        if self.kind != "identity" and self.path is None:
+        if self.kind in PATHLESS_ALIGNMENTS and self.path is not None:
+            raise ValueError(f"the {self.kind} alignment takes no path")
+        if self.kind not in PATHLESS_ALIGNMENTS and self.path is None:
             raise ValueError(f"alignment {self.kind!r} needs a path")
         return self
 
     @classmethod
     def parse(cls, text: str | AlignmentSpec | None) -> AlignmentSpec:
-        """Read ``identity``, ``glocal:<file>`` or ``lora:<dir>``; an unknown kind lists the known ones.
+        """Read ``identity``, ``glocal:<file>``, ``lora:<dir>`` or ``dreamsim``; an unknown kind lists the known ones.
 
         >>> AlignmentSpec.parse("lora:runs/ha").path
         PosixPath('runs/ha')
         >>> AlignmentSpec.parse("pca:x.npz")
         Traceback (most recent call last):
         ...
-        percep_rag.errors.UnknownNameError: unknown alignment kind 'pca'; known alignment kinds: identity, glocal, lora
+        percep_rag.errors.UnknownNameError: unknown alignment kind 'pca'; known alignment kinds: identity, glocal, ...
         """
         if text is None:
             return cls()
@@ -118,10 +124,10 @@ class AlignmentSpec(_Frozen):
         kind = kind.strip().lower()
         if kind not in ALIGNMENT_KINDS:
             raise UnknownNameError("alignment kind", kind, list(ALIGNMENT_KINDS))
-        if kind == "identity":
+        if kind in PATHLESS_ALIGNMENTS:
             if path:
-                raise ConfigError("the identity alignment takes no path")
-            return cls()
+                raise ConfigError(f"the {kind} alignment takes no path")
+            return cls(kind=kind)
         if not sep or not path:
             raise ConfigError(f"alignment {kind!r} needs a path: write '{kind}:<path>'")
         return cls(kind=kind, path=Path(path))
@@ -166,7 +172,10 @@ class Fingerprint(_Frozen):
     """What identifies the vectors an embedder produces.
 
     Two embedders whose fingerprints are equal produce comparable vectors; the store
-    refuses to mix vectors whose fingerprints differ.
+    refuses to mix vectors whose fingerprints differ. ``text_queries`` records what a text query
+    of the collection searches (:mod:`percep_rag.text_space`); it follows from the backbone,
+    pooling and alignment, so it describes rather than identifies (``differences`` skips it), and
+    a collection written before it was recorded reads as ``None``.
     """
 
     backbone: str
@@ -179,6 +188,7 @@ class Fingerprint(_Frozen):
     base_dim: int
     dim: int
     distance: Literal["cosine"] = "cosine"
+    text_queries: TextQueries | None = None
 
     def differences(self, other: Fingerprint) -> list[str]:
         """Human-readable list of the fields that differ, ``[]`` when equal.
@@ -188,5 +198,5 @@ class Fingerprint(_Frozen):
         >>> a.differences(a.model_copy(update={"dim": 16}))
         ['dim: 8 != 16']
         """
-        mine, theirs = self.model_dump(), other.model_dump()
+        mine, theirs = self.model_dump(exclude={"text_queries"}), other.model_dump(exclude={"text_queries"})
         return [f"{key}: {mine[key]} != {theirs[key]}" for key in mine if mine[key] != theirs[key]]

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from percep_rag.alignment.base import Alignment, IdentityAlignment
 from percep_rag.alignment.factory import load_alignment
+from percep_rag.alignment.lora.dreamsim import default_alignment
 from percep_rag.backbones import Backbone, TokenFeatures, create_backbone
 from percep_rag.compiled import Forward
 from percep_rag.config import CompileMode, EmbedderSpec, Fingerprint, Normalization, Pooling, Precision
@@ -32,6 +34,7 @@ from percep_rag.io.sources import ImageSource
 from percep_rag.io.transforms import preprocess_image, resize_and_crop
 from percep_rag.pooling import normalize, pool, pooled_dim
 from percep_rag.precision import compute_copy, resolve_precision
+from percep_rag.text_space import check_text_space, text_queries_for
 
 __all__ = ["AlignedEmbedder", "EmbeddingResult", "Embeddings", "ImageInput", "resolve_device"]
 
@@ -69,6 +72,10 @@ class AlignedEmbedder:
     forward for large jobs (:attr:`compiled`), and runs a bf16 copy of the weights where the
     CPU has native bf16 (``precision="auto"``; see :mod:`percep_rag.precision`). Pooling,
     alignment and normalisation are always fp32.
+
+    Text (:meth:`embed_text`): a CLIP-family backbone's text tower, from the same checkpoint,
+    built on the first text query; which vectors a text query may search is
+    :mod:`percep_rag.text_space`'s rule, recorded in the fingerprint as ``text_queries``.
     """
 
     #: On CPU, ``compile="auto"`` compiles for jobs of at least this many images (see :attr:`compiled`).
@@ -91,7 +98,8 @@ class AlignedEmbedder:
         self.device = resolve_device(device)
         self.backbone = backbone.to(self.device).eval()
         self.pooling: Pooling = pooling
-        self.alignment = alignment or IdentityAlignment()
+        # A DreamSim release brings its adapter: the aligned space is the released model.
+        self.alignment = alignment or default_alignment(backbone) or IdentityAlignment()
         self.normalization: Normalization = normalization or backbone.default_normalization
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -105,6 +113,8 @@ class AlignedEmbedder:
         self.aligned_backbone = None if adapted is None else adapted.to(self.device).eval()
         self._prepare_for_device(compile)
         self.dim = self._probe_output_dim()
+        self._text_tower: torch.nn.Module | None = None
+        self._text_lock = threading.Lock()
 
     @classmethod
     def from_spec(cls, spec: EmbedderSpec) -> AlignedEmbedder:
@@ -118,7 +128,8 @@ class AlignedEmbedder:
         return cls(
             backbone,
             pooling=spec.pooling,
-            alignment=load_alignment(spec.alignment),
+            # identity: the backbone's own alignment, if it brings one (a DreamSim release's adapter)
+            alignment=None if spec.alignment.kind == "identity" else load_alignment(spec.alignment),
             normalization=spec.normalization,
             device=device,
             batch_size=spec.batch_size,
@@ -205,6 +216,19 @@ class AlignedEmbedder:
             alignment_digest=self.alignment.digest,
             base_dim=self.base_dim,
             dim=self.dim,
+            text_queries=self.text_queries,
+        )
+
+    @property
+    def text_queries(self) -> str:
+        """What text queries search with this embedder: ``none``, ``base`` or ``base+aligned``
+        (:mod:`percep_rag.text_space`).
+
+        >>> AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-clip-random")).text_queries
+        'base+aligned'
+        """
+        return text_queries_for(
+            has_text_tower=self.backbone.has_text_tower, pooling=self.pooling, alignment=self.alignment.kind
         )
 
     # ------------------------------------------------------------- computing
@@ -243,6 +267,55 @@ class AlignedEmbedder:
             base=normalize(base[:count], self.normalization).cpu().numpy(),
             aligned=normalize(aligned[:count].float(), self.normalization).cpu().numpy(),
         )
+
+    def embed_text(self, texts: Sequence[str], *, using: str = "base") -> np.ndarray:
+        """Unit vectors ``(N, D)`` float32 of text queries, comparable with the ``using`` vectors of images.
+
+        ``base``: the text tower's ``encode_text``, normalised as image vectors are; ``aligned``
+        also maps it through the alignment where :mod:`percep_rag.text_space` allows it. Bad text
+        (empty, not a string, longer than the tower's context) and a backbone, pooling or
+        alignment where text has no meaning raise :class:`~percep_rag.errors.TextQueryError`.
+
+        >>> embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-clip-random"))
+        >>> embedder.embed_text(["a red square", "a blue circle"]).shape
+        (2, 32)
+        """
+        check_text_space(self.fingerprint_fields(), using)
+        tower = self._loaded_text_tower()
+        tokens = tower.tokenize(texts)
+        with torch.inference_mode(), self._autocast():
+            features = torch.cat(
+                [tower(tokens[start : start + self.batch_size]) for start in range(0, len(tokens), self.batch_size)]
+            ).float()
+        if using == "aligned":
+            features = self.alignment.transform(features).float()
+        return normalize(features, self.normalization).cpu().numpy()
+
+    def fingerprint_fields(self) -> Fingerprint:
+        """The fingerprint without hashing the weights (``weights_digest`` left empty): for rules
+        that read only the backbone, pooling and alignment."""
+        if "fingerprint" in self.__dict__:
+            return self.fingerprint
+        return Fingerprint(
+            backbone=self.backbone.name,
+            weights_digest="",
+            random_weights=self.backbone.random_weights,
+            pooling=self.pooling,
+            normalization=self.normalization,
+            alignment=self.alignment.kind,
+            alignment_digest=self.alignment.digest,
+            base_dim=self.base_dim,
+            dim=self.dim,
+            text_queries=self.text_queries,
+        )
+
+    def _loaded_text_tower(self) -> torch.nn.Module:
+        # Built once, on first use (image-only work never pays for it); requests may race here.
+        with self._text_lock:
+            if self._text_tower is None:
+                tower = self.backbone.text_tower()
+                self._text_tower = compute_copy(tower, self.compute_dtype) if not self.on_cuda else tower
+            return self._text_tower
 
     def embed_tensors(self, pixels: torch.Tensor) -> Embeddings:
         """Embed already-preprocessed pixels ``(B, 3, S, S)`` (uint8 or float in [0, 1]).

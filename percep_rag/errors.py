@@ -59,3 +59,8 @@ class AlignmentError(PercepRagError):
 
 class FingerprintMismatchError(PercepRagError):
     """Data written by one embedder is used with another."""
+
+
+class TextQueryError(ConfigError):
+    """A text query cannot be answered: the text is not usable (empty, not a string, longer than
+    the text tower's context) or the backbone, pooling or alignment gives text no meaning."""

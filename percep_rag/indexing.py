@@ -52,7 +52,12 @@ IndexFailure = Failure
 
 @dataclass
 class IndexReport:
-    """What one indexing run did. ``indexed`` counts new points written by this run."""
+    """What one indexing run did. ``indexed`` counts new points written by this run.
+
+    ``point_ids``: each readable record's uri -> the point id of the content this run read
+    there (written now or already stored); ``written_ids``: the points this run wrote. Sync
+    decides from them what the source holds, since a file may change while it runs.
+    """
 
     collection: str
     records: int = 0
@@ -61,6 +66,8 @@ class IndexReport:
     duplicates: int = 0
     failures: list[IndexFailure] = field(default_factory=list)
     seconds: float = 0.0
+    point_ids: dict[str, str] = field(default_factory=dict, repr=False)
+    written_ids: set[str] = field(default_factory=set, repr=False)
 
     @property
     def images_per_second(self) -> float:
@@ -129,6 +136,8 @@ def _index_chunk(
             pending.append((record, *read_record(record, collection)))
         except ImageDecodeError as error:
             report.failures.append(IndexFailure(record_id=record.id, source=error.source, reason=error.reason))
+        else:
+            report.point_ids[record.uri] = pending[-1][3]
     wanted = select_new(store, collection, [pid for *_, pid in pending], seen, report)
     todo = [item for item, keep in zip(pending, wanted, strict=True) if keep]
     if not todo:
@@ -147,6 +156,7 @@ def _index_chunk(
             dataset,
         )
         report.indexed += written
+        report.written_ids.update(pid for *_, pid in items)
         for failure in batch.failures:
             record = todo[failure.index][0]
             report.failures.append(IndexFailure(record_id=record.id, source=record.uri, reason=failure.reason))

@@ -1,4 +1,4 @@
-"""Retrieval: the nearest stored images for a query image, vector or point id.
+"""Retrieval: the nearest stored images for a query image, text, vector or point id.
 
 :class:`Retriever` answers top-k queries with filters over the ``base`` or ``aligned``
 vectors; :class:`ExampleRetriever` turns hits into few-shot examples (image + label/prompt)
@@ -8,6 +8,10 @@ The query itself, two rules: a search (:meth:`Retriever.search`, hence ``search`
 HTTP service and LangChain) never returns the query's own point (same content id) but does
 return other points of the same or nearly the same image, marked ``duplicate_of_query``;
 few-shot retrieval drops every copy of the query (same file, same vector).
+
+Text queries (:meth:`Retriever.search` with ``text=``, :meth:`Retriever.search_texts`) are
+embedded by the embedder's text path (a CLIP-family text tower) and search ``base`` by default;
+:mod:`percep_rag.text_space` says where else they may search.
 
 >>> from percep_rag import AlignedEmbedder, EmbedderSpec
 >>> from percep_rag.store import open_store
@@ -47,6 +51,7 @@ from percep_rag.io.images import read_image_bytes
 from percep_rag.mmr import DEFAULT_FETCH_K, check_lambda_mult, check_positive_int, rerank_hits
 from percep_rag.store import ScoredPoint, VectorStore, content_hash, point_id
 from percep_rag.store.checks import check_same_embedder
+from percep_rag.text_space import check_text_space
 
 VectorName = Literal["base", "aligned"]
 
@@ -81,21 +86,33 @@ class Retriever:
         self,
         image: ImageInput | None = None,
         *,
+        text: str | None = None,
         vector: np.ndarray | None = None,
         point: str | None = None,
         k: int = 10,
-        using: VectorName = "aligned",
+        using: VectorName | None = None,
         filter: Mapping[str, object] | None = None,
         exclude_ids: Iterable[str] = (),
         duplicate_threshold: float = DEFAULT_THRESHOLD,
     ) -> list[ScoredPoint]:
-        """Nearest points to exactly one of ``image``, ``vector`` or stored ``point`` (an id),
+        """Nearest points to exactly one of ``image``, ``text``, ``vector`` or stored ``point`` (an id),
         most similar first. A query by image or point never returns its own point; other points
         with the same or nearly the same image are returned, marked ``duplicate_of_query``
-        (see :meth:`search_batch`)."""
-        given = [name for name, value in (("image", image), ("vector", vector), ("point", point)) if value is not None]
+        (see :meth:`search_batch`). ``using`` defaults to ``aligned``, and to ``base`` for text
+        (:meth:`search_texts`)."""
+        given = [
+            name
+            for name, value in (("image", image), ("text", text), ("vector", vector), ("point", point))
+            if value is not None
+        ]
         if len(given) != 1:
-            raise ConfigError(f"give exactly one of image, vector or point; got {given or 'none'}")
+            raise ConfigError(f"give exactly one of image, text, vector or point; got {given or 'none'}")
+        if text is not None:
+            return self.search_texts(
+                [text], k=k, using=using or "base", filter=filter, exclude_ids=exclude_ids,
+                duplicate_threshold=duplicate_threshold,
+            )[0]  # fmt: skip
+        using = using or "aligned"
         excluded = set(exclude_ids)
         if image is not None:
             return self.search_batch(
@@ -139,6 +156,45 @@ class Retriever:
         found = self._nearest(images, k, using, filter, exclude_ids, lambda_mult, fetch_k, drop_copies=False)
         return [_mark_duplicates(row, duplicate_threshold) for row in found]
 
+    def search_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        k: int = 10,
+        using: VectorName = "base",
+        filter: Mapping[str, object] | None = None,
+        exclude_ids: Iterable[str] = (),
+        lambda_mult: float = 1.0,
+        fetch_k: int | None = None,
+        duplicate_threshold: float = DEFAULT_THRESHOLD,
+    ) -> list[list[ScoredPoint]]:
+        """The nearest stored images to each text query (one text-tower pass, one batched query).
+
+        Text searches ``base`` by default; the collection's fingerprint says whether it may search
+        ``aligned`` (:mod:`percep_rag.text_space`), and bad text or a collection where text has no
+        meaning raises :class:`~percep_rag.errors.TextQueryError`. ``lambda_mult`` and ``fetch_k``
+        are as for :meth:`search_batch`; a hit scoring at least ``duplicate_threshold`` is marked
+        ``duplicate_of_query`` as there (rare for text).
+
+        >>> from PIL import Image
+        >>> from percep_rag import EmbedderSpec
+        >>> from percep_rag.store import open_store
+        >>> embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-clip-random"))
+        >>> store = open_store(":memory:")
+        >>> _ = store.ensure_collection("words", embedder.fingerprint)
+        >>> both = embedder.embed_both([Image.new("RGB", (32, 32), c) for c in ("red", "green", "blue")])
+        >>> _ = store.upsert_arrays("words", [point_id(str(i), "words") for i in range(3)],
+        ...                     {"base": both.base, "aligned": both.aligned}, [{"n": i} for i in range(3)])
+        >>> [len(hits) for hits in Retriever(store, "words", embedder).search_texts(["red", "a green thing"], k=2)]
+        [2, 2]
+        """
+        # The embedder's fingerprint equals the collection's (checked at construction): no store round trip.
+        check_text_space(self.embedder.fingerprint_fields(), using, self.collection)
+        vectors = self.embedder.embed_text(list(texts), using=using)
+        per_query = [set(exclude_ids) for _ in texts]
+        found = self._query_vectors(vectors, per_query, k, using, filter, lambda_mult, fetch_k)
+        return [_mark_duplicates(row, duplicate_threshold) for row in found]
+
     def _nearest(
         self,
         images: Sequence[ImageInput],
@@ -155,16 +211,36 @@ class Retriever:
         """Top-``k`` per query without its own point; ``drop_copies`` also drops its file (``uri``)
         and every stored point whose vector equals its own (the few-shot rule), ``labelled_only``
         every point with neither a label nor a prompt."""
-        if using not in get_args(VectorName):
-            raise ConfigError(f"using must be one of {', '.join(get_args(VectorName))}; got {using!r}")
+        _check_using(using)
+        excluded = set(exclude_ids)
+        per_query = [excluded | ({own} if own else set()) for own in self.query_ids(images)]
+        vectors = self.vectors_for(images, using)
+        return self._query_vectors(
+            vectors, per_query, k, using, filter, lambda_mult, fetch_k,
+            images=images if drop_copies else None, labelled_only=labelled_only,
+        )  # fmt: skip
+
+    def _query_vectors(
+        self,
+        vectors: np.ndarray,
+        per_query: list[set[str]],
+        k: int,
+        using: VectorName,
+        filter: Mapping[str, object] | None,
+        lambda_mult: float,
+        fetch_k: int | None,
+        *,
+        images: Sequence[ImageInput] | None = None,
+        labelled_only: bool = False,
+    ) -> list[list[ScoredPoint]]:
+        """Top-``k`` per query vector; with the query ``images`` also drops their copies (the few-shot rule)."""
+        _check_using(using)
+        drop_copies = images is not None
         diverse = check_lambda_mult(lambda_mult) < 1
         if not diverse:
             fetch = k
         else:
             fetch = max(DEFAULT_FETCH_K, 4 * k) if fetch_k is None else check_positive_int(fetch_k, "fetch_k")
-        excluded = set(exclude_ids)
-        per_query = [excluded | ({own} if own else set()) for own in self.query_ids(images)]
-        vectors = self.vectors_for(images, using)
         extra = 1 if drop_copies else 0  # hits that may be the query itself, stored under another id
         while True:
             hits = self.store.query_batch(
@@ -179,6 +255,7 @@ class Retriever:
             if not drop_copies:
                 kept = hits
                 break
+            assert images is not None
             kept = [
                 _drop_the_query(row, image, vector, using)
                 for row, image, vector in zip(hits, images, vectors, strict=True)
@@ -197,6 +274,11 @@ class Retriever:
             rerank_hits(vector, row, using=using, k=k, lambda_mult=lambda_mult)
             for vector, row in zip(vectors, found, strict=True)
         ]
+
+
+def _check_using(using: str) -> None:
+    if using not in get_args(VectorName):
+        raise ConfigError(f"using must be one of {', '.join(get_args(VectorName))}; got {using!r}")
 
 
 def _mark_duplicates(hits: list[ScoredPoint], threshold: float) -> list[ScoredPoint]:

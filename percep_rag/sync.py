@@ -5,15 +5,18 @@ adds (point ids are content hashes), so :func:`sync_records` runs it and then
 
 * **removes** the points whose image (content id) is no longer anywhere in the source,
   counting as **replaced** those whose ``uri`` is still in the source with other content;
-* **relinks** the points whose image is still in the source under another path or label
-  (a renamed or moved file): their payload is rewritten to the record's, vectors unchanged.
+* **relinks** the points whose image is still in the source under another path, label or
+  manifest columns (a renamed or moved file, a column cleared): their payload is replaced by
+  exactly what a fresh index of the source would store, vectors unchanged.
 
 Crash safety comes from the order and from deciding afresh each time: new content is indexed
 first (idempotent, durable per batch), then payloads are rewritten, then stale points are
 deleted. A point whose image is in the source is never deleted, so ``kill -9`` at any moment
 loses nothing still in the source, and running the same sync again recomputes what is left
 to do from the store and the files and ends in the synced state. A record whose file cannot
-be read keeps its old point (reported as failed, never mistaken for a withdrawn image).
+be read, or read but not decoded (a copy in progress), keeps its old point (reported as failed,
+never mistaken for a withdrawn image). A file that changes while sync runs stands for what
+indexing read last, and a point this sync wrote is never deleted.
 
 >>> from percep_rag import AlignedEmbedder, EmbedderSpec
 >>> from percep_rag.store import open_store
@@ -38,7 +41,7 @@ c: 1 added, 1 kept, 1 replaced, 1 removed, 1 relinked, 0 failed
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +52,9 @@ from percep_rag.datasets.records import ImageRecord
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ImageDecodeError
 from percep_rag.failures import Failure
-from percep_rag.indexing import IndexReport, index_records, read_record
+from percep_rag.indexing import IndexReport, index_records, read_record, record_payload
 from percep_rag.store import CollectionOptions, PayloadType, VectorStore
+from percep_rag.store.checks import check_payload
 
 #: Points deleted (or relinked) per store request.
 SYNC_BATCH = 1024
@@ -99,20 +103,25 @@ class SyncReport:
         )
 
 
-def source_ids(records: Sequence[ImageRecord], collection: str) -> tuple[dict[str, str], list[Failure]]:
-    """Read every record: ``{uri: content point id}`` and the records that could not be read.
+def source_ids(records: Sequence[ImageRecord], collection: str) -> tuple[dict[str, str], list[Failure], dict[str, str]]:
+    """Read every record: ``{uri: content point id}``, the records that could not be read, and
+    ``{point id: content hash}``.
 
     >>> source_ids([ImageRecord(id="x", uri="/nonexistent.png")], "c")[1][0].record_id
     'x'
     """
     ids: dict[str, str] = {}
+    digests: dict[str, str] = {}
     failures: list[Failure] = []
     for record in records:
         try:
-            ids[record.uri] = read_record(record, collection)[2]
+            _, digest, pid = read_record(record, collection)
         except ImageDecodeError as error:
             failures.append(Failure(record_id=record.id, source=error.source, reason=error.reason))
-    return ids, failures
+        else:
+            ids[record.uri] = pid
+            digests[pid] = digest
+    return ids, failures, digests
 
 
 def plan_sync(
@@ -120,33 +129,41 @@ def plan_sync(
     collection: str,
     records: Sequence[ImageRecord],
     ids_by_uri: Mapping[str, str],
-    unreadable: Sequence[str] = (),
+    unreadable: Collection[str] = (),
+    *,
+    dataset: str | None = None,
+    digests: Mapping[str, str] | None = None,
+    keep: Collection[str] = (),
 ) -> SyncPlan:
     """Compare the source (``ids_by_uri`` of its readable ``records``) with the stored points.
 
-    ``unreadable`` uris keep whatever point holds them. Reads every stored point's payload
-    once (no vectors); a collection that does not exist yet plans only additions.
+    ``unreadable`` uris keep whatever point holds them, and so do the point ids in ``keep``
+    (what this sync wrote). A point whose image is in the source is relinked unless its payload
+    is exactly what indexing the source now would store (:func:`~percep_rag.indexing.record_payload`
+    with ``dataset``; ``digests`` maps point ids to content hashes, else the stored hash is
+    used). Reads every stored point's payload once (no vectors); a collection that does not
+    exist yet plans only additions.
     """
     wanted: dict[str, ImageRecord] = {}  # content id -> the first record with it, as indexing keeps
-    uris_of: dict[str, set[str]] = {}
     for record in records:
         pid = ids_by_uri.get(record.uri)
         if pid is not None:
             wanted.setdefault(pid, record)
-            uris_of.setdefault(pid, set()).add(record.uri)
     plan = SyncPlan()
     if not store.has_collection(collection):
         plan.add = set(wanted)
         return plan
     protected = set(unreadable)
+    kept_anyway = set(keep)
     for point in store.iterate(collection, batch=SYNC_BATCH):
         uri = str(point.payload.get("uri", ""))
         if point.id in wanted:
             plan.kept.add(point.id)
-            fields = wanted[point.id].payload()
-            if uri not in uris_of[point.id] or any(point.payload.get(k) != v for k, v in fields.items() if k != "uri"):
-                plan.relink[point.id] = fields
-        elif uri in protected:
+            digest = (digests or {}).get(point.id) or str(point.payload.get("content_hash", ""))
+            fresh = check_payload(record_payload(wanted[point.id], digest, dataset))
+            if point.payload != fresh:
+                plan.relink[point.id] = fresh
+        elif uri in protected or point.id in kept_anyway:
             continue
         elif uri in ids_by_uri:
             plan.replaced.append(point.id)
@@ -157,7 +174,8 @@ def plan_sync(
 
 
 def apply_sync(store: VectorStore, collection: str, plan: SyncPlan, *, progress: bool = False) -> None:
-    """Rewrite the relinked payloads, then delete the stale points (both idempotent)."""
+    """Rewrite the relinked payloads (replaced whole, as a fresh index writes them), then delete
+    the stale points (both idempotent)."""
     relink = list(plan.relink)
     for start in range(0, len(relink), SYNC_BATCH):
         chunk = store.retrieve(collection, relink[start : start + SYNC_BATCH], with_vectors=True)
@@ -166,7 +184,7 @@ def apply_sync(store: VectorStore, collection: str, plan: SyncPlan, *, progress:
                 collection,
                 [p.id for p in chunk],
                 {name: [p.vectors[name] for p in chunk] for name in store.collection_info(collection).vectors},
-                [{**p.payload, **plan.relink[p.id]} for p in chunk],
+                [plan.relink[p.id] for p in chunk],
             )
     stale = plan.stale
     starts = range(0, len(stale), SYNC_BATCH)
@@ -194,27 +212,45 @@ def sync_after(
     records: Sequence[ImageRecord],
     index: Callable[[], IndexReport] | None,
     *,
+    dataset: str | None = None,
     progress: bool = False,
 ) -> SyncReport:
     """The sync steps around an indexing run ``index`` (``None``: a dry run, nothing written).
 
     Shared by :func:`sync_records` and the Ray path (:func:`percep_rag.distributed.sync_with_ray`):
     ``opened()`` gives the store for one step (not held while ``index()`` runs, which may open
-    it itself: an Edge store admits one opener).
+    it itself: an Edge store admits one opener). ``dataset`` is the one indexing records.
+
+    After indexing, the source is what indexing read last (a file replaced while the sync runs
+    stands for its newest content, whose point indexing just wrote); a file indexing could not
+    read or decode keeps its old point, and no point this sync wrote is deleted.
     """
-    ids_by_uri, failures = source_ids(records, collection)
+    ids_by_uri, failures, digests = source_ids(records, collection)
     unreadable = [f.source for f in failures]
     with opened() as store:
-        before = plan_sync(store, collection, records, ids_by_uri, unreadable)
+        before = plan_sync(store, collection, records, ids_by_uri, unreadable, dataset=dataset, digests=digests)
     if index is None:
         return report_of(collection, before, failures, dry_run=True)
     indexed = index()
+    failed = {f.source for f in indexed.failures}
+    current = {uri: pid for uri, pid in {**ids_by_uri, **indexed.point_ids}.items() if uri not in failed}
+    still_unreadable = failed | {uri for uri in unreadable if uri not in indexed.point_ids}
     with opened() as store:
         # Decided again after indexing: only what is stored now and not in the source goes.
-        plan = plan_sync(store, collection, records, ids_by_uri, unreadable)
+        plan = plan_sync(
+            store,
+            collection,
+            records,
+            current,
+            still_unreadable,
+            dataset=dataset,
+            digests=digests,
+            keep=indexed.written_ids,
+        )
         apply_sync(store, collection, plan, progress=progress)
     report = report_of(collection, plan, indexed.failures, dry_run=False)
-    report.added, report.kept = len(before.add & plan.kept), len(plan.kept - before.add)
+    report.added = len(plan.kept & indexed.written_ids)
+    report.kept = len(plan.kept) - report.added
     report.index = indexed
     return report
 
@@ -252,4 +288,6 @@ def sync_records(
             collection_options=collection_options,
         )
 
-    return sync_after(lambda: nullcontext(store), collection, records, None if dry_run else index, progress=progress)
+    return sync_after(
+        lambda: nullcontext(store), collection, records, None if dry_run else index, dataset=dataset, progress=progress
+    )

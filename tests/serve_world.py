@@ -38,3 +38,31 @@ def index_folder(folder: Path, store_text: str, collection: str, embedder) -> No
         index_records(
             load_source(folder).records, embedder=embedder, store=store, collection=collection, progress=False
         )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_served(store_root: Path, process, log: Path | None = None, seconds: float = 120):
+    """The owner of ``store_root`` once the service ``process`` listens and answers (fails if it exits)."""
+    import time
+
+    import pytest
+
+    from percep_rag.store.owner import find_owner
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            told = log.read_text() if log is not None else process.stderr.read()
+            pytest.fail(f"the service exited with {process.returncode}:\n{told}", pytrace=False)
+        owner = find_owner(store_root, timeout=1.0)
+        if owner is not None and owner.answering and owner.pid == process.pid:
+            return owner
+        time.sleep(0.2)
+    pytest.fail(f"the service did not listen in {seconds:.0f} s", pytrace=False)

@@ -157,9 +157,28 @@ def test_the_small_ablation_writes_every_kind_method_and_task_with_finite_interv
             assert np.isfinite([gain.mean, gain.half_width]).all() and gain.n == 2
     table = (small_run / "table.md").read_text().splitlines()
     rows = [line for line in table if line.startswith("| ") and not line.startswith("| method")]
-    assert len(rows) == 2 * 4 + 1 and all(line.count("|") == 8 for line in rows)
+    # The gains (8 arms and the base), then the contrasts (2 methods x 5 pairs of kinds).
+    assert len(rows) == 2 * 4 + 1 + 2 * 5 and all(line.count("|") == 8 for line in rows)
     assert "generated world, base ViT random init, trained here" in table[0]
-    assert Image.open(small_run / "gains.png").size == (1120, 460)
+    assert sum(line.startswith("half-widths reached (95%, 2 seeds; target <= 0.02)") for line in table) == 1
+    verdicts = [line for line in table if line.startswith("- ")]
+    assert len(verdicts) == 2 * 6 and all(
+        any(f"**{v}**" in line for v in ("holds", "contradicted", "unresolved")) for line in verdicts
+    )
+    assert Image.open(small_run / "gains.png").size == (1120, 920)  # gains and contrasts, a column per method
+
+
+def test_a_killed_small_run_resumes_to_the_same_table(small_run, tmp_path):
+    """What a killed run left (seed 0 written) plus --resume gives the uninterrupted run's numbers."""
+    saved = json.loads((small_run / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps({**saved, "seeds": saved["seeds"][:1]}))
+    with pytest.raises(SystemExit) as done:
+        main(["study", "ablation", "--size", "small", "--seed", "0", "--seed", "1", "--out", str(tmp_path), "--resume"])
+    assert (done.value.code or 0) == 0
+    resumed = json.loads((tmp_path / "results.json").read_text())
+    assert [s["metrics"] for s in resumed["seeds"]] == [s["metrics"] for s in saved["seeds"]]
+    tables = [(folder / "table.md").read_text().split("\n", 1)[1] for folder in (small_run, tmp_path)]
+    assert tables[0] == tables[1]  # below the header line (times, load), every printed digit
 
 
 def test_runs_made_seed_by_seed_merge_into_one_result(small_run, tmp_path):
@@ -176,3 +195,218 @@ def test_runs_made_seed_by_seed_merge_into_one_result(small_run, tmp_path):
         (tmp_path / str(seed["seed"]) / "results.json").write_text(json.dumps(one))
     merged, headers = module.merge([tmp_path / "1", tmp_path / "0"])
     assert merged == AblationResult.from_dict(saved) and len(headers) == 2
+
+
+# The contrasts, verdicts and sizing on synthetic per-seed numbers, against scipy and numpy.
+
+KINDS = ("mid-level", "low-level", "class", "semantic")
+METRICS = {"counting": "count MAE", "instance retrieval": "recall@1", TWO_AFC: TWO_AFC}
+
+
+def synthetic(per_seed: dict[str, dict[str, list[float]]], methods=("glocal", "lora")) -> AblationResult:
+    """An ablation whose ``metrics[metric][arm]`` per seed are given (the other tasks: the base's)."""
+    from percep_rag.study.ablation import AblationSeed
+
+    config = AblationConfig.small().model_copy(update={"methods": methods})
+    n = len(next(iter(next(iter(per_seed.values())).values())))
+    seeds = []
+    for seed in range(n):
+        metrics = {}
+        for metric in (*(m for m, _ in TASKS.values()), TWO_AFC):
+            values = per_seed.get(metric, {})
+            metrics[metric] = {
+                arm: (values[arm][seed] if arm in values else values.get("base", [0.5] * n)[seed])
+                for arm in config.arms
+            }
+        seeds.append(AblationSeed(seed, metrics))
+    return AblationResult(config, seeds)
+
+
+def t_interval(values):
+    """The paired 95% t-interval, independently: scipy's t quantile, numpy's sd."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return values.mean(), half
+
+
+def test_contrasts_are_paired_t_intervals_of_gain_differences_signed_per_task():
+    from percep_rag.study.ablation_contrasts import contrast
+    from percep_rag.study.ablation_report import contrast_table
+
+    rng = np.random.default_rng(3)
+    per_seed = {
+        metric: {arm: rng.normal(0.5, 0.1, 6).tolist() for arm in AblationConfig.small().arms}
+        for metric in METRICS.values()
+    }
+    result = synthetic(per_seed)
+    for task, metric in METRICS.items():
+        sign = -1.0 if task == "counting" else 1.0  # counting: the drop in MAE is the gain
+        for method in ("glocal", "lora"):
+            for kind, other in (("mid-level", "semantic"), ("low-level", "semantic"), ("mid-level", "class")):
+                a, b = (np.array(per_seed[metric][f"{method}/{k}"]) for k in (kind, other))
+                mean, half = t_interval(sign * (a - b))  # the base cancels: paired by seed
+                got = contrast(result, task, method, kind, other)
+                assert got.n == 6 and abs(got.mean - mean) < 1e-12 and abs(got.half_width - half) < 1e-10
+    mean, half = t_interval(-(np.array(per_seed["count MAE"]["lora/class"]) - per_seed["count MAE"]["lora/semantic"]))
+    row = next(line for line in contrast_table(result).splitlines() if line.startswith("| LoRA-HA | class - semantic"))
+    assert row.split(" | ")[2] == f"{mean:+.4f} ± {half:.4f}"
+
+
+def _spread(centre: float, width: float, n: int = 5) -> list[float]:
+    """n values around ``centre`` whose 95% t half-width is ``width`` (checked against scipy)."""
+    offsets = np.linspace(-1, 1, n)
+    unit = t_interval(offsets)[1]
+    values = (centre + offsets * width / unit).tolist()
+    assert abs(t_interval(values)[1] - width) < 1e-12
+    return values
+
+
+def test_verdicts_hold_contradict_or_stay_unresolved_by_the_deciding_interval():
+    from percep_rag.study.ablation_contrasts import claim_verdicts
+
+    base = [0.5] * 5
+
+    def arms(method, **gains):
+        return {
+            f"{method}/{kind}": [b + g for b, g in zip(base, values, strict=True)] for kind, values in gains.items()
+        }
+
+    flat = [0.0] * 5
+    per_seed = {
+        # counting (MAE: lower is better): gLocal mid-level lowers MAE by 0.2 ± 0.05, others by 0.05 ± 0.01.
+        "count MAE": {
+            "base": base,
+            **arms(
+                "glocal",
+                **{
+                    "mid-level": _spread(-0.2, 0.05),
+                    "low-level": _spread(-0.02, 0.01),
+                    "class": _spread(-0.01, 0.01),
+                    "semantic": _spread(0.1, 0.01),
+                },
+            ),
+            **arms("lora", **{"mid-level": flat, "low-level": flat, "class": flat, "semantic": flat}),
+        },
+        # instance: gLocal low-level beats mid-level for sure; LoRA mid-level vs others within noise.
+        "recall@1": {
+            "base": base,
+            **arms(
+                "glocal",
+                **{
+                    "mid-level": _spread(0.05, 0.01),
+                    "low-level": _spread(0.15, 0.01),
+                    "class": _spread(0.0, 0.005),
+                    "semantic": _spread(-0.05, 0.01),
+                },
+            ),
+            **arms(
+                "lora",
+                **{
+                    "mid-level": _spread(0.01, 0.03),
+                    "low-level": flat,
+                    "class": flat,
+                    "semantic": _spread(-0.005, 0.002),
+                },
+            ),
+        },
+        TWO_AFC: {
+            "base": base,
+            **arms(
+                "glocal",
+                **{
+                    "mid-level": _spread(0.05, 0.01),
+                    "low-level": _spread(0.01, 0.005),
+                    "class": _spread(0.0, 0.005),
+                    "semantic": _spread(-0.02, 0.005),
+                },
+            ),
+            **arms("lora", **{"mid-level": flat, "low-level": flat, "class": flat, "semantic": flat}),
+        },
+    }
+    verdicts = {(v.claim, v.method): v for v in claim_verdicts(synthetic(per_seed))}
+    assert len(verdicts) == 2 * 6
+    counting = verdicts[("mid-level helps counting most", "glocal")]
+    # The smallest lower end decides: mid-level - low-level, 0.18 ± 0.04 (the spreads share their pattern).
+    diff = -(np.array(per_seed["count MAE"]["glocal/mid-level"]) - per_seed["count MAE"]["glocal/low-level"])
+    mean, half = t_interval(diff)
+    assert counting.verdict == "holds" and counting.deciding == "mid-level - low-level on counting"
+    assert abs(counting.interval.low - (mean - half)) < 1e-12
+    instance = verdicts[("mid-level helps instance retrieval most", "glocal")]
+    assert instance.verdict == "contradicted" and instance.deciding == "mid-level - low-level on instance retrieval"
+    assert instance.interval.high < 0
+    assert verdicts[("mid-level helps 2AFC (mid-level test) most", "glocal")].verdict == "holds"
+    # LoRA: nothing moves but noise, so nothing is decided; a zero-spread tie is no "most" either.
+    assert verdicts[("mid-level helps instance retrieval most", "lora")].verdict == "unresolved"
+    assert verdicts[("mid-level helps counting most", "lora")].verdict == "unresolved"
+    # Semantic is below every other kind on all three tasks under gLocal (holds); under LoRA it is
+    # surely below 0 on instance retrieval but only tied elsewhere: unresolved, the tie decides.
+    assert verdicts[("semantic helps least or hurts", "glocal")].verdict == "holds"
+    lora_semantic = verdicts[("semantic helps least or hurts", "lora")]
+    assert lora_semantic.verdict == "unresolved" and "counting" in lora_semantic.deciding
+    # gLocal low-level gains 0.15 ± 0.01 on instance retrieval: more than "little" (0.02) for sure.
+    low = verdicts[("low-level changes little", "glocal")]
+    assert low.verdict == "contradicted" and low.deciding.startswith("low-level gain on instance retrieval")
+    assert abs(low.interval.mean - 0.15) < 1e-12
+    # class: counting 0.01 ± 0.01 (inside ±0.05), instance 0 ± 0.005, 2AFC 0 ± 0.005: holds.
+    assert verdicts[("class-based changes little", "glocal")].verdict == "holds"
+    assert verdicts[("class-based changes little", "lora")].verdict == "holds"  # zero gain, zero spread
+
+
+def test_seeds_needed_is_the_fewest_seeds_whose_t_half_width_meets_the_target():
+    from scipy import stats
+
+    from percep_rag.study.ablation_power import half_width, seeds_needed
+
+    for sd in (0.0, 0.004, 0.0196, 0.03, 0.0647, 0.1181):
+        n = seeds_needed(sd, 0.02)
+
+        def width(k, sd=sd):
+            return stats.t.ppf(0.975, k - 1) * sd / np.sqrt(k)
+
+        assert n >= 5 and width(n) <= 0.02 and (n == 5 or width(n - 1) > 0.02), (sd, n)
+        assert abs(half_width(sd, n) - width(n)) < 1e-12
+
+
+def test_choose_size_takes_the_size_reaching_most_cells_in_budget_and_says_what_all_would_cost():
+    from percep_rag.study.ablation_power import Pilot, choose_size, sizing_report
+
+    def pilot(triplets, sds, cpu):
+        unit = np.linspace(-1, 1, 5) / np.linspace(-1, 1, 5).std(ddof=1)  # sd exactly 1
+        return Pilot(triplets, 2, 5, {f"cell{i}": (sd * unit).tolist() for i, sd in enumerate(sds)}, cpu, 40.0)
+
+    cheap = pilot(400, [0.12, 0.01, 0.01, 0.004], 80.0)  # many seeds, one cell far off
+    dear = pilot(1200, [0.06, 0.06, 0.02, 0.01], 150.0)  # fewer seeds, two cells short
+    choice = choose_size([dear, cheap], budget_minutes=20, target=0.02, wall_per_cpu=0.44)
+    # 20 min = 1200 s wall = 2727 CPU s: (2727 - 40) // 80 = 33 seeds, // 150 = 17 seeds.
+    assert [o.affordable for o in choice.options] == [17, 33]
+    assert choice.chosen.pilot is cheap and choice.chosen.seeds == 33 and choice.chosen.reached == 3
+    from scipy import stats
+
+    need = next(k for k in range(5, 10_000) if stats.t.ppf(0.975, k - 1) * 0.12 / np.sqrt(k) <= 0.02)
+    assert choice.chosen.needed["cell0"] == need
+    minutes = (40 + need * 80) * 0.44 / 60
+    assert abs(choice.chosen.minutes_for_all - minutes) < 1e-9
+    report = sizing_report(choice)
+    assert (
+        "chosen: 400 triplets / 2 LoRA epochs, 33 seeds" in report and "every cell at the target would take" in report
+    )
+
+
+def test_the_default_size_is_what_the_sizing_chooses_on_the_recorded_pilots():
+    from percep_rag.study import ablation
+    from percep_rag.study.ablation_power import PLANNING_MINUTES, calibrate_wall_per_cpu, choose_size, load_pilot
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    folders = sorted((results / "triplet_ablation_power").glob("t*_e*"))
+    runs = [AblationResult.from_dict(json.loads((f / "results.json").read_text())) for f in folders]
+    # The idle 2-core run at the chosen size on the pilots' CPU kind (the AMX Xeon, 2026-12-07) calibrates wall time.
+    idle = AblationResult.from_dict(json.loads((results / "triplet_ablation_powered" / "results.json").read_text()))
+    wall_per_cpu = calibrate_wall_per_cpu(idle, next(r for r in runs if r.config == idle.config))
+    chosen = choose_size(
+        [load_pilot(f) for f in folders], budget_minutes=PLANNING_MINUTES, target=0.02, wall_per_cpu=wall_per_cpu
+    )
+    size = (chosen.chosen.pilot.train_triplets, chosen.chosen.pilot.lora_epochs, chosen.chosen.seeds)
+    assert size == (ablation.DEFAULT_TRAIN_TRIPLETS, ablation.DEFAULT_LORA_EPOCHS, ablation.DEFAULT_SEEDS)
+    assert AblationConfig.default() == AblationConfig.at_size(size[0], size[1])

@@ -12,7 +12,7 @@ from percep_rag.errors import AlignmentError, ConfigError, UnknownNameError
 
 
 def test_the_registry_holds_exactly_the_configurable_kinds():
-    assert list_alignments() == list(ALIGNMENT_KINDS) == ["identity", "glocal", "lora"]
+    assert list_alignments() == list(ALIGNMENT_KINDS) == ["identity", "glocal", "lora", "dreamsim"]
     assert isinstance(load_alignment("identity"), IdentityAlignment)
     assert isinstance(load_alignment(AlignmentSpec()), IdentityAlignment)
 

@@ -122,3 +122,52 @@ def test_fewshot_throughput_can_time_the_cached_path_alone(load_script):
     report = script.main(["--vlm", "smolvlm", "--tiny", "--device", "cpu", "--skip-naive", "--queries", "1",
                           "--warmup", "0", "--classes", "3"])  # fmt: skip
     assert [row["path"] for row in report["results"]] == ["cached"] and report["speedup"] is None
+
+
+def test_text_query_latency_times_both_query_kinds_on_the_same_embedder(load_script):
+    script = load_script("text_query_latency")
+    row = script.measure("tiny-clip-random", "fp32", repeats=2, threads=None)
+    assert row["compute_dtype"] == "float32" and row["weights"] == "random"
+    for kind in ("text_query", "image_query_jpeg_640x480"):
+        assert 0 < row[kind]["min_ms"] <= row[kind]["median_ms"] <= row[kind]["p90_ms"]
+    assert row["first_text_query_s"] > 0
+
+
+@pytest.mark.parametrize("vlm", ["qwen3-vl", "qwen2.5-vl", "gemma3"])
+def test_fewshot_throughput_runs_the_qwen_and_gemma_backends(load_script, vlm, capsys):
+    script = load_script("fewshot_throughput")
+    report = script.main(
+        ["--vlm", vlm, "--tiny", "--device", "cpu", "--dtype", "fp32", "--queries", "1", "--warmup", "0",
+         "--classes", "3"]
+    )  # fmt: skip
+    assert report["model"] == script.CHAT_TINY[vlm] and report["random_weights"]
+    assert [row["path"] for row in report["results"]] == ["cached", "naive"]
+    assert report["max_abs_score_diff"] < 1e-5 and report["argmax_agreement"] == 1.0  # fp32: the same scores
+    assert report["class_tokens_min_max"][0] >= 2  # name + end of turn
+
+
+def test_qwen_and_gemma_configs_are_the_published_architectures(load_script):
+    from percep_rag.vlm.tiny_gemma3 import tiny_gemma3_tokenizer
+    from percep_rag.vlm.tiny_qwen_vl import tiny_qwen_tokenizer
+
+    script = load_script("fewshot_throughput")
+    qwen = tiny_qwen_tokenizer()
+    ids = {token: qwen.convert_tokens_to_ids(token) for token in qwen.all_special_tokens}
+    q3 = script.qwen3_vl_2b_config(ids, qwen.pad_token_id)
+    assert (q3.vision_config.depth, q3.vision_config.hidden_size, q3.vision_config.patch_size) == (24, 1024, 16)
+    assert (q3.text_config.hidden_size, q3.text_config.num_hidden_layers, q3.text_config.vocab_size) == (
+        2048,
+        28,
+        151936,
+    )
+    assert q3.text_config.rope_parameters["mrope_section"] == [24, 20, 20]
+    q25 = script.qwen2_5_vl_3b_config(ids, qwen.pad_token_id)
+    assert (q25.vision_config.depth, q25.vision_config.hidden_size, q25.vision_config.patch_size) == (32, 1280, 14)
+    text = q25.text_config
+    assert (text.num_hidden_layers, text.intermediate_size, text.num_key_value_heads) == (36, 11008, 2)
+    gemma = tiny_gemma3_tokenizer()
+    g = script.gemma3_4b_config({token: gemma.convert_tokens_to_ids(token) for token in gemma.all_special_tokens})
+    assert (g.vision_config.num_hidden_layers, g.vision_config.image_size, g.mm_tokens_per_image) == (27, 896, 256)
+    text = g.text_config
+    assert (text.hidden_size, text.num_hidden_layers, text.head_dim, text.vocab_size) == (2560, 34, 256, 262208)
+    assert text.layer_types[:6] == ["sliding_attention"] * 5 + ["full_attention"] and text.sliding_window == 1024

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.cli import main
-from percep_rag.datasets.records import scan_folder
+from percep_rag.datasets.records import read_manifest, scan_folder
 from percep_rag.duplicates import choose_threshold, find_duplicates, similar_pairs
 from percep_rag.indexing import index_records
 from percep_rag.store import content_hash, open_store, point_id
@@ -90,11 +90,114 @@ def test_sync_after_a_replaced_a_removed_and_a_renamed_file(tmp_path, embedder, 
         assert all(Path(payload["uri"]).is_file() for payload in points.values())
 
 
+def payloads_by_uri(store) -> dict[str, dict]:
+    return {p.payload["uri"]: p.payload for p in store.iterate(COLLECTION)}
+
+
+def test_sync_relink_stores_what_a_fresh_index_stores(tmp_path, embedder):
+    """A file moved out of its label folder, and a manifest column cleared: the old fields go."""
+    folder = tmp_path / "catalog"
+    (folder / "cat").mkdir(parents=True)
+    for n, name in enumerate(("a", "b")):
+        make_image(300 + n, size=(32, 32)).save(folder / "cat" / f"{name}.png")
+    with open_store(":memory:") as store:
+        sync_records(scan_folder(folder), embedder=embedder, store=store, collection=COLLECTION, progress=False)
+        assert store.count(COLLECTION, {"label": "cat"}) == 2
+        (folder / "cat" / "a.png").rename(folder / "a.png")  # no label folder now
+        report = sync_records(
+            scan_folder(folder), embedder=embedder, store=store, collection=COLLECTION, progress=False
+        )
+        assert (report.added, report.kept, report.relinked, report.removed) == (0, 2, 1, 0)
+        moved = payloads_by_uri(store)[str(folder / "a.png")]
+        assert "label" not in moved and moved["record_id"] == "a.png"
+        assert store.count(COLLECTION, {"label": "cat"}) == 1
+        synced = payloads_by_uri(store)
+    with open_store(":memory:") as fresh:
+        index_records(scan_folder(folder), embedder=embedder, store=fresh, collection=COLLECTION, progress=False)
+        assert payloads_by_uri(fresh) == synced
+
+
+def test_sync_sees_a_manifest_column_cleared(tmp_path, embedder):
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    for n in range(2):
+        make_image(310 + n, size=(32, 32)).save(folder / f"{n}.png")
+    manifest = folder / "catalog.jsonl"
+
+    def write(rows) -> list:
+        manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return read_manifest(manifest)
+
+    rows = [{"uri": "0.png", "label": "cat", "colour": "red"}, {"uri": "1.png", "label": "dog", "colour": "blue"}]
+    with open_store(":memory:") as store:
+        sync_records(write(rows), embedder=embedder, store=store, collection=COLLECTION, progress=False)
+        del rows[0]["colour"]
+        del rows[1]["label"]
+        report = sync_records(write(rows), embedder=embedder, store=store, collection=COLLECTION, progress=False)
+        assert report.relinked == 2
+        payloads = sorted(payloads_by_uri(store).values(), key=lambda p: p["record_id"])
+        assert "colour" not in payloads[0] and payloads[0]["label"] == "cat"
+        assert "label" not in payloads[1] and payloads[1]["colour"] == "blue"
+        again = sync_records(write(rows), embedder=embedder, store=store, collection=COLLECTION, progress=False)
+        assert again.relinked == 0
+        synced = payloads_by_uri(store)
+    with open_store(":memory:") as fresh:
+        index_records(write(rows), embedder=embedder, store=fresh, collection=COLLECTION, progress=False)
+        assert payloads_by_uri(fresh) == synced
+
+
+def test_a_file_replaced_while_sync_runs_keeps_the_point_sync_wrote(tmp_path, embedder, monkeypatch):
+    """red -> green, sync starts, and right after sync hashed the source the file becomes white."""
+    import percep_rag.sync as sync_module
+
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), "red").save(folder / "a.png")
+    Image.new("RGB", (32, 32), "blue").save(folder / "b.png")
+    with open_store(":memory:") as store:
+        sync_records(scan_folder(folder), embedder=embedder, store=store, collection=COLLECTION, progress=False)
+        Image.new("RGB", (32, 32), "green").save(folder / "a.png")
+        hashed = sync_module.source_ids
+
+        def hashed_then_replaced(*args, **kwargs):
+            found = hashed(*args, **kwargs)
+            Image.new("RGB", (32, 32), "white").save(folder / "a.png")
+            return found
+
+        monkeypatch.setattr(sync_module, "source_ids", hashed_then_replaced)
+        report = sync_records(
+            scan_folder(folder), embedder=embedder, store=store, collection=COLLECTION, progress=False
+        )
+        points = {p.id: p.payload["uri"] for p in store.iterate(COLLECTION)}
+    assert sorted(points.values()) == [str(folder / "a.png"), str(folder / "b.png")]
+    assert set(points) == ids_of([folder / "a.png", folder / "b.png"])  # a.png's point is the white one
+    assert (report.added, report.kept, report.replaced, report.removed) == (1, 1, 1, 0)
+
+
+def test_a_half_written_file_keeps_its_old_point(tmp_path, embedder):
+    """A copy in progress: the file reads but does not decode, so it is no withdrawn image."""
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    make_image(320, size=(32, 32)).save(folder / "a.png")
+    make_image(321, size=(32, 32)).save(folder / "b.png")
+    with open_store(":memory:") as store:
+        sync_records(scan_folder(folder), embedder=embedder, store=store, collection=COLLECTION, progress=False)
+        before = {p.id for p in store.iterate(COLLECTION)}
+        whole = tmp_path / "new.png"
+        make_image(322, size=(32, 32)).save(whole)
+        (folder / "a.png").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+        report = sync_records(
+            scan_folder(folder), embedder=embedder, store=store, collection=COLLECTION, progress=False
+        )
+        assert (report.added, report.replaced, report.removed, len(report.failures)) == (0, 0, 0, 1)
+        assert {p.id for p in store.iterate(COLLECTION)} == before
+
+
 _SYNCER = textwrap.dedent(
     """
     import sys, time
     from percep_rag import AlignedEmbedder, EmbedderSpec
-    from percep_rag.datasets.records import scan_folder
+    from percep_rag.datasets.records import read_manifest, scan_folder
     from percep_rag.store import open_store
     from percep_rag.sync import sync_records
 

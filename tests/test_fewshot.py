@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from open_flamingo.src.flamingo_lm import FlamingoLMMixin  # noqa: E402
 from open_flamingo.src.utils import extend_instance  # noqa: E402
 
 from percep_rag.errors import ConfigError, PercepRagError, WeightsNotFoundError  # noqa: E402
-from percep_rag.fewshot import (  # noqa: E402
+from percep_rag.vlm.openflamingo import (  # noqa: E402
     CheckpointMismatchError,
     FewShotClassifier,
     PromptError,
@@ -27,15 +28,15 @@ from percep_rag.fewshot import (  # noqa: E402
     is_compat,
     load_openflamingo,
 )
-from percep_rag.fewshot import classify as classify_module  # noqa: E402
-from percep_rag.fewshot.compat import (  # noqa: E402
+from percep_rag.vlm.openflamingo import classify as classify_module  # noqa: E402
+from percep_rag.vlm.openflamingo.compat import (  # noqa: E402
     CompatFlamingoLMMixin,
     media_is_cached,
     remap_legacy_keys,
     uncache_media,
 )
-from percep_rag.fewshot.flamingo import _VisualHolder, load_flamingo_checkpoint, open_gates  # noqa: E402
-from percep_rag.fewshot.tiny import make_test_image, train_tiny_tokenizer  # noqa: E402
+from percep_rag.vlm.openflamingo.model import _VisualHolder, load_flamingo_checkpoint, open_gates  # noqa: E402
+from percep_rag.vlm.openflamingo.tiny import make_test_image, train_tiny_tokenizer  # noqa: E402
 
 # Token lengths 1..5 (tiny tokenizer), shared token prefixes ("cat"/"cat food", "golden ..."),
 # and a name the tokenizer never saw.
@@ -70,6 +71,19 @@ def test_cached_scores_equal_naive(lm):
         naive = clf.naive_scores(SHOTS, make_test_image(100 + query), CLASS_NAMES)
         np.testing.assert_allclose(cached, naive, atol=1e-5, rtol=0)
         assert not media_is_cached(clf.model)
+
+
+@pytest.mark.parametrize("lm", ["gpt-neox", "llama"])
+def test_the_lm_gets_its_cache_as_cache(lm):
+    # transformers 5.25 warns that `past_key_values` (OpenFlamingo's keyword) "will be removed in version 5.40.0",
+    # and our pin lets 5.40 in: the compat layer must already speak `cache`, on every path that runs the LM.
+    clf = FewShotClassifier.from_bundle(build_tiny_flamingo(seed=1, lm=lm))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        cached = clf.score_classes(SHOTS, make_test_image(100), CLASS_NAMES)
+        naive = clf.naive_scores(SHOTS, make_test_image(100), CLASS_NAMES)
+        clf.generate(SHOTS, make_test_image(100), max_new_tokens=2)
+    np.testing.assert_allclose(cached, naive, atol=1e-5, rtol=0)
 
 
 def test_class_batch_size_does_not_change_scores(tiny, clf):

@@ -476,6 +476,64 @@ def test_read_image_bytes(tmp_path):
         read_image_bytes(data)  # type: ignore[arg-type]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_swapped_in_after_the_check_is_refused_not_waited_on(tmp_path, monkeypatch):
+    """The path becomes a FIFO (``os.replace``) right after it was checked, before it is opened."""
+    import threading
+
+    path = write(tmp_path, "x.png", encode(random_rgb((4, 4)), "PNG"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    swapped = threading.Event()
+
+    def swap() -> None:
+        if not swapped.is_set():
+            swapped.set()
+            os.replace(fifo, path)
+
+    real_stat, real_open = os.stat, os.open
+
+    def stat_then_swap(target, *args, **kwargs):
+        result = real_stat(target, *args, **kwargs)
+        if os.fspath(target) == str(path):
+            swap()  # checked as a regular file; a FIFO is opened
+        return result
+
+    def swap_then_open(target, *args, **kwargs):
+        if os.fspath(target) == str(path):
+            swap()
+        return real_open(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_then_swap)
+    monkeypatch.setattr(os, "open", swap_then_open)
+    outcome: list[BaseException | bytes] = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_image_bytes(path))
+        except BaseException as error:  # noqa: BLE001 - checked below
+            outcome.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # blocked opening the FIFO: a writer end lets it go, then fail
+        os.close(real_open(path, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=10)
+        pytest.fail("read_image_bytes blocked on a FIFO swapped in after its check")
+    assert swapped.is_set()
+    [error] = outcome
+    assert isinstance(error, ImageDecodeError) and "is not a regular file" in str(error)
+
+
+def test_a_fifo_is_refused(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("FIFOs are POSIX")
+    os.mkfifo(tmp_path / "fifo.png")
+    with pytest.raises(ImageDecodeError, match="is not a regular file"):
+        read_image_bytes(tmp_path / "fifo.png")
+
+
 def test_options_are_validated():
     image = Image.new("RGB", (2, 2))
     for bad in (0, -1, 1.5, True):

@@ -495,7 +495,8 @@ def test_example_selector_with_mmr_a_filter_and_a_string_template(images):
     selector = PerceptualExampleSelector(retriever=retriever, image_url_key=None, label_key="shape")
     examples = selector.select_examples({"image": images.query})
     assert _duplicate_pairs([e["image"] for e in examples], images.groups) == 0
-    assert all(set(example) == {"image", "shape"} for example in examples)
+    # the selector's own keys, and every payload field of the example (issue 35: nothing dropped)
+    assert all({"image", "shape", "shade"} <= set(example) and "image_url" not in example for example in examples)
     template = FewShotPromptTemplate(
         example_selector=selector,
         example_prompt=PromptTemplate.from_template("{image} is a {shape}"),

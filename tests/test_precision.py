@@ -17,10 +17,10 @@ from percep_rag.alignment.metrics import two_afc_from_embeddings
 from percep_rag.cli import main
 from percep_rag.config import Fingerprint
 from percep_rag.errors import ConfigError
-from percep_rag.fewshot import tiny
 from percep_rag.fewshot.evaluate import load_vlm
-from percep_rag.fewshot.tiny import build_tiny_flamingo, make_test_image
 from percep_rag.precision import BF16_ENV, cpu_has_fast_bf16, resolve_precision
+from percep_rag.vlm.openflamingo import tiny
+from percep_rag.vlm.openflamingo.tiny import build_tiny_flamingo, make_test_image
 
 from .test_glocal import make_world, two_afc_judgments
 from .test_lora import N_IMAGES, tint_world  # noqa: F401  (tint_world is a fixture)

@@ -6,8 +6,10 @@ random-weight ones before a block runs (:data:`TINY`):
 =================================================================  ==========================
 ``dreamsim-ensemble``                                              ``tiny-ensemble-random``
 ``dino-vit-b-16``                                                  ``tiny-vit-random``
+``clip-vit-b-16``                                                  ``tiny-clip-random``
 ``--vlm OpenFlamingo-4B-vitl-rpj3b --vlm-checkpoint ... --vlm-lang ...``  ``--vlm tiny-flamingo-random``
 ``smolvlm:HuggingFaceTB/SmolVLM-256M-Instruct``                     ``tiny-smolvlm-random``
+``qwen-vl:Qwen/Qwen2.5-VL-3B-Instruct``                             ``tiny-qwen2.5-vl-random``
 ``/data/deepfashion2``                                             ``deepfashion2`` (a generated mini copy)
 ``align fit ...``                                                  ``... --epochs 1`` (seconds, not hours)
 =================================================================  ==========================
@@ -43,8 +45,10 @@ README = ROOT / "README.md"
 TINY = (
     (r"--vlm OpenFlamingo-4B-vitl-rpj3b --vlm-checkpoint \S+ --vlm-lang \S+", "--vlm tiny-flamingo-random"),
     (r"smolvlm:HuggingFaceTB/SmolVLM-256M-Instruct", "tiny-smolvlm-random"),
+    (r"qwen-vl:Qwen/Qwen2.5-VL-3B-Instruct", "tiny-qwen2.5-vl-random"),
     (r"dreamsim-ensemble", "tiny-ensemble-random"),
     (r"dino-vit-b-16", "tiny-vit-random"),
+    (r"(?<![a-z])clip-vit-b-16", "tiny-clip-random"),
     (r"/data/deepfashion2", "deepfashion2"),
     (r"^(percep-rag align fit .*)$", r"\1 --epochs 1"),
 )
@@ -58,6 +62,8 @@ NOT_RUN = {
     "percep-rag serve": "a server that runs until stopped; tests/test_serve_browser.py runs it on a free port",
     "curl ": "requests to that running server; tests/test_serve_api.py sends each of them",
     "percep-rag study ablation": "minutes of training; tests/test_ablation.py runs it with --size small",
+    "dreamsim:": "a DreamSim release folder (GBs); tests/test_dreamsim_release.py indexes and searches a random one, "
+    "tests/test_dreamsim_parity.py runs align eval and PerceptualDistance on one",
 }
 
 pytest.importorskip("open_flamingo", reason="the README's few-shot commands need open-flamingo")
@@ -199,9 +205,17 @@ def test_every_readme_command_and_snippet_runs(tmp_path, monkeypatch, capsys):
     uris = [line.split()[-1] for line in filtered.splitlines() if line[:1].isdigit()]
     assert len(uris) == 10 and all("/photos/train/" in uri for uri in uris)
     assert (tmp_path / "neighbours.png").exists() and (tmp_path / "figure.pdf").read_bytes()[:4] == b"%PDF"
-    [as_json] = [out for command, out in outputs.items() if "--json" in command and "search" in command]
+    [as_json] = [out for command, out in outputs.items() if "--json" in command and "search query" in command]
     hits = json.loads(as_json)["hits"]
     assert {hit["payload"]["label"] for space in hits.values() for hit in space} <= {"cat", "dog"}
+    [by_text] = [out for command, out in outputs.items() if "--text" in command and "--json" not in command]
+    assert "base top-3 for text 'a red cat'" in by_text and "base top-3 for text 'a dog on grass'" in by_text
+    [text_json] = [out for command, out in outputs.items() if "--text" in command and "--json" in command]
+    assert set(json.loads(text_json)["hits"]) == {"base", "aligned"}
+    [retrieved] = [out for code, out in outputs.items() if 'search(text="a red cat"' in code]
+    assert len(eval(retrieved.splitlines()[-1])) == 3
+    [recipe] = [out for code, out in outputs.items() if "add_images" in code]
+    assert recipe.splitlines()[-1] == "3"  # the question and two retrieved images
     [described] = [out for command, out in outputs.items() if command.startswith("percep-rag info")]
     assert json.loads(described)["payload_fields"]["split"] == "str"
     [served] = [out for code, out in outputs.items() if "create_app" in code]

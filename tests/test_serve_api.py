@@ -243,9 +243,10 @@ def test_the_pixel_and_size_limits(world):
         assert client.post("/collections/photos/search", files=upload(fits)).status_code == 200
 
 
-def test_requests_that_are_not_forms_are_415(world, client):
-    assert_error(client.post("/collections/photos/search", json={"k": 3}), 415, "multipart/form-data")
-    assert_error(client.post("/collections/photos/search", content=query_bytes(world)), 415)
+def test_requests_that_are_neither_forms_nor_json_are_415(world, client):
+    assert_error(client.post("/collections/photos/search", json={"k": 3}), 422, "exactly one")  # JSON: text/point
+    assert_error(client.post("/collections/photos/search", content=query_bytes(world)), 415, "multipart/form-data")
+    assert_error(client.post("/collections/photos/classify", json={"k": 3}), 415, "multipart/form-data")
 
 
 # --------------------------------------------------------------------------- the API key
@@ -498,3 +499,58 @@ def test_a_chunked_body_over_the_limit_is_refused_unread():
     asyncio.run(BodyLimit(app, limit=4000)(scope, receive, send))
     assert reached == [] and sent[0]["status"] == 413 and len(chunks) == 5  # stopped reading at the limit
     assert b"too large" in sent[1]["body"]
+
+
+# --------------------------------------------------------------------------- lifespan
+
+
+def search_within(client, data: bytes, seconds: float = 60) -> object:
+    """The search's response, or ``None`` when it has not answered within ``seconds`` (a hang)."""
+    answered: list[object] = []
+    thread = threading.Thread(
+        target=lambda: answered.append(client.post("/collections/photos/search", files=upload(data))), daemon=True
+    )
+    thread.start()
+    thread.join(seconds)
+    return answered[0] if answered else None
+
+
+def test_an_app_served_twice_answers_searches_both_times(world):
+    """Two lifespans of one app (two ``with TestClient(app)``): the workers start again in the second."""
+    app = served(world)
+    data = query_bytes(world)
+    for _ in range(2):
+        with TestClient(app) as client:
+            response = search_within(client, data, seconds=30)
+            assert response is not None, "the search never answered"
+            assert response.status_code == 200, response.text
+
+
+def test_embedding_workers_run_only_during_the_lifespan(world):
+    app = served(world)
+    [queue] = app.state.catalog.queues
+    assert not queue.running  # built, not started: a process forked after building starts its own
+    with TestClient(app):
+        assert queue.running
+    assert not queue.running
+
+
+def test_a_search_outside_the_lifespan_is_refused_not_left_waiting(world):
+    app = served(world)
+    client = TestClient(app)  # no `with`: the lifespan never runs, so no worker embeds
+    response = search_within(client, query_bytes(world), seconds=30)
+    assert response is not None, "the search never answered"
+    assert_error(response, 503, "not running")
+    assert response.json()["error"] == "not_embedded"
+
+
+def test_a_search_whose_embedding_never_comes_times_out(world):
+    gated = GatedEmbedder(world["embedder"])
+    collections = [ServedCollection("photos", world["stores"]["store-a"], gated)]  # type: ignore[arg-type]
+    app = create_app(collections, settings=ServeSettings(embed_timeout_s=0.5))
+    with TestClient(app) as client:
+        response = search_within(client, query_bytes(world), seconds=30)
+        gated.gate.set()  # let the worker finish its pass, so the lifespan can stop it
+        assert response is not None, "the search never answered"
+        assert_error(response, 503, "not embedded within 0.5 s")
+        assert search_within(client, query_bytes(world)).status_code == 200  # the worker lives on

@@ -2,7 +2,8 @@
 
 The service runs with an API key (``$PERCEP_RAG_API_KEY``): the page asks for it, then sends
 it with every request, thumbnails included. Upload an image, see the base and aligned grids,
-filter, click a result (mouse and keyboard) to query with it, see an error state. Screenshots
+filter, click a result (mouse and keyboard) to query with it, see an error state; on a CLIP
+collection, type a text query and see the same grids (a DINO collection disables the text box). Screenshots
 at desktop and phone widths are kept in ``$PERCEP_RAG_ARTIFACTS`` (else the test's temp
 folder) and their paths printed.
 
@@ -84,6 +85,8 @@ def server(tmp_path_factory):
     photos = make_photos(root, per_class=4)
     embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random", precision="fp32"))
     index_folder(photos, f"edge:{root / 'store'}", "photos", embedder)
+    clip = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-clip-random", precision="fp32"))
+    index_folder(photos, f"edge:{root / 'store'}", "words", clip)  # a CLIP collection, for text search
     port = free_port()
     log = root / "serve.log"
     env = {
@@ -117,6 +120,7 @@ def browser(tmp_path):
     options.binary_location = browser_path
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, read by the tests
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.set_page_load_timeout(30)
     try:
@@ -197,7 +201,8 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
 
     # Click a result: it becomes the query (and is not its own neighbour).
     clicked = hits("aligned")[2]
-    clicked_label = clicked.get_attribute("aria-label")
+    clicked_label = clicked.accessible_name
+    assert clicked_label.startswith(clicked.find_element(By.CLASS_NAME, "label").text)
     before = browser.find_element(By.ID, "query-name").text
     clicked.click()
     wait.until(lambda d: d.find_element(By.ID, "query-name").text != before)
@@ -211,7 +216,7 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     name_before = browser.find_element(By.ID, "query-name").text
     target.send_keys(Keys.ENTER)
     wait.until(lambda d: d.find_element(By.ID, "query-name").text != name_before)
-    assert clicked_label  # every result button has an accessible name
+    assert clicked_label  # every result button has an accessible name: what it shows, and what it does
 
     # Phone width: the columns stack, nothing overflows sideways.
     browser.set_window_size(390, 844)
@@ -233,4 +238,149 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     assert "not an image" in message and "415" in message
     assert not browser.find_element(By.ID, "columns").is_displayed()  # not the previous query's results
     shoot(browser, kept, "error-desktop")
+    assert "Traceback" not in server["log"].read_text()
+
+
+def test_text_search_in_a_real_browser(server, browser, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException])
+    browser.get(server["url"] + "/")
+    wait.until(lambda d: d.find_element(By.ID, "api-key").is_displayed())
+    browser.find_element(By.ID, "api-key").send_keys(API_KEY, Keys.TAB)
+    wait.until(lambda d: "words" in d.find_element(By.ID, "collection").text)
+    wait.until(lambda d: "tiny-vit-random" in d.find_element(By.ID, "collection-meta").text)
+    # A DINO collection has no text tower: the text box is off and says why.
+    assert not browser.find_element(By.ID, "text-query").is_enabled()
+    assert "has no text tower" in browser.find_element(By.ID, "text-help").text
+
+    Select(browser.find_element(By.ID, "collection")).select_by_value("words")
+    wait.until(lambda d: "tiny-clip-random" in d.find_element(By.ID, "collection-meta").text)
+    wait.until(lambda d: d.find_element(By.ID, "text-query").is_enabled())
+
+    def hits(column: str) -> list:
+        return browser.find_elements(By.CSS_SELECTOR, f"#{column} button.hit")
+
+    box = browser.find_element(By.ID, "text-query")
+    box.send_keys("a small brown dog", Keys.ENTER)
+    wait.until(lambda d: len(hits("base")) == 8 and len(hits("aligned")) == 8)
+    assert "a small brown dog" in browser.find_element(By.ID, "query-name").text
+    assert not browser.find_element(By.ID, "query-preview").is_displayed()
+    assert "#1" in hits("base")[0].text
+    wait.until(
+        lambda d: d.execute_script(
+            "const i = document.querySelector('#base .hit img'); return i && i.complete && i.naturalWidth > 0;"
+        )
+    )
+    shoot(browser, artifacts(tmp_path), "text-desktop")
+
+    # A filter applies to a text query as to an image query.
+    Select(browser.find_element(By.ID, "label-filter")).select_by_visible_text("fish")
+    wait.until(lambda d: len(hits("base")) > 0 and all("fish" in hit.text for hit in hits("base")))
+
+    # Too long for the text tower: the service's reason is shown, the page stays usable.
+    box.clear()
+    box.send_keys("dog " * 40, Keys.ENTER)
+    wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    message = browser.find_element(By.ID, "error").text
+    assert "tokens long" in message and "422" in message
+
+
+# --------------------------------------------------------------------------- issue 37: a changing catalog
+
+AXE_VERSION = "4.14.1"
+
+
+def axe_source() -> str:
+    """axe-core (Deque's accessibility rules), from npm: ``$PERCEP_RAG_AXE`` or ``.node/`` (``.ci/run`` installs it)."""
+    path = Path(os.environ.get("PERCEP_RAG_AXE") or ROOT / ".node" / "node_modules" / "axe-core" / "axe.min.js")
+    if not path.is_file():
+        pytest.fail(
+            f"the browser test needs axe-core: npm install --prefix .node --no-save axe-core@{AXE_VERSION} "
+            f"(looked for {path})",
+            pytrace=False,
+        )
+    return path.read_text(encoding="utf-8")
+
+
+def serious_violations(driver) -> list[dict]:
+    """axe-core's serious and critical violations on the page as it is now."""
+    driver.execute_script(axe_source())
+    driver.set_script_timeout(60)
+    found = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then("
+        "  (r) => done(r.violations.map((v) => ({id: v.id, impact: v.impact, nodes: v.nodes.length,"
+        "                                         target: v.nodes[0].target}))),"
+        "  (e) => done([{id: 'axe-failed', impact: 'critical', nodes: 0, target: String(e)}]));"
+    )
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+def console_errors(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def test_the_page_follows_a_catalog_that_changes(server, browser, tmp_path):
+    import httpx
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from tests.serve_world import draw
+
+    wait = WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException])
+    kept = artifacts(tmp_path)
+    api = httpx.Client(base_url=server["url"], headers={"X-API-Key": API_KEY}, timeout=60)
+    points = api.get("/collections").json()["collections"][0]["points"]
+    # The key is already in the session (the first test shows the page asking for it): no 401 here.
+    browser.get(server["url"] + "/static/favicon.svg")
+    browser.execute_script("sessionStorage.setItem('percep-rag-api-key', arguments[0])", API_KEY)
+    browser.get(server["url"] + "/")
+    wait.until(lambda d: d.find_element(By.ID, "collection-meta").text.endswith(f"{points} points"))
+    assert serious_violations(browser) == []  # the empty page
+
+    # An image added through the API: the count follows without a reload, a new search finds it.
+    label = "green square"  # 12 characters: shown whole next to the score at desktop width
+    image = draw(tmp_path / "added.png", (30, 200, 40), 4242)
+    added = api.post("/collections/photos/points", files={"image": ("added.png", image.read_bytes(), "image/png")},
+                     data={"label": label})  # fmt: skip
+    assert added.status_code == 200 and added.json()["added"] == 1, added.text
+    wait.until(lambda d: d.find_element(By.ID, "collection-meta").text.endswith(f"{points + 1} points"))
+    Select(browser.find_element(By.ID, "k")).select_by_visible_text("24")
+    browser.find_element(By.ID, "file").send_keys(str(server["photos"] / "test" / "cat" / "1.png"))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#aligned button.hit")) == 24)
+    # Query with a stored point: every other point of the 25 comes back, the added one with them.
+    browser.find_elements(By.CSS_SELECTOR, "#aligned button.hit")[0].click()
+    wait.until(lambda d: "Searching" not in d.find_element(By.ID, "status").text)
+
+    def added_hit(d):
+        found = [b for b in d.find_elements(By.CSS_SELECTOR, "#aligned button.hit") if label in b.text]
+        return found[0] if found else False
+
+    shown = wait.until(added_hit)
+    caption = shown.find_element(By.CLASS_NAME, "label")
+    assert caption.text.endswith(label)
+    assert browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", caption)
+    shoot(browser, kept, "added-desktop")
+    assert serious_violations(browser) == []  # a page of results
+    assert console_errors(browser) == []
+
+    # A point deleted while on the screen: its thumbnail answers 404, the page shows a placeholder.
+    last = browser.find_elements(By.CSS_SELECTOR, "#aligned button.hit")[-1]
+    img = last.find_element(By.TAG_NAME, "img")
+    assert not img.get_attribute("src"), "the last thumbnail should not be loaded before it scrolls into view"
+    deleted = api.post("/collections/photos/delete", data={"uri": last.get_attribute("title")})
+    assert deleted.status_code == 200 and deleted.json()["deleted"] == 1, deleted.text
+    browser.execute_script("arguments[0].scrollIntoView()", last)
+    wait.until(lambda d: "gone" in img.get_attribute("class") and d.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth > 0", img))  # fmt: skip
+    assert img.get_attribute("alt") == "image no longer available"
+    wait.until(lambda d: d.find_element(By.ID, "collection-meta").text.endswith(f"{points} points"))
+    shoot(browser, kept, "deleted-placeholder")
+    errors = console_errors(browser)
+    assert all("404" in message and "/image" in message for message in errors), errors  # only that thumbnail
     assert "Traceback" not in server["log"].read_text()

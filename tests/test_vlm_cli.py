@@ -50,6 +50,12 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
         ("smolvlm:HuggingFaceTB/SmolVLM-500M-Instruct", "smolvlm", "HuggingFaceTB/SmolVLM-500M-Instruct"),
         ("smolvlm:/models/a:b", "smolvlm", "/models/a:b"),
         ("idefics3", "idefics3", None),
+        ("tiny-qwen2.5-vl-random", "qwen-vl", "tiny-qwen2.5-vl-random"),
+        ("tiny-qwen3-vl-random", "qwen-vl", "tiny-qwen3-vl-random"),
+        ("tiny-gemma3-random", "gemma3", "tiny-gemma3-random"),
+        ("qwen-vl:Qwen/Qwen3-VL-2B-Instruct", "qwen-vl", "Qwen/Qwen3-VL-2B-Instruct"),
+        ("gemma3:/models/gemma-3-4b-it", "gemma3", "/models/gemma-3-4b-it"),
+        ("hf:google/gemma-3-4b-it", "hf", "google/gemma-3-4b-it"),
     ],
 )
 def test_spec_parsing_keeps_todays_names(text, backend, target):
@@ -63,15 +69,15 @@ def test_bad_specs_are_one_clear_error(text):
 
 
 def test_backends_and_their_options():
-    assert list_vlm_backends() == ["openflamingo", "smolvlm", "idefics3"]
+    assert list_vlm_backends() == ["openflamingo", "smolvlm", "idefics3", "qwen-vl", "gemma3", "hf"]
     with pytest.raises(VlmSpecError, match="takes no option 'class_batch_size'"):
         load_vlm("tiny-flamingo-random", class_batch_size=2)
 
 
 def test_openflamingo_through_the_interface_is_todays_classifier():
     pytest.importorskip("open_flamingo", reason="percep-rag[flamingo] installs open-flamingo with --no-deps")
-    from percep_rag.fewshot import FewShotClassifier, build_tiny_flamingo
-    from percep_rag.fewshot.tiny import make_test_image
+    from percep_rag.vlm.openflamingo import FewShotClassifier, build_tiny_flamingo
+    from percep_rag.vlm.openflamingo.tiny import make_test_image
 
     vlm = load_vlm("openflamingo:tiny-flamingo-random", precision="fp32")
     assert isinstance(vlm, FewShotClassifier) and vlm.random_weights and vlm.name == "tiny-flamingo-random"
@@ -95,7 +101,7 @@ def test_the_protocol_runs_end_to_end_with_smolvlm(task_root, tiny_folder):
     assert report.accuracy["aligned"] == report.accuracy["base"]  # identity alignment: the same examples
     interval = report.interval("aligned")
     assert interval.low <= interval.mean <= interval.high
-    assert "RANDOM weights" in report.table() and "± " in report.table()
+    assert "RANDOM weights" in report.table() and "95% interval over the" in report.table()
 
 
 def test_cli_eval_fewshot_and_classify_with_smolvlm(task_root, tiny_folder, tmp_path, capsys):

@@ -10,15 +10,15 @@ from PIL import Image
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.errors import ConfigError
-from percep_rag.fewshot.errors import PromptError
 from percep_rag.fewshot.prompt import build_prompt, demonstrations_needed
+from percep_rag.vlm.openflamingo.errors import PromptError
 
 pytest.importorskip("open_flamingo", reason="percep-rag[flamingo] installs open-flamingo with --no-deps")
 
 from percep_rag.datasets.vtab import read_task  # noqa: E402
-from percep_rag.fewshot.classify import FewShotClassifier  # noqa: E402
 from percep_rag.fewshot.evaluate import evaluate_fewshot, load_vlm  # noqa: E402
 from percep_rag.store import open_store  # noqa: E402
+from percep_rag.vlm.openflamingo.classify import FewShotClassifier  # noqa: E402
 
 
 @pytest.fixture(scope="module")

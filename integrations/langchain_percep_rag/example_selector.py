@@ -8,15 +8,16 @@ the input variables, retrieves labelled examples with a
 filters, as that retriever's ``search_type`` / ``search_kwargs`` say) and returns them in
 prompt order: the most similar example last, right before the query. Each example is
 ``{"image": <stored uri>, "image_url": <data URI of the image>, "label": <prompt or label>}``
-(the key names are fields), so a chat prompt can show every example as an image content
-block followed by its label, for any chat model:
+(the key names are fields) plus every other key the example was added with (``{"reason": ...}``,
+any payload field of the indexed image), so a chat prompt can show every example as an image
+content block followed by its label, for any chat model:
 
 >>> import tempfile, pathlib
 >>> from PIL import Image
 >>> from langchain_core.prompts import ChatPromptTemplate, FewShotChatMessagePromptTemplate
 >>> from percep_rag import AlignedEmbedder, EmbedderSpec
 >>> from percep_rag.datasets.records import ImageRecord
->>> from percep_rag.indexing import index_records
+>>> from percep_rag.indexing import index_records, record_payload
 >>> from percep_rag.store import open_store
 >>> from langchain_percep_rag import PerceptualImageRetriever
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -59,7 +60,7 @@ from pydantic import BaseModel, ConfigDict
 from langchain_percep_rag.retriever import PerceptualImageRetriever
 from percep_rag.datasets.records import ImageRecord
 from percep_rag.errors import ConfigError, ImageDecodeError
-from percep_rag.indexing import index_records
+from percep_rag.indexing import index_records, record_payload
 from percep_rag.io.images import ImageSource, describe_source, read_image_bytes
 from percep_rag.store import content_hash, point_id
 
@@ -74,6 +75,8 @@ class PerceptualExampleSelector(BaseExampleSelector, BaseModel):
     Each example dict has ``image_key`` (the stored image's uri), ``image_url_key`` (the
     image as a ``data:`` URI, which chat model APIs accept where they cannot read local
     files; ``None`` leaves it out) and ``label_key`` (the example's prompt, else its label).
+    Every other key of an added example (and every payload field of an indexed image) is kept
+    in the example dict, so an ``example_prompt`` may use ``{reason}`` or any such key.
     :meth:`add_example` indexes a new labelled image into the retriever's collection.
     """
 
@@ -99,16 +102,43 @@ class PerceptualExampleSelector(BaseExampleSelector, BaseModel):
         return [self._example(document) for document in documents]
 
     def add_example(self, example: dict[str, Any]) -> str:
-        """Index ``example[image_key]`` labelled ``example[label_key]``; its point id.
+        """Index ``example[image_key]`` labelled ``example[label_key]``, with every other key of
+        ``example`` in its payload (``prompt`` and ``split`` as those fields); its point id.
 
-        Indexing is idempotent (an image already in the collection is kept as it is).
+        The image is the example's identity (its content point id): re-adding an image already
+        in the collection, under any file name, keeps its vectors and REPLACES its label and other
+        keys with the new example's (the latest example wins; keys it lacks are gone).
         """
         source = example.get(self.image_key)
         if not isinstance(source, str):
             raise ConfigError(f"an example needs its image (a path or URI) under {self.image_key!r}, got {source!r}")
         label = example.get(self.label_key)
-        record = ImageRecord(id=source, uri=source, label=None if label is None else str(label))
+        own = {self.image_key, self.label_key, self.image_url_key}
+        extra = {key: value for key, value in example.items() if key not in own}
+        fields = {key: extra.pop(key) for key in ("prompt", "split") if key in extra}
+        record = ImageRecord(
+            id=source,
+            uri=source,
+            label=None if label is None else str(label),
+            **{key: None if value is None else str(value) for key, value in fields.items()},
+            extra=extra,
+        )
         retriever = self.retriever
+        digest = content_hash(read_image_bytes(source))
+        pid = point_id(digest, retriever.collection)
+        known = retriever.store.has_collection(retriever.collection) and retriever.store.retrieve(
+            retriever.collection, [pid], with_vectors=True
+        )
+        if known:  # the same image again: new example fields, the same vectors
+            [stored] = known
+            payload = record_payload(record, digest, stored.payload.get("dataset"))
+            retriever.store.upsert_arrays(
+                retriever.collection,
+                [pid],
+                {name: vector[None, :] for name, vector in _arrays(stored.vectors).items()},
+                [payload],
+            )
+            return pid
         report = index_records(
             [record],
             embedder=retriever.embedder,
@@ -118,14 +148,25 @@ class PerceptualExampleSelector(BaseExampleSelector, BaseModel):
         )
         if report.failures:
             raise ImageDecodeError(report.failures[0].source, report.failures[0].reason)
-        return point_id(content_hash(read_image_bytes(source)), retriever.collection)
+        return pid
 
     def _example(self, document: Document) -> dict[str, Any]:
         image = document.metadata["image_uri"]
-        example = {self.image_key: image, self.label_key: document.page_content}
+        kept = {key: value for key, value in document.metadata.items() if key not in _RETRIEVAL_KEYS}
+        example = {**kept, self.image_key: image, self.label_key: document.page_content}
         if self.image_url_key is not None:
             example[self.image_url_key] = image_data_uri(image)
         return example
+
+
+#: Metadata the retriever adds to each document (about the search, not the example).
+_RETRIEVAL_KEYS = frozenset({"image_uri", "score", "using", "collection", "duplicate_of_query"})
+
+
+def _arrays(vectors: Any) -> dict[str, Any]:
+    import numpy as np
+
+    return {name: np.asarray(vector, dtype=np.float32) for name, vector in vectors.items()}
 
 
 def image_data_uri(source: ImageSource) -> str:

@@ -25,7 +25,14 @@ from langchain_percep_rag.embeddings import PerceptualImageEmbeddings
 from percep_rag.config import Fingerprint
 from percep_rag.errors import FingerprintMismatchError
 
-__all__ = ["EMBEDDING_VECTOR", "check_written_by", "embedding_fingerprint", "search_vector", "vector_names"]
+__all__ = [
+    "EMBEDDING_VECTOR",
+    "check_written_by",
+    "embedding_fingerprint",
+    "image_search_vector",
+    "search_vector",
+    "vector_names",
+]
 
 #: The one named vector a collection written by a non-percep-rag ``Embeddings`` holds.
 EMBEDDING_VECTOR = "embedding"
@@ -62,7 +69,13 @@ def vector_names(embedding: Embeddings, dim: int) -> dict[str, int]:
 
 
 def search_vector(embedding: Embeddings) -> str:
-    """The named vector that ``embedding`` 's query vectors are compared with."""
+    """The named vector that ``embedding`` 's ``embed_query`` vectors are compared with (for
+    ``PerceptualImageEmbeddings`` taking text: its ``text_using``, ``base`` by default)."""
+    return embedding.query_vector if isinstance(embedding, PerceptualImageEmbeddings) else EMBEDDING_VECTOR
+
+
+def image_search_vector(embedding: Embeddings) -> str:
+    """The named vector that ``embedding`` 's ``embed_image`` vectors are compared with."""
     return embedding.using if isinstance(embedding, PerceptualImageEmbeddings) else EMBEDDING_VECTOR
 
 

@@ -1,4 +1,5 @@
-"""``PerceptualImageRetriever``: a LangChain retriever whose query is an image.
+"""``PerceptualImageRetriever``: a LangChain retriever whose query is an image (or, with
+``queries="text"`` on a CLIP-family collection, a text question).
 
 It wraps :class:`percep_rag.retrieval.ExampleRetriever`: the query image is embedded with
 the collection's own embedder, the nearest stored images come back as ``Document`` s, and
@@ -35,13 +36,18 @@ in LangChain's ``VectorStoreRetriever``.
 2
 >>> [len(found) for found in retriever.documents_for([str(folder / "red.png"), str(folder / "blue.png")], k=1)]
 [1, 1]
+>>> clip = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-clip-random"))
+>>> _ = index_records(records, embedder=clip, store=store, collection="clip-colours", progress=False)
+>>> asker = PerceptualImageRetriever(store=store, collection="clip-colours", embedder=clip, k=2, queries="text")
+>>> [document.metadata["using"] for document in asker.invoke("something red")]  # text searches base
+['base', 'base']
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -67,7 +73,11 @@ class PerceptualImageRetriever(BaseRetriever):
     """Few-shot examples for a query image, as LangChain ``Document`` s.
 
     The query (``invoke``'s input) is an image: a path, a ``file://`` URI, a
-    ``data:image/...;base64,...`` URI, or encoded bytes. Each ``Document`` has:
+    ``data:image/...;base64,...`` URI, or encoded bytes; with ``queries="text"`` it is a text
+    question instead, embedded by the collection's CLIP-family text tower (the rule of
+    :mod:`percep_rag.text_space`: ``base`` by default; a collection where text has no meaning is
+    refused at construction, bad text raises :class:`~percep_rag.errors.TextQueryError`).
+    ``using`` defaults to ``aligned`` for image queries and ``base`` for text. Each ``Document`` has:
 
     * ``id``: the point id in the collection;
     * ``page_content``: the example's prompt, else its label, else ``""``;
@@ -117,7 +127,8 @@ class PerceptualImageRetriever(BaseRetriever):
     embedder: AlignedEmbedder
     k: int = Field(default=4, gt=0)
     filter: Any = None
-    using: VectorName = "aligned"
+    using: VectorName | None = None
+    queries: Literal["images", "text"] = "images"
     most_similar_last: bool = False
     exclude_query_copies: bool = False
     search_type: SearchType = "similarity"
@@ -134,6 +145,16 @@ class PerceptualImageRetriever(BaseRetriever):
                 raise ConfigError(f"{key} is given both as a field and in search_kwargs; give it once")
         parse_filter(self._options().filter)
         self._examples = ExampleRetriever(self.store, self.collection, self.embedder)
+        if self.queries == "text":
+            from percep_rag.text_space import check_text_space
+
+            check_text_space(self.store.get_fingerprint(self.collection), self._default_using, self.collection)
+
+    @property
+    def _default_using(self) -> VectorName:
+        if self.using is not None:
+            return self.using
+        return "base" if self.queries == "text" else "aligned"
 
     @classmethod
     def from_specs(
@@ -266,9 +287,14 @@ class PerceptualImageRetriever(BaseRetriever):
         ``overrides`` are ``search_kwargs`` keys; ``None`` values keep the retriever's own.
         """
         options = self._options(**overrides)
-        vector = self.using if using is None else using
+        vector = self._default_using if using is None else using
         retriever = self._example_retriever()
-        if self.exclude_query_copies:
+        if self.queries == "text":
+            hits = retriever.search_texts(
+                list(queries), k=options.k, using=vector, filter=options.filter,
+                lambda_mult=options.mmr_lambda, fetch_k=options.fetch_k,
+            )  # fmt: skip
+        elif self.exclude_query_copies:
             hits = retriever.examples_batch(
                 list(queries), k=options.k, using=vector, filter=options.filter,
                 diversity=1.0 - options.mmr_lambda, fetch_k=options.fetch_k, as_hits=True,

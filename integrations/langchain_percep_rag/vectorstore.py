@@ -9,6 +9,15 @@ ordinary percep-rag collection. The collection records which embedding wrote it 
 another (:mod:`langchain_percep_rag.fingerprints`); how documents become points is in
 :mod:`langchain_percep_rag.documents`.
 
+LangChain's multimodal convention (as ``Chroma`` with ``OpenCLIPEmbeddings``): ``add_images(uris,
+metadatas)`` stores images, ``similarity_search(question)`` / ``as_retriever().invoke(question)``
+search them by text and ``similarity_search_by_image(uri)`` by image, when the embedding is a
+``PerceptualImageEmbeddings`` on a CLIP-family backbone (``takes_text``). With
+``PerceptualImageEmbeddings`` the documents are always images: ``add_texts`` / ``add_documents``
+/ ``from_texts`` / LangChain's ``index()`` take image sources as ``add_images`` does; the
+queries of ``similarity_search`` and ``max_marginal_relevance_search`` are what the embedding's
+``embed_query`` takes (text, or with ``queries="images"`` image sources).
+
 >>> from langchain_core.embeddings import DeterministicFakeEmbedding
 >>> store = PerceptualImageVectorStore.from_texts(
 ...     ["tomato", "lime", "plum"], DeterministicFakeEmbedding(size=8), metadatas=[{"n": 1}, {"n": 2}, {"n": 3}],
@@ -42,9 +51,15 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 
-from langchain_percep_rag.documents import document_payload, point_id_for, to_document
+from langchain_percep_rag.documents import ID_KEY, document_payload, legacy_point_id, point_id_for, to_document
 from langchain_percep_rag.embeddings import PerceptualImageEmbeddings
-from langchain_percep_rag.fingerprints import check_written_by, embedding_fingerprint, search_vector, vector_names
+from langchain_percep_rag.fingerprints import (
+    check_written_by,
+    embedding_fingerprint,
+    image_search_vector,
+    search_vector,
+    vector_names,
+)
 from langchain_percep_rag.search_options import relevance_score
 from percep_rag.errors import ConfigError
 from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES
@@ -100,7 +115,8 @@ class PerceptualImageVectorStore(VectorStore):
         self._payload_indexes = dict(payload_indexes or {})
         if isinstance(embedding, PerceptualImageEmbeddings):
             self._payload_indexes = {**DEFAULT_PAYLOAD_INDEXES, **self._payload_indexes}
-        self._using = search_vector(embedding)
+        self._using = search_vector(embedding)  # what embed_query's vectors are compared with
+        self._image_using = image_search_vector(embedding)
         self._lock = threading.Lock()  # serialises collection creation and writes
         self._writer_checked = False
         try:
@@ -135,13 +151,33 @@ class PerceptualImageVectorStore(VectorStore):
     # ----------------------------------------------------------------- adding
 
     def add_texts(
-        self, texts: Iterable[str], metadatas: Metadatas = None, *, ids: Sequence[str | None] | None = None
+        self,
+        texts: Iterable[str],
+        metadatas: Metadatas = None,
+        *,
+        ids: Sequence[str | None] | None = None,
+        batch_size: int | None = None,
+        **kwargs: Any,
     ) -> list[str]:
-        """Embed ``texts`` (image sources for ``PerceptualImageEmbeddings``) and store them; their ids."""
+        """Embed ``texts`` (image sources for ``PerceptualImageEmbeddings``) and store them; their ids.
+
+        ``batch_size`` (as LangChain's ``index()`` passes it) embeds and writes that many
+        documents at a time; any other keyword is refused with a ``TypeError``.
+        """
+        if kwargs:
+            raise TypeError(f"add_texts() got unexpected keyword arguments {sorted(kwargs)}")
         contents = list(texts)
         metadatas, ids = _aligned(contents, metadatas, ids)
-        if not contents:
-            return []
+        if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        step = batch_size or max(len(contents), 1)
+        written: list[str] = []
+        for start in range(0, len(contents), step):
+            part = slice(start, start + step)
+            written += self._add_batch(contents[part], metadatas[part], ids[part])
+        return written
+
+    def _add_batch(self, contents: list[str], metadatas: list[Any], ids: list[str | None]) -> list[str]:
         if isinstance(self._embedding, PerceptualImageEmbeddings):
             return self._add_perceptual_images(contents, metadatas, ids)
         vectors = np.asarray(self._embedding.embed_documents(contents), dtype=np.float32)
@@ -153,19 +189,29 @@ class PerceptualImageVectorStore(VectorStore):
     ) -> list[str]:
         """Embed images (paths, ``file://`` or ``data:`` URIs) and store them; their ids.
 
-        Uses the embedding's ``embed_image`` (the ``OpenCLIPEmbeddings`` convention) when it
-        has one, else ``embed_documents``.
+        Uses the embedding's ``embed_image`` (the ``OpenCLIPEmbeddings`` convention); an
+        embedding without one is refused (:class:`~percep_rag.errors.ConfigError`), as
+        ``Chroma`` does, rather than embedding the paths as text.
         """
         sources = list(uris)
-        embed_image = getattr(self._embedding, "embed_image", None)
-        if isinstance(self._embedding, PerceptualImageEmbeddings) or not callable(embed_image):
+        embed_image = self._embed_image_function("add_images")
+        if isinstance(self._embedding, PerceptualImageEmbeddings):
             return self.add_texts(sources, metadatas, ids=ids)
         metadatas, ids = _aligned(sources, metadatas, ids)
         if not sources:
             return []
         vectors = np.asarray(embed_image(sources), dtype=np.float32)
         document_ids = [given or str(uuid.uuid4()) for given in ids]
-        return self._write(sources, {search_vector(self._embedding): vectors}, metadatas, document_ids)
+        return self._write(sources, {image_search_vector(self._embedding): vectors}, metadatas, document_ids)
+
+    def _embed_image_function(self, method: str) -> Callable[[list[str]], Sequence[Sequence[float]]]:
+        embed_image = getattr(self._embedding, "embed_image", None)
+        if not callable(embed_image):
+            raise ConfigError(
+                f"{method} needs an embedding with embed_image (e.g. PerceptualImageEmbeddings or "
+                f"OpenCLIPEmbeddings); {type(self._embedding).__name__} embeds text only"
+            )
+        return embed_image
 
     async def aadd_images(
         self, uris: Iterable[str], metadatas: Metadatas = None, *, ids: Sequence[str | None] | None = None
@@ -200,6 +246,9 @@ class PerceptualImageVectorStore(VectorStore):
                 payload_indexes=self._payload_indexes,
             )
             self._writer_checked = True  # ensure_collection compared the whole fingerprint
+            legacy = self._legacy_points(document_ids)
+            if legacy:  # written by an earlier release under the canonical UUID: the new point replaces it
+                self.store.delete(self.collection, legacy)
             self.store.upsert_arrays(self.collection, [point_id_for(i) for i in document_ids], vectors, payloads)
         return document_ids
 
@@ -209,9 +258,10 @@ class PerceptualImageVectorStore(VectorStore):
         """The documents with these ids, in the order asked for; absent ids are skipped."""
         if not ids or not self._exists():
             return []
-        wanted = [point_id_for(i) for i in ids]
-        found = {point.id: point for point in self.store.retrieve(self.collection, wanted)}
-        return [to_document(found[pid]) for pid in dict.fromkeys(wanted) if pid in found]
+        points = {}
+        for point in self._points_of(ids).values():
+            points.setdefault(point.id, point)
+        return [to_document(point) for point in points.values()]
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
         """Delete the documents with these ids (absent ids are ignored); ``True``.
@@ -224,8 +274,30 @@ class PerceptualImageVectorStore(VectorStore):
             raise ConfigError("delete() needs the ids to delete; delete_collection() drops every document")
         if ids and self._exists():
             with self._lock:
-                self.store.delete(self.collection, [point_id_for(i) for i in ids])
+                self.store.delete(self.collection, [point.id for point in self._points_of(ids).values()])
         return True
+
+    def _points_of(self, ids: Sequence[str]) -> dict[str, Any]:
+        """The stored point of each id that has one, in the order given: the id's own point
+        (:func:`~langchain_percep_rag.documents.point_id_for`), or the point an earlier release
+        wrote for another spelling of a UUID (at the canonical UUID). A point is an id's only if
+        it records exactly that id as its ``document_id`` (or none: a point ``index_records`` wrote)."""
+        candidates = {document_id: (point_id_for(document_id), legacy_point_id(document_id)) for document_id in ids}
+        wanted = {pid for pair in candidates.values() for pid in pair if pid is not None}
+        stored = {point.id: point for point in self.store.retrieve(self.collection, sorted(wanted))}
+        found = {}
+        for document_id, (own, legacy) in candidates.items():
+            point = stored.get(own)
+            if point is not None and point.payload.get(ID_KEY, document_id) == document_id:
+                found[document_id] = point
+            elif legacy is not None and legacy in stored and stored[legacy].payload.get(ID_KEY) == document_id:
+                found[document_id] = stored[legacy]
+        return found
+
+    def _legacy_points(self, ids: Sequence[str]) -> list[str]:
+        """Points an earlier release wrote for these ids under their canonical UUID (replaced on rewrite)."""
+        own = {document_id: point_id_for(document_id) for document_id in ids}
+        return [point.id for document_id, point in self._points_of(ids).items() if point.id != own[document_id]]
 
     # ----------------------------------------------------------------- similarity search
 
@@ -257,7 +329,7 @@ class PerceptualImageVectorStore(VectorStore):
         self, uri: str, k: int = 4, *, filter: Any = None
     ) -> list[tuple[Document, float]]:
         """:meth:`similarity_search_by_image` with cosine similarities."""
-        return self._scored(lambda: self._image_vector(uri), k=k, filter=filter)
+        return self._scored(lambda: self._image_vector(uri), k=k, filter=filter, using=self._image_using)
 
     async def asimilarity_search_by_image(self, uri: str, k: int = 4, *, filter: Any = None) -> list[Document]:
         """:meth:`similarity_search_by_image` in a worker thread."""
@@ -272,17 +344,20 @@ class PerceptualImageVectorStore(VectorStore):
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         return relevance_score
 
-    def _scored(self, vector: Callable[[], Sequence[float]], *, k: int, filter: Any) -> list[tuple[Document, float]]:
+    def _scored(
+        self, vector: Callable[[], Sequence[float]], *, k: int, filter: Any, using: str | None = None
+    ) -> list[tuple[Document, float]]:
         # The query is embedded only when there is a collection to search: an empty store
         # answers [] whatever the query, as LangChain's stores do.
         if not self._exists():
             return []
-        hits = self.store.query(self.collection, vector(), using=self._using, k=k, filter=filter)
+        hits = self.store.query(self.collection, vector(), using=using or self._using, k=k, filter=filter)
         return [(to_document(hit), hit.score) for hit in hits]
 
     def _image_vector(self, uri: str) -> Sequence[float]:
-        embed_image = getattr(self._embedding, "embed_image", None)
-        return embed_image([uri])[0] if callable(embed_image) else self._embedding.embed_query(uri)
+        if not isinstance(uri, str | bytes):
+            raise ConfigError(f"similarity_search_by_image takes one image (a path or URI), got {type(uri).__name__}")
+        return self._embed_image_function("similarity_search_by_image")([uri])[0]
 
     # ----------------------------------------------------------------- maximal marginal relevance
 

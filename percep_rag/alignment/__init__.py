@@ -6,7 +6,7 @@ how to fit it), ``metrics`` scores agreement with human votes, and ``workflow`` 
 fitting and evaluation on image files (import it from its module: it needs the embedder).
 
 >>> list_alignments()
-['identity', 'glocal', 'lora']
+['identity', 'glocal', 'lora', 'dreamsim']
 >>> two_afc_agreement([0.1], [0.3], [0.0])
 1.0
 """

@@ -1,11 +1,11 @@
 """Alignment kinds by name: the one place that turns an :class:`AlignmentSpec` into an alignment.
 
-Each kind (``identity``, ``glocal``, ``lora``: :data:`~percep_rag.config.AlignmentKind`)
+Each kind (``identity``, ``glocal``, ``lora``, ``dreamsim``: :data:`~percep_rag.config.AlignmentKind`)
 is registered with a loader ``loader(path) -> Alignment``; :func:`load_alignment` looks
 the spec's kind up, and an unknown kind names the known ones.
 
 >>> list_alignments()
-['identity', 'glocal', 'lora']
+['identity', 'glocal', 'lora', 'dreamsim']
 >>> load_alignment("identity").kind
 'identity'
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 from percep_rag.alignment.base import Alignment, IdentityAlignment
 from percep_rag.alignment.glocal.transform import GlocalTransform
 from percep_rag.alignment.lora.adapter import LoraAlignment
+from percep_rag.alignment.lora.dreamsim import DreamsimAdapterAlignment
 from percep_rag.config import AlignmentSpec
 from percep_rag.registry import Registry
 
@@ -59,3 +60,4 @@ def _identity(path: Path | None) -> Alignment:
 register_alignment("identity", _identity)
 register_alignment("glocal", GlocalTransform.load)
 register_alignment("lora", LoraAlignment.load)
+register_alignment("dreamsim", DreamsimAdapterAlignment.load)

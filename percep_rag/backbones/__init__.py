@@ -7,6 +7,7 @@
 
 from percep_rag.backbones import catalog as _catalog  # noqa: F401  (registers the entries)
 from percep_rag.backbones.base import Backbone, Branch, NetworkCfg, TokenFeatures, state_digest
+from percep_rag.backbones.dreamsim_release import register_releases as _register_releases
 from percep_rag.backbones.registry import (
     BackboneEntry,
     add_backbone,
@@ -18,6 +19,8 @@ from percep_rag.backbones.registry import (
     weights_present,
 )
 from percep_rag.backbones.weights import resolve_weights, weights_dir
+
+_register_releases()  # DreamSim's released models: dreamsim:ensemble, dreamsim:dino_vitb16, ...
 
 __all__ = [
     "Backbone",

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from percep_rag.config import Normalization, PreprocessSpec, TokenSource
-from percep_rag.errors import ConfigError
+from percep_rag.errors import ConfigError, TextQueryError
 
 #: The libraries a :class:`NetworkCfg` can name.
 Library = Literal["open_clip", "timm"]
@@ -95,6 +95,13 @@ class Branch(nn.Module):
         """Names (relative to the branch) of the fused attention projections LoRA adapts."""
         raise NotImplementedError
 
+    #: Whether the network came with a text tower in the same embedding space (CLIP family).
+    has_text_tower: bool = False
+
+    def text_tower(self, backbone: str) -> nn.Module:
+        """The network's text tower (a :class:`~percep_rag.backbones.text.TextTower`), built now."""
+        raise TextQueryError(no_text_tower_message(backbone))
+
 
 class Backbone(nn.Module):
     """Branches that share a preprocessing and whose tokens are concatenated.
@@ -147,6 +154,26 @@ class Backbone(nn.Module):
         """
         return [f"branches.{i}.{name}" for i, branch in enumerate(self.branches) for name in branch.lora_targets()]
 
+    @property
+    def has_text_tower(self) -> bool:
+        """Whether text can be embedded beside the images: one CLIP-family network (an ensemble's
+        concatenated vector is no text tower's space)."""
+        return len(self.branches) == 1 and self.branches[0].has_text_tower
+
+    def text_tower(self) -> nn.Module:
+        """The :class:`~percep_rag.backbones.text.TextTower` from the image tower's checkpoint, built now
+        (on the backbone's device); a backbone without one raises :class:`~percep_rag.errors.TextQueryError` naming it.
+
+        >>> from percep_rag.backbones import create_backbone
+        >>> create_backbone("tiny-vit-random").text_tower()
+        Traceback (most recent call last):
+        ...
+        percep_rag.errors.TextQueryError: backbone 'tiny-vit-random' has no text tower: ...
+        """
+        if not self.has_text_tower:
+            raise TextQueryError(no_text_tower_message(self.name))
+        return self.branches[0].text_tower(self.name).to(self.device)
+
     def weights_digest(self) -> str:
         """Hash of every parameter and buffer: equal digests mean equal weights.
 
@@ -156,6 +183,14 @@ class Backbone(nn.Module):
         True
         """
         return state_digest(self)
+
+
+def no_text_tower_message(backbone: str) -> str:
+    """Why ``backbone`` takes no text query, in one line."""
+    return (
+        f"backbone {backbone!r} has no text tower: text queries need a CLIP-family backbone "
+        "(clip-*, openclip-*, tiny-clip-random, tiny-openclip-random)"
+    )
 
 
 def state_digest(module: nn.Module) -> str:

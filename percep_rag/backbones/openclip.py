@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from percep_rag.backbones._seed import build_seeded
-from percep_rag.backbones.base import Branch, NetworkCfg, TokenFeatures
+from percep_rag.backbones.base import Branch, NetworkCfg, TokenFeatures, state_digest
+from percep_rag.backbones.text import TextSource, TextTower, build_clip_model
 from percep_rag.backbones.weights import HubFile
 from percep_rag.errors import ConfigError
 from percep_rag.quiet import without_log_records
@@ -41,7 +42,7 @@ class OpenClipBranch(Branch):
     torch.Size([1, 16, 32])
     """
 
-    def __init__(self, visual: nn.Module, mean=OPENAI_MEAN, std=OPENAI_STD):
+    def __init__(self, visual: nn.Module, mean=OPENAI_MEAN, std=OPENAI_STD, *, text: TextSource | None = None):
         super().__init__(tuple(mean), tuple(std))
         from open_clip.transformer import VisionTransformer
 
@@ -52,6 +53,25 @@ class OpenClipBranch(Branch):
         visual.output_tokens = True  # open_clip's public switch: forward returns (pooled, tokens)
         self.visual = visual
         self.dim = visual.output_dim
+        # Plain data, not a module: the text tower is built only when a text query needs it.
+        self.text_source = text
+
+    @property
+    def has_text_tower(self) -> bool:
+        return self.text_source is not None
+
+    def text_tower(self, backbone: str) -> TextTower:
+        import open_clip
+
+        if self.text_source is None:
+            return super().text_tower(backbone)
+        register_model_configs()
+        model = build_clip_model(self.text_source)
+        # Built again from the same recipe: its image tower must be this one, or the text is another model's.
+        if state_digest(model.visual) != state_digest(self.visual):
+            raise ConfigError(f"the text tower built for {backbone!r} does not come with its image tower's weights")
+        model.visual = None  # the image tower in use is this branch's own
+        return TextTower(model, open_clip.get_tokenizer(self.text_source.model_name), backbone).eval()
 
     def lora_targets(self) -> list[str]:
         # open_clip blocks use nn.MultiheadAttention (fused in_proj), which peft adapts as a whole.
@@ -140,7 +160,8 @@ def load_openclip_branch(
             model = build_seeded(build, seed)
     else:
         model = build_seeded(build, seed)
-    return OpenClipBranch(model.visual, mean=mean, std=std)
+    text = TextSource(model_name, checkpoint, seed, dict(model_args))
+    return OpenClipBranch(model.visual, mean=mean, std=std, text=text)
 
 
 def tiny_openclip_branch(*, quick_gelu: bool, seed: int, image_size: int = 32) -> OpenClipBranch:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 
@@ -34,6 +34,22 @@ from percep_rag.registry import Registry
 BackboneFactory = Callable[[Path | None, int], Backbone]
 #: ``compose(parts)``: builds an ensemble from its already-loaded part backbones.
 EnsembleComposer = Callable[[list[Backbone]], Backbone]
+
+
+class OwnFiles(Protocol):
+    """A backbone that finds and reads its own files (a DreamSim release folder), not one checkpoint file."""
+
+    #: The dimension of its base vectors' tokens.
+    dim: int
+
+    def build(self, weights: str | Path | None, seed: int) -> Backbone:
+        """The backbone; ``weights`` is its folder (``None``: the default place)."""
+
+    def status(self) -> str:
+        """``present``, ``missing`` or what is wrong (for ``percep-rag models``)."""
+
+    def expected_files(self) -> list[str]:
+        """Where its files are looked for."""
 
 
 class NetworkLibrary(NamedTuple):
@@ -80,6 +96,8 @@ class BackboneEntry:
     #: Code-built backbones (:func:`register_backbone`) and ensembles (:func:`register_ensemble` with ``compose``).
     factory: BackboneFactory | None = None
     compose: EnsembleComposer | None = None
+    #: Backbones that read a folder of their own (DreamSim's releases, :mod:`~percep_rag.backbones.dreamsim_release`).
+    own_files: OwnFiles | None = None
 
     @property
     def hub(self) -> HubFile | None:
@@ -99,9 +117,10 @@ REGISTRY: Registry[BackboneEntry] = Registry("backbone", error=UnknownBackboneEr
 
 def add_backbone(entry: BackboneEntry) -> BackboneEntry:
     """Register ``entry`` under its name (a name registered twice is a :class:`ConfigError`)."""
-    if [entry.network is not None, bool(entry.parts), entry.factory is not None].count(True) != 1:
-        raise ConfigError(f"backbone {entry.name!r} needs exactly one of a network, parts or a factory")
-    if entry.factory is None and entry.preprocess is None:
+    makers = [entry.network is not None, bool(entry.parts), entry.factory is not None, entry.own_files is not None]
+    if makers.count(True) != 1:
+        raise ConfigError(f"backbone {entry.name!r} needs exactly one of a network, parts, a factory or own files")
+    if entry.factory is None and entry.own_files is None and entry.preprocess is None:
         raise ConfigError(f"backbone {entry.name!r} needs its preprocessing")
     REGISTRY.register(entry.name, entry)
     return entry
@@ -173,6 +192,8 @@ def weights_present(name: str) -> bool:
     entry = REGISTRY.get(name)
     if entry.random_only:
         return True
+    if entry.own_files is not None:
+        return entry.own_files.status() == "present"
     if entry.parts:
         return all(weights_present(part) for part in entry.parts)
     return local_weight_file(name) is not None or (entry.hub is not None and entry.hub.cached_path() is not None)
@@ -200,6 +221,8 @@ def create_backbone(
 
 
 def _build(entry: BackboneEntry, weights: str | Path | None, seed: int, token_source: TokenSource | None) -> Backbone:
+    if entry.own_files is not None:
+        return entry.own_files.build(weights, seed)
     if entry.parts:
         return _build_ensemble(entry, weights, seed)
     if entry.random_only and weights not in (None, "random"):
@@ -300,6 +323,8 @@ def backbone_dim(name: str) -> int | None:
     128
     """
     entry = REGISTRY.get(name)
+    if entry.own_files is not None:
+        return entry.own_files.dim
     if entry.network is not None:
         return _meta_branch(entry).dim
     if entry.parts and entry.compose is None:
@@ -317,6 +342,8 @@ def weights_status(name: str) -> str:
     entry = REGISTRY.get(name)
     if entry.random_only or (entry.parts and all(REGISTRY.get(part).random_only for part in entry.parts)):
         return "random (test model)"
+    if entry.own_files is not None:
+        return entry.own_files.status()
     if entry.parts:
         statuses = {part: weights_status(part) for part in entry.parts}
         bad = [
@@ -342,6 +369,8 @@ def expected_files(name: str) -> list[str]:
     entry = REGISTRY.get(name)
     if entry.random_only:
         return []
+    if entry.own_files is not None:
+        return entry.own_files.expected_files()
     if entry.parts:
         return [path for part in entry.parts for path in expected_files(part)]
     hub = entry.hub

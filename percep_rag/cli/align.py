@@ -33,6 +33,13 @@ def align_fit(
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (method default if unset).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Held-out image share when the file has no val split.")] = 0.2,
+    held_out: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--held-out",
+            help="A split never fitted on nor used to choose the model (repeatable; default: test).",
+        ),
+    ] = None,
     alpha: Annotated[
         float | None, typer.Option(min=0, max=1, help="gLocal local-term weight (searched if unset).")
     ] = None,
@@ -58,14 +65,21 @@ def align_fit(
     gLocal by default chooses --alpha, --lam and --lr on the validation split over a small
     grid (those you give are kept); --no-search fits the defaults as they are.
     """
-    from percep_rag.alignment.workflow import read_triplets, train_val_split
+    from percep_rag.alignment.workflow import HELD_OUT_SPLITS, fit_split, read_triplets
 
     if method not in METHODS:
         fail(f"--method must be 'glocal' or 'lora', got {method!r}", USAGE)
-    train, val = train_val_split(read_triplets(triplets, root=root), val_fraction=val_fraction)
+    triplet_set = read_triplets(triplets, root=root)
+    if held_out:
+        missing = [name for name in held_out if not len(triplet_set.by_split(name))]
+        if missing:
+            fail(f"--held-out {', '.join(map(repr, missing))}: no triplets of {triplets} are in that split", USAGE)
+    split = fit_split(triplet_set, val_fraction=val_fraction, held_out=held_out or HELD_OUT_SPLITS)
+    train, val = split.train, split.val
     embedder = embedder_options.build()
     random_weights = " (RANDOM backbone weights)" if embedder.backbone.random_weights else ""
     typer.echo(f"{len(train)} train / {len(val)} val triplets; backbone {embedder_options.backbone}{random_weights}")
+    typer.echo(split.describe())
     overrides = {key: value for key, value in {"epochs": epochs, "lr": lr, "seed": seed}.items() if value is not None}
     if method == "glocal":
         from percep_rag.alignment.glocal import GlocalFitConfig

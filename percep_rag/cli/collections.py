@@ -58,6 +58,7 @@ def info(
     typer.echo("fingerprint:")
     for key, value in described["fingerprint"].items():
         typer.echo(f"  {key}: {value}")
+    typer.echo(f"text queries: {described['text_queries']}")
     typer.echo(f"vectors: {', '.join(f'{name} ({dim}-d)' for name, dim in described['vectors'].items())}")
     typer.echo("payload fields:")
     for key, kind in described["payload_fields"].items():
@@ -69,6 +70,7 @@ def info(
 
 def _describe(store: Any, collection: str) -> dict[str, Any]:
     from percep_rag.store.describe import describe_collection
+    from percep_rag.text_space import with_text_queries
 
     existing_collection(store, collection)
-    return describe_collection(store, collection)
+    return with_text_queries(describe_collection(store, collection))

@@ -81,7 +81,8 @@ def eval_deepfashion2(
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "validation",
     max_pairs: Annotated[int | None, typer.Option(min=1, help="Only the first N pair ids (quick runs).")] = None,
     collection: Annotated[
-        str | None, typer.Option(help="Index into this collection (resumable) and rank through the store.")
+        str | None,
+        typer.Option(help="Index into this collection (resumable) and score every record with its stored vectors."),
     ] = None,
     store: StoreOption = None,
     filter: FilterOption = None,
@@ -93,10 +94,12 @@ def eval_deepfashion2(
     """Consumer-to-shop recall@k on DeepFashion2: customer images query the shop images.
 
     With an existing ``--collection`` the embedder options default to the collection's;
-    ``--filter`` (with ``--collection``) narrows both queries and gallery.
+    ``--filter`` (with ``--collection``) narrows both queries and gallery to the records
+    whose stored point it matches. Each record is scored, also one whose image bytes another
+    record shares (the store keeps one point for both): the numbers equal the in-memory run's.
     """
     from percep_rag.datasets.deepfashion2 import DATASET_NAME, PAYLOAD_INDEXES, read_deepfashion2
-    from percep_rag.evaluation import evaluate_collection, evaluate_records, retrieval_task
+    from percep_rag.evaluation import evaluate_records, retrieval_task
 
     wanted = recall.ks_values()
     records = read_deepfashion2(root, split, max_pairs=max_pairs)
@@ -104,13 +107,14 @@ def eval_deepfashion2(
         fail(f"no annotated images in {root / split}")
     if filter and collection is None:
         fail("--filter needs --collection (it filters stored points)", USAGE)
+    task = retrieval_task(records, instance_field="instances", role_field="source")
     if collection is None:
         embedder = default_options(embedder_options).build()
         description = f"DeepFashion2 {split}: {_described(embedder)}"
-        task = retrieval_task(records, instance_field="instances", role_field="source")
         report = evaluate_records(task, embedder, ks=wanted, progress=progress, description=description)
     else:
         from percep_rag.evaluation import EvalFailure
+        from percep_rag.evaluation.retrieval import evaluate_records_in_collection, record_points
         from percep_rag.indexing import index_records
         from percep_rag.store import open_store
 
@@ -130,19 +134,23 @@ def eval_deepfashion2(
                 progress=progress,
             )
             typer.echo(str(indexed))
-            narrowed = checked_filter(opened, collection, filter) or {}
-            # Other splits may share the collection: evaluate this split only.
-            report = evaluate_collection(
-                opened,
-                collection,
-                query_filter={**narrowed, "source": "user", "split": split},
-                gallery_filter={**narrowed, "source": "shop", "split": split},
-                ks=wanted,
-                description=description,
+            narrowed = checked_filter(opened, collection, filter)
+            allowed = None if narrowed is None else [point.id for point in opened.iterate(collection, narrowed)]
+            # The records say what is a query and what its matches are; the store gives their vectors.
+            points, _ = record_points(records, collection)
+            shared = sum(1 for record in records if record.id in points) - len(set(points.values()))
+            if shared:
+                typer.echo(
+                    f"{shared} records have the image bytes of another record (one stored point for both): "
+                    "each is scored as its own record"
+                )
+            report = evaluate_records_in_collection(
+                task, opened, collection, points=points, allowed_points=allowed, ks=wanted, description=description
             )
+        unreadable = {f.record_id for f in indexed.failures}
         report.failures = [
             EvalFailure(record_id=f.record_id, source=f.source, reason=f.reason) for f in indexed.failures
-        ]
+        ] + [f for f in report.failures if f.record_id not in unreadable]
     recall.finish(report)
 
 

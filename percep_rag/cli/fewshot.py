@@ -161,7 +161,7 @@ def eval_fewshot(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the per-seed accuracies here.")] = None,
     progress: ProgressBarsOption = True,
 ) -> None:
-    """Retrieval-augmented few-shot accuracy (mean ± 95% CI over seeds) for each method."""
+    """Retrieval-augmented few-shot accuracy for each method: the mean over seeds, with a 95% interval over queries."""
     from percep_rag.datasets.vtab import read_task
     from percep_rag.errors import ConfigError
     from percep_rag.fewshot.evaluate import (

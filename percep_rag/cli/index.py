@@ -10,6 +10,7 @@ import typer
 
 from percep_rag.cli.engine import ClusterOptions, EngineOptions
 from percep_rag.cli.errors import USAGE, fail
+from percep_rag.cli.forward import no_lock_errors, served_owner
 from percep_rag.cli.options import (
     CollectionOption,
     FilterOption,
@@ -83,44 +84,83 @@ def index(
     if not loaded.records:
         fail(f"no images found in {source}")
     spec = store_spec(store)
-    if sync:
-        _sync(loaded, spec, collection, dataset, dry_run, embedder_options, engine_options, cluster_options, progress)
+    owner = served_owner(spec, collection)
+    if owner is not None:
+        _through_service(owner, source, spec, collection, sync=sync, dry_run=dry_run, split=split, dataset=dataset)
         return
-    # One store for the whole command, both engines: a :memory: store opened again would be empty.
-    with open_store(spec) as opened:
-        chosen = _chosen_embedder(opened, collection, embedder_options, cluster_options)
-        if engine_options.on_ray:
-            from percep_rag.distributed import index_with_ray
+    with no_lock_errors(spec, collection):
+        if sync:
+            options = (embedder_options, engine_options, cluster_options)
+            _sync(loaded, spec, collection, dataset, dry_run, *options, progress)
+            return
+        # One store for the whole command, both engines: a :memory: store opened again would be empty.
+        with open_store(spec) as opened:
+            chosen = _chosen_embedder(opened, collection, embedder_options, cluster_options)
+            if engine_options.on_ray:
+                from percep_rag.distributed import index_with_ray
 
-            report = index_with_ray(
-                loaded.records,
-                spec=chosen.spec(),
-                store=_ray_target(spec, opened),
-                collection=collection,
-                dataset=dataset or loaded.dataset,
-                payload_indexes=loaded.payload_indexes,
-                options=engine_options.ray_options(),
-                progress=progress,
-                collection_options=cluster_options.collection_options(),
-            )
-            random_weights = report.fingerprint is not None and report.fingerprint.random_weights
-        else:
-            embedder = chosen.build()
-            report = index_records(
-                loaded.records,
-                embedder=embedder,
-                store=opened,
-                collection=collection,
-                dataset=dataset or loaded.dataset,
-                payload_indexes=loaded.payload_indexes,
-                progress=progress,
-                collection_options=cluster_options.collection_options(),
-            )
-            random_weights = embedder.backbone.random_weights
-        total = opened.count(collection)
-    typer.echo(f"{report}{random_note(random_weights)}")
-    typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
-    echo_skipped(report.failures, inputs=report.records)
+                report = index_with_ray(
+                    loaded.records,
+                    spec=chosen.spec(),
+                    store=_ray_target(spec, opened),
+                    collection=collection,
+                    dataset=dataset or loaded.dataset,
+                    payload_indexes=loaded.payload_indexes,
+                    options=engine_options.ray_options(),
+                    progress=progress,
+                    collection_options=cluster_options.collection_options(),
+                )
+                random_weights = report.fingerprint is not None and report.fingerprint.random_weights
+            else:
+                embedder = chosen.build()
+                report = index_records(
+                    loaded.records,
+                    embedder=embedder,
+                    store=opened,
+                    collection=collection,
+                    dataset=dataset or loaded.dataset,
+                    payload_indexes=loaded.payload_indexes,
+                    progress=progress,
+                    collection_options=cluster_options.collection_options(),
+                )
+                random_weights = embedder.backbone.random_weights
+            total = opened.count(collection)
+        typer.echo(f"{report}{random_note(random_weights)}")
+        typer.echo(f"collection {collection!r} in {spec} now holds {total} points")
+        echo_skipped(report.failures, inputs=report.records)
+
+
+def _through_service(
+    owner: Any, source: str, spec: Any, collection: str, *, sync: bool, dry_run: bool, split: str | None,
+    dataset: str | None,
+) -> None:
+    """``index`` (``--sync``) of a collection a running service holds: that service syncs its own
+    source folder, or the command says in one line how to write through it."""
+    from percep_rag.cli.forward import collection_path, post
+
+    served = owner.sources.get(collection)
+    where = f"collection {collection!r} in {spec.path} is served by {owner.describe()}"
+    add_url = f"{owner.url}{collection_path(collection, 'points')}"
+    if served is None:
+        fail(
+            f"{where}, started without --source for it: restart it with --source {collection}={Path(source).resolve()} "
+            f"to sync through it, or POST the images to {add_url}"
+        )
+    if Path(source).expanduser().resolve() != Path(served).resolve():
+        fail(f"{where}, which syncs it from {served} only: put the images there and run this on that folder, "
+             f"or POST them to {add_url}")  # fmt: skip
+    if split is not None or dataset is not None:
+        fail(f"{where}: --split and --dataset cannot go through it (it syncs all of {served} as it was started)")
+    answer = post(
+        owner, collection_path(collection, "sync"), [("dry_run", str(dry_run).lower()), ("remove", str(sync).lower())]
+    )
+    if answer.get("index") and sync:
+        typer.echo(answer["index"])
+    typer.echo(answer.get("report") or answer.get("index") or "")
+    verb = "holds" if dry_run else "now holds"
+    typer.echo(f"collection {collection!r} in {spec.path} {verb} {answer['count']} points (through {owner.describe()})")
+    for failure in answer.get("failed", []):
+        typer.secho(f"skipped {failure['source']}: {failure['reason']}", err=True, fg=typer.colors.YELLOW)
 
 
 def _ray_target(spec: Any, opened: Any) -> Any:
@@ -169,6 +209,12 @@ def _sync(
     """``index --sync``: the library's sync on the chosen engine, then its report."""
     from percep_rag.store import open_store
     from percep_rag.sync import sync_records
+    from percep_rag.uploads import default_uploads, uploaded_records
+
+    records = list(loaded.records)
+    if spec.kind == "edge" and spec.path is not None:
+        # Images a service was given through its API are part of the catalog too: kept.
+        records += [record for record, _ in uploaded_records(default_uploads(spec.path, collection))]
 
     common = {
         "collection": collection,
@@ -184,14 +230,14 @@ def _sync(
             from percep_rag.distributed import sync_with_ray
 
             report = sync_with_ray(
-                loaded.records,
+                records,
                 spec=chosen.spec(),
                 store=_ray_target(spec, opened),
                 options=engine_options.ray_options(),
                 **common,
             )
         else:
-            report = sync_records(loaded.records, embedder=chosen.build(), store=opened, **common)
+            report = sync_records(records, embedder=chosen.build(), store=opened, **common)
         total = opened.count(collection) if opened.has_collection(collection) else 0
     if report.index is not None:
         typer.echo(str(report.index))
@@ -202,11 +248,24 @@ def _sync(
 
 @with_options(CollectionEmbedderOptions)
 def search(
-    query_image: Annotated[Path, typer.Argument(help="The query image file.")],
-    collection: CollectionOption,
+    query_image: Annotated[
+        Path | None, typer.Argument(help="The query image file (or give --text instead).", show_default=False)
+    ] = None,
+    collection: CollectionOption = ...,  # type: ignore[assignment]
     store: StoreOption = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text",
+            help="A text query instead of an image (CLIP-family collections; repeat for several). "
+            "Searches the base vectors unless --using says otherwise.",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=10_000, help="Neighbours per vector space.")] = 5,
-    using: Annotated[SpaceChoice, typer.Option(help="Which vectors to search: 'aligned', 'base' or 'both'.")] = "both",
+    using: Annotated[
+        SpaceChoice | None,
+        typer.Option(help="Which vectors to search: 'aligned', 'base' or 'both' (default: both; base for --text)."),
+    ] = None,
     filter: FilterOption = None,
     grid: Annotated[
         Path | None, typer.Option(help="Also draw query | base top-k | aligned top-k here (.png, .jpg, .pdf, .svg).")
@@ -215,16 +274,26 @@ def search(
     *,
     embedder_options: CollectionEmbedderOptions,
 ) -> None:
-    """The nearest stored images to QUERY_IMAGE, as a table per vector space.
+    """The nearest stored images to QUERY_IMAGE (or to each --text), as a table per vector space.
 
     The query's own point is never returned; other copies of the same image are, marked as
-    duplicates of the query.
+    duplicates of the query. A text query needs a collection of a CLIP-family backbone with cls
+    pooling and searches its base vectors by default (see README "Search by text").
     The embedder options default to the ones the collection was written with.
     """
+    if (query_image is None) == (not text):
+        fail("give a query image or --text (one kind of query)", USAGE)
+    if text:
+        if grid is not None:
+            fail("--grid draws image queries; it does not take --text", USAGE)
+        _search_texts(text, collection, store, k, using or "base", filter, json_out, embedder_options)
+        return
+    assert query_image is not None
     if not query_image.is_file():
         fail(f"query image not found: {query_image}", USAGE)
     if grid is not None:
         check_figure_path(grid, "--grid")
+    using = using or "both"
     shown = list(SPACES) if using == "both" else [using]
     embedder, [hits] = _neighbours(
         embedder_options, store, collection, [query_image], k, filter, SPACES if grid is not None else shown
@@ -238,6 +307,53 @@ def search(
             typer.echo("")
     if grid is not None:
         _draw_neighbour_grid([query_image], [hits], grid, title=figure_title(embedder), quiet=json_out)
+
+
+def _search_texts(
+    texts: list[str],
+    collection: str,
+    store: str | None,
+    k: int,
+    using: str,
+    filters: list[str] | None,
+    json_out: bool,
+    options: CollectionEmbedderOptions,
+) -> None:
+    """``search --text``: a table (or JSON object) per text and vector space; bad text or a collection
+    where text has no meaning is a usage error (exit 2), checked before the embedder is built."""
+    from percep_rag.backbones.text import check_texts
+    from percep_rag.errors import TextQueryError
+    from percep_rag.retrieval import Retriever
+    from percep_rag.text_space import check_text_space
+
+    shown = list(SPACES) if using == "both" else [using]
+    with open_existing_store(store) as opened:
+        info = existing_collection(opened, collection)
+        try:
+            check_texts(texts)
+            for space in shown:
+                check_text_space(info.fingerprint, space, collection)
+        except TextQueryError as error:
+            fail(str(error), USAGE)
+        flt = checked_filter(opened, collection, filters)
+        embedder = collection_embedder(options, info)
+        retriever = Retriever(opened, collection, embedder)
+        try:
+            found = {space: retriever.search_texts(texts, k=k, using=space, filter=flt) for space in shown}
+        except TextQueryError as error:  # e.g. longer than the text tower's context
+            fail(str(error), USAGE)
+    if json_out:
+        rows = [
+            _hits_json(text, embedder, {space: found[space][row] for space in shown}, text=True)
+            for row, text in enumerate(texts)
+        ]
+        typer.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=1))
+        return
+    for row, text in enumerate(texts):
+        for space in shown:
+            typer.echo(f"{space} top-{k} for text {text!r}{random_note(embedder)}")
+            typer.echo(_hits_table(found[space][row]) if found[space][row] else "(no matches)")
+            typer.echo("")
 
 
 @with_options(CollectionEmbedderOptions)
@@ -287,9 +403,9 @@ def _neighbours(
         ]
 
 
-def _hits_json(query: Path, embedder: Any, hits: dict[str, list]) -> dict[str, Any]:
+def _hits_json(query: Path | str, embedder: Any, hits: dict[str, list], *, text: bool = False) -> dict[str, Any]:
     return {
-        "query": str(query),
+        **({"query_text": query} if text else {"query": str(query)}),
         "backbone": embedder.backbone.name,
         "alignment": embedder.alignment.kind,
         "random_weights": bool(embedder.backbone.random_weights),

@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 
 BackboneOption = Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (see `percep-rag models`).")]
 WeightsOption = Annotated[
-    str | None, typer.Option(help="Checkpoint file, 'random', or empty for the default weights found locally.")
+    str | None,
+    typer.Option(
+        help="Checkpoint file, 'random', or empty for the default weights found locally; for a dreamsim:<type> "
+        "backbone the release folder (default: $PERCEP_RAG_WEIGHTS/dreamsim)."
+    ),
 ]
 #: A vector space of a collection.
 SpaceName = Literal["aligned", "base"]
@@ -56,7 +60,7 @@ def parse_device(text: str) -> str:
 
 
 def parse_alignment(text: str) -> str:
-    """``--alignment``: ``identity``, ``glocal:<file>`` or ``lora:<dir>`` (a kind without its path is a usage error).
+    """``--alignment``: ``identity``, ``glocal:<file>``, ``lora:<dir>`` or ``dreamsim`` (a path missing: usage error).
 
     >>> parse_alignment("glocal:t.safetensors")
     'glocal:t.safetensors'
@@ -88,7 +92,12 @@ def parse_vlm(text: str) -> str:
 
 PoolingOption = Annotated[Pooling, typer.Option(help="How patch tokens become one vector.")]
 AlignmentOption = Annotated[
-    str, typer.Option(parser=parse_alignment, help="'identity', 'glocal:<file>' or 'lora:<dir>'.")
+    str,
+    typer.Option(
+        parser=parse_alignment,
+        help="'identity', 'glocal:<file>', 'lora:<dir>' or 'dreamsim' (a dreamsim:<type> backbone's released "
+        "adapter, which it uses by default).",
+    ),
 ]
 DeviceOption = Annotated[str, typer.Option(parser=parse_device, help="'auto', 'cpu', 'cuda', 'cuda:1', ...")]
 BatchOption = Annotated[int, typer.Option(min=1, max=MAX_COUNT, help="Images per forward pass.")]
@@ -118,9 +127,10 @@ VlmOption = Annotated[
     str,
     typer.Option(
         parser=parse_vlm,
-        help="'smolvlm:<dir or hub id>', 'idefics3:<dir or hub id>' (transformers, offline), "
-        "'openflamingo:<release>' (or a bare release name, e.g. OpenFlamingo-4B-vitl-rpj3b); "
-        "test models: tiny-smolvlm-random, tiny-flamingo-random."
+        help="'smolvlm:', 'idefics3:', 'qwen-vl:', 'gemma3:' or 'hf:' (family from the config) + <dir or hub id> "
+        "(transformers, offline), 'openflamingo:<release>' (or a bare release name, e.g. OpenFlamingo-4B-vitl-rpj3b); "
+        "test models: tiny-smolvlm-random, tiny-qwen2.5-vl-random, tiny-qwen3-vl-random, tiny-gemma3-random, "
+        "tiny-flamingo-random."
     ),
 ]
 VlmCheckpointOption = Annotated[str | None, typer.Option(help="OpenFlamingo only: the release's checkpoint.pt.")]
@@ -129,6 +139,12 @@ VlmLangOption = Annotated[
 ]
 VlmVisionOption = Annotated[
     str | None, typer.Option(help="OpenFlamingo only: CLIP ViT-L/14 weights file for the vision encoder.")
+]
+VlmImageTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, max=16384, help="Qwen-VL only (qwen-vl:, hf:): most LM tokens per image (default 256; resized)."
+    ),
 ]
 
 
@@ -174,6 +190,7 @@ class VlmOptions:
     vlm_checkpoint: VlmCheckpointOption = None
     vlm_lang: VlmLangOption = None
     vlm_vision_weights: VlmVisionOption = None
+    vlm_max_image_tokens: VlmImageTokensOption = None
 
     def load(self, device: str, precision: str = "auto") -> Any:
         """The :class:`~percep_rag.vlm.FewShotVLM` on ``device``, computing in ``precision``."""
@@ -185,6 +202,7 @@ class VlmOptions:
             checkpoint=self.vlm_checkpoint,
             lang=self.vlm_lang,
             vision_weights=self.vlm_vision_weights,
+            max_image_tokens=self.vlm_max_image_tokens,
             device=str(resolve_device(device)),
             precision=precision,
         )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from percep_rag.cli.errors import ERROR, USAGE, fail
 from percep_rag.cli.options import AlignmentOption, BackboneOption, EmbedderOptions, PoolingOption, store_spec
+from percep_rag.config import PATHLESS_ALIGNMENTS
 from percep_rag.store.describe import payload_fields, unknown_filter_fields
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ def options_for_collection(options: EmbedderOptions, info: CollectionInfo) -> Em
     """``options`` completed from ``info``'s fingerprint (see :func:`collection_embedder`)."""
     fingerprint = info.fingerprint
     alignment = options.alignment
+    if alignment is None and fingerprint.alignment in PATHLESS_ALIGNMENTS:
+        alignment = fingerprint.alignment  # nothing to give again (a DreamSim release's adapter comes with it)
     if alignment is None:
         if fingerprint.alignment != "identity":
             fail(
@@ -83,7 +86,8 @@ def options_for_collection(options: EmbedderOptions, info: CollectionInfo) -> Em
         alignment = "identity"
     backbone = options.backbone or fingerprint.backbone
     weights = options.weights
-    if weights is None and fingerprint.random_weights and backbone == fingerprint.backbone:
+    same_backbone = backbone == fingerprint.backbone
+    if weights is None and fingerprint.random_weights and same_backbone and not _reads_folder(backbone):
         weights = "random"
     resolved = replace(
         options,
@@ -93,6 +97,17 @@ def options_for_collection(options: EmbedderOptions, info: CollectionInfo) -> Em
         weights=weights,
     )
     return EmbedderOptions(**{field.name: getattr(resolved, field.name) for field in fields(EmbedderOptions)})
+
+
+def _reads_folder(backbone: str) -> bool:
+    """Whether ``backbone`` reads a folder of its own (a DreamSim release: random ones are folders too)."""
+    from percep_rag.backbones import get_backbone_entry
+    from percep_rag.errors import UnknownNameError
+
+    try:
+        return get_backbone_entry(backbone).own_files is not None
+    except UnknownNameError:
+        return False
 
 
 def default_options(options: EmbedderOptions) -> EmbedderOptions:

@@ -24,7 +24,8 @@ SizeOption = Annotated[
     ),
 ]
 SeedOption = Annotated[
-    list[int] | None, typer.Option("--seed", metavar="N", help="A seed (repeat for more; default 0 1 2).")
+    list[int] | None,
+    typer.Option("--seed", metavar="N", help="A seed (repeat for more; default: the size's seeds, 0 1 2 for small)."),
 ]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder for table.md, results.json and gains.png.")]
 
@@ -58,15 +59,23 @@ def study_ablation(
     progress: ProgressBarsOption = False,
 ) -> None:
     """Fit gLocal and LoRA-HA on each kind of triplet (NIGHTS-, BAPPS-, ImageNet-, THINGS-like)
-    with the same budget and print each one's gain over the base per task, with 95% CIs.
+    with the same budget and print each one's gain over the base per task, with 95% t-intervals
+    over seeds (the seeds vary the triplets and the fits).
 
     Everything is generated here: the world, the judges and a base ViT trained from a
     random init (no downloaded weights). Writes table.md, results.json and gains.png
     after every seed; --resume continues an interrupted run.
     """
-    from percep_rag.study.ablation import AblationConfig, AblationResult, AblationSeed, ablation_base, run_ablation_seed
+    from percep_rag.study.ablation import (
+        DEFAULT_SEEDS,
+        AblationConfig,
+        AblationResult,
+        AblationSeed,
+        ablation_base,
+        run_ablation_seed,
+    )
 
-    seeds = list(seed) if seed else [0, 1, 2]
+    seeds = list(seed) if seed else list(range(DEFAULT_SEEDS if size == "default" else 3))
     if len(set(seeds)) != len(seeds):
         fail(f"--seed values must be distinct, got {seeds}", USAGE)
     config = AblationConfig.default() if size == "default" else AblationConfig.small()
@@ -115,7 +124,7 @@ class _Clock:
 def _write(out: Path, result, size: str, clock: _Clock, *, final: bool) -> None:
     import torch
 
-    from percep_rag.study.ablation_report import ablation_table, draw_ablation
+    from percep_rag.study.ablation_report import ablation_report, draw_ablation
 
     minutes = (time.perf_counter() - clock.started) / 60
     cpu_minutes = (time.process_time() - clock.cpu_started) / 60
@@ -129,7 +138,7 @@ def _write(out: Path, result, size: str, clock: _Clock, *, final: bool) -> None:
         f"{[round(s.base_semantic_accuracy, 3) for s in result.seeds]} (chance 1/{len(result.config.study.shapes)}); "
         "generated world, base ViT random init, trained here"
     )
-    clock.table = ablation_table(result)
+    clock.table = ablation_report(result)
     atomic_write_text(out / "table.md", f"{clock.header}\n\n{clock.table}\n")
     atomic_write_text(out / "results.json", json.dumps({"header": clock.header, **result.to_dict()}, indent=1))
     draw_ablation(result, out / "gains.png", subtitle=f"{cpu}, {minutes:.1f} min wall")

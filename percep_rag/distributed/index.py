@@ -146,11 +146,19 @@ def _new_positions(
 
 
 def _account(batch: dict[str, np.ndarray], records: Sequence[ImageRecord], report: RayIndexReport) -> int:
-    """Add a summary batch's failures, written points and busy seconds to ``report``."""
+    """Add a summary batch's failures, the ids it read and wrote, and busy seconds to ``report``."""
     for row, source, reason in zip(batch["row"], batch["failure_source"], batch["failure_reason"], strict=True):
         if reason:
             record = records[int(row)]
             report.failures.append(IndexFailure(record_id=record.id, source=str(source), reason=str(reason)))
+    if "point_id" in batch:  # the embedding pass reads the files again: what it read is the latest
+        flags = batch["written"] if "written" in batch else np.zeros(len(batch["row"]), dtype=bool)
+        columns = (batch["row"], batch["point_id"], batch["failure_reason"], flags)
+        for row, pid, reason, wrote in zip(*columns, strict=True):
+            if pid and not reason:
+                report.point_ids[records[int(row)].uri] = str(pid)
+            if wrote:
+                report.written_ids.add(str(pid))
     written = int(np.sum(batch["written"])) if "written" in batch else 0
     report.indexed += written
     if "written" in batch:  # the hash pass has no stage times but its own

@@ -60,4 +60,4 @@ def sync_with_ray(
     def opened():
         return nullcontext(store_spec) if isinstance(store_spec, VectorStore) else open_store(store_spec)
 
-    return sync_after(opened, collection, records, None if dry_run else index, progress=progress)
+    return sync_after(opened, collection, records, None if dry_run else index, dataset=dataset, progress=progress)

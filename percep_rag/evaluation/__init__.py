@@ -19,10 +19,12 @@ from percep_rag.evaluation.retrieval import (
     RetrievalTask,
     evaluate_collection,
     evaluate_records,
+    evaluate_records_in_collection,
     recall_in_collection,
+    record_points,
     retrieval_task,
 )
-from percep_rag.evaluation.stats import Interval, mean_ci95
+from percep_rag.evaluation.stats import Interval, mean_ci95, sampled_share_ci95, t_quantile, wilson_ci95
 
 __all__ = [
     "DEFAULT_KS",
@@ -34,6 +36,7 @@ __all__ = [
     "RetrievalTask",
     "evaluate_collection",
     "evaluate_records",
+    "evaluate_records_in_collection",
     "majority_vote",
     "mean_ci95",
     "nearest",
@@ -41,5 +44,9 @@ __all__ = [
     "recall_at_k",
     "recall_from_rankings",
     "recall_in_collection",
+    "record_points",
     "retrieval_task",
+    "sampled_share_ci95",
+    "t_quantile",
+    "wilson_ci95",
 ]

@@ -47,22 +47,32 @@ def unit_rows(vectors: np.ndarray, name: str = "vectors") -> np.ndarray:
 
 def top_rows(similarity: np.ndarray, depth: int) -> np.ndarray:
     """Column indices of the ``depth`` largest entries per row, best first, earlier
-    column first on ties.
+    column first on ties, also at the cut: of a group tied at the ``depth``-th score, the
+    earliest columns get in (``np.argpartition`` alone would pick any of them).
 
     >>> top_rows(np.array([[0.1, 0.9, 0.9, 0.2]]), 3).tolist()
     [[1, 2, 3]]
+    >>> top_rows(np.array([[0.5, 0.9, 0.5, 0.5]]), 2).tolist()
+    [[1, 0]]
     """
     if depth < 1:
         raise EvaluationError(f"depth must be >= 1, got {depth}")
-    depth = min(depth, similarity.shape[1])
-    if depth < similarity.shape[1]:
-        candidates = np.argpartition(-similarity, depth - 1, axis=1)[:, :depth]
+    rows, columns = similarity.shape
+    depth = min(depth, columns)
+    if not rows or not depth:
+        return np.zeros((rows, depth), dtype=np.int64)
+    if depth < columns:
+        # Every entry at least as large as the depth-th largest is a candidate, ties at the cut included.
+        cut = -np.partition(-similarity, depth - 1, axis=1)[:, depth - 1]
+        row_of, column = np.nonzero(similarity >= cut[:, None])
     else:
-        candidates = np.broadcast_to(np.arange(similarity.shape[1]), similarity.shape)
-    values = np.take_along_axis(similarity, candidates, axis=1)
-    # lexsort's last key is primary: score descending, then gallery index ascending.
-    order = np.lexsort((candidates, -values), axis=1)
-    return np.take_along_axis(candidates, order, axis=1)
+        row_of, column = np.divmod(np.arange(rows * columns), columns)
+    values = similarity[row_of, column]
+    # lexsort's last key is primary: by row, then score descending, then column ascending.
+    order = np.lexsort((column, -values, row_of))
+    starts = np.concatenate(([0], np.cumsum(np.bincount(row_of, minlength=rows))[:-1]))
+    picked = order[starts[:, None] + np.arange(depth)]
+    return column[picked].astype(np.int64, copy=False)
 
 
 def nearest(

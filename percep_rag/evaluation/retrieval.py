@@ -10,8 +10,10 @@ Three entry points, one protocol (the metric itself is :mod:`percep_rag.evaluati
 * :func:`~percep_rag.evaluation.recall.recall_at_k` on vectors in memory (exact, numpy, chunked);
 * :func:`evaluate_records` embeds a :class:`RetrievalTask` once and scores both the base
   and the aligned vectors;
+* :func:`evaluate_records_in_collection` scores a task's records with the vectors stored
+  in a collection (every record, also those whose image bytes another record shares);
 * :func:`evaluate_collection` runs the queries through a store collection, so base and
-  aligned come from the same stored points.
+  aligned come from the same stored points (one per distinct image).
 
 >>> recs = [ImageRecord(id="q", uri="q.jpg", extra={"role": "query", "instance_id": "1"}),
 ...         ImageRecord(id="g", uri="g.jpg", extra={"role": "shop", "instance_id": "1"})]
@@ -68,9 +70,11 @@ __all__ = [
     "RetrievalTask",
     "evaluate_collection",
     "evaluate_records",
+    "evaluate_records_in_collection",
     "parse_instances",
     "recall_at_k",
     "recall_in_collection",
+    "record_points",
     "retrieval_task",
 ]
 
@@ -223,13 +227,30 @@ def evaluate_records(
     only matches were unreadable is then skipped like any query without a match.
     """
     ks = check_ks(ks)
-    unique: dict[str, ImageRecord] = {}
-    for record in [*task.queries, *task.gallery]:
-        unique.setdefault(record.id, record)
-    ordered = list(unique.values())
+    ordered = _distinct_records(task)
     result = embedder.embed_many([r.uri for r in ordered], progress="embedding" if progress else False)
     row_of = {ordered[index].id: row for row, index in enumerate(result.indices)}
     failures = [Failure(source=f.source, reason=f.reason, record_id=ordered[f.index].id) for f in result.failures]
+    return _score_task(task, result.base, result.aligned, row_of, ks, failures, description)
+
+
+def _distinct_records(task: RetrievalTask) -> list[ImageRecord]:
+    unique: dict[str, ImageRecord] = {}
+    for record in [*task.queries, *task.gallery]:
+        unique.setdefault(record.id, record)
+    return list(unique.values())
+
+
+def _score_task(
+    task: RetrievalTask,
+    base: np.ndarray,
+    aligned: np.ndarray,
+    row_of: Mapping[str, int],
+    ks: tuple[int, ...],
+    failures: list[Failure],
+    description: str,
+) -> RetrievalReport:
+    """recall@k of both spaces, every record of ``task`` with a vector row (``row_of``) scored."""
     keep_q = [i for i, r in enumerate(task.queries) if r.id in row_of]
     keep_g = [i for i, r in enumerate(task.gallery) if r.id in row_of]
     q_rows = [row_of[task.queries[i].id] for i in keep_q]
@@ -241,9 +262,92 @@ def evaluate_records(
         "query_ids": [task.queries[i].id for i in keep_q],
         "gallery_ids": [task.gallery[i].id for i in keep_g],
     }
-    base = recall_at_k(result.base[q_rows], result.base[g_rows], **common)
-    aligned = recall_at_k(result.aligned[q_rows], result.aligned[g_rows], **common)
-    return RetrievalReport(ks, base, aligned, n_gallery=len(keep_g), failures=failures, description=description)
+    spaces = {}
+    for name, vectors in (("base", base), ("aligned", aligned)):
+        dim = vectors.shape[1] if vectors.ndim == 2 else 0
+        spaces[name] = recall_at_k(
+            vectors[q_rows].reshape(len(q_rows), dim), vectors[g_rows].reshape(len(g_rows), dim), **common
+        )
+    return RetrievalReport(
+        ks, spaces["base"], spaces["aligned"], n_gallery=len(keep_g), failures=failures, description=description
+    )
+
+
+def record_points(records: Sequence[ImageRecord], collection: str) -> tuple[dict[str, str], list[Failure]]:
+    """The point id each record's image has in ``collection`` (the id indexing gives it:
+    byte-identical images share one), and the records whose file could not be read.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("a", "b"):
+    ...     _ = (folder / f"{name}.png").write_bytes(b"same bytes")
+    >>> points, failures = record_points([ImageRecord(id=n, uri=str(folder / f"{n}.png")) for n in "ab"], "c")
+    >>> points["a"] == points["b"], failures
+    (True, [])
+    """
+    from percep_rag.errors import ImageDecodeError
+    from percep_rag.indexing import read_record
+
+    points: dict[str, str] = {}
+    failures: list[Failure] = []
+    for record in records:
+        if record.id in points:
+            continue
+        try:
+            points[record.id] = read_record(record, collection)[2]
+        except ImageDecodeError as error:
+            failures.append(Failure(source=record.uri, reason=str(error), record_id=record.id))
+    return points, failures
+
+
+def evaluate_records_in_collection(
+    task: RetrievalTask,
+    store: VectorStore,
+    collection: str,
+    *,
+    points: Mapping[str, str] | None = None,
+    allowed_points: Iterable[str] | None = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    description: str = "",
+) -> RetrievalReport:
+    """:func:`evaluate_records` on the vectors stored in ``collection``: every record of
+    ``task`` is scored as its own query or gallery item, with its point's stored vectors.
+
+    A store keeps one point per distinct image, so two records with the same bytes but
+    different annotations (two DeepFashion2 pairs sharing a shop photo) are one point
+    carrying one record's payload; scoring the points (:func:`recall_in_collection`) would
+    drop the other record. Here the records come from ``task`` and only their vectors from
+    the store, so the numbers equal :func:`~percep_rag.evaluation.recall.recall_at_k`'s on
+    the records (exact cosine, ties to the earlier gallery record).
+
+    ``points`` maps record id -> point id (:func:`record_points`, read from the files when
+    not given); ``allowed_points`` keeps only records whose point is among them (the
+    points a filter matches). A record whose file cannot be read or whose point is not
+    stored is left out and listed in the report's ``failures``.
+    """
+    ks = check_ks(ks)
+    ordered = _distinct_records(task)
+    failures: list[Failure] = []
+    if points is None:
+        points, failures = record_points(ordered, collection)
+    allowed = None if allowed_points is None else set(allowed_points)
+    wanted = [
+        record for record in ordered if record.id in points and (allowed is None or points[record.id] in allowed)
+    ]
+    needed = {points[record.id] for record in wanted}
+    stored = {point.id: point for point in store.retrieve(collection, needed, with_vectors=True)}
+    row_of: dict[str, int] = {}
+    rows: dict[str, list[np.ndarray]] = {"base": [], "aligned": []}
+    for record in wanted:
+        point = stored.get(points[record.id])
+        if point is None or point.vectors is None:
+            failures.append(Failure(source=record.uri, reason=f"no point in {collection!r}", record_id=record.id))
+            continue
+        row_of[record.id] = len(row_of)
+        for name in rows:
+            rows[name].append(np.asarray(point.vectors[name], dtype=np.float32))
+    base, aligned = (np.stack(rows[name]) if rows[name] else np.zeros((0, 0), np.float32) for name in rows)
+    return _score_task(task, base, aligned, row_of, ks, failures, description)
 
 
 def recall_in_collection(
@@ -257,11 +361,16 @@ def recall_in_collection(
     ks: Sequence[int] = DEFAULT_KS,
     exact: bool = True,
 ) -> RecallAtK:
-    """recall@k with the stored ``using`` vectors, ranked by the store's own search.
+    """recall@k with the stored ``using`` vectors, ranked by the store's own search, over
+    the stored **points**.
 
     Queries are the points matching ``query_filter`` (their stored vectors), the gallery
     the points matching ``gallery_filter``; a query point never retrieves itself.
-    ``exact=True`` bypasses HNSW/quantization so the numbers equal :func:`recall_at_k`'s.
+    ``exact=True`` bypasses HNSW/quantization so the numbers equal :func:`recall_at_k`'s on
+    the points. A point is one distinct image: records with the same bytes were indexed as
+    one point with one record's payload, so they are not scored one by one here; to score
+    every record (e.g. DeepFashion2 pairs sharing a photo) use
+    :func:`evaluate_records_in_collection`.
     """
     ks = check_ks(ks)
     gallery_instances: dict[str, set[str]] = {}
@@ -311,9 +420,11 @@ def evaluate_collection(
     description: str = "",
 ) -> RetrievalReport:
     """:func:`recall_in_collection` for both ``base`` and ``aligned``: one report from one
-    collection. The defaults are DeepFashion2's (``source`` user vs shop), e.g.
+    collection's points. The defaults are DeepFashion2's (``source`` user vs shop), e.g.
     ``print(evaluate_collection(store, "df2-val").table())`` after indexing
     :func:`~percep_rag.datasets.deepfashion2.read_deepfashion2` records into ``df2-val``.
+    With the records at hand, :func:`evaluate_records_in_collection` scores each of them
+    (byte-identical records included).
     """
     query_filter = {"source": "user"} if query_filter is None else query_filter
     gallery_filter = {"source": "shop"} if gallery_filter is None else gallery_filter

@@ -19,10 +19,14 @@ a pool too small for that is refused before any prompt (:class:`PoolTooSmallErro
 The pool goes into a collection of its own, named by its content (:func:`example_pool`): tasks
 sharing a store never mix, a relabelled pool is indexed afresh, and rerunning a task reuses it.
 
-Each seed draws its own query sample and random examples; accuracies are reported as
-mean ± 95% CI over seeds. The sample is ``queries`` distinct queries; with ``queries=None``
-it is a bootstrap sample (as many queries as the task has, drawn with replacement), so that
-seeds differ even when every query is used; a single seed uses every query once.
+Each seed draws its own query sample and random examples. The sample is ``queries``
+distinct queries; with ``queries=None`` it is a bootstrap sample (as many queries as the
+task has, drawn with replacement), so that seeds differ even when every query is used; a
+single seed uses every query once. Accuracies are reported as the mean over seeds with a
+95% Wilson interval over the task's queries
+(:func:`~percep_rag.evaluation.stats.sampled_share_ci95`): the seeds re-draw the same
+queries, so a t-interval over them would shrink with the number of seeds, not the data.
+For ``random`` the seeds also re-draw the examples, which the mean averages over.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from percep_rag.datasets.vtab import ClassificationTask
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ConfigError, ImageDecodeError
 from percep_rag.evaluation.neighbours import majority_vote
-from percep_rag.evaluation.stats import Interval, mean_ci95
+from percep_rag.evaluation.stats import Interval, sampled_share_ci95
 from percep_rag.evaluation.tables import markdown_table
 from percep_rag.fewshot.prompt import ZeroShotStyle, demonstrations_needed, prompt_examples
 from percep_rag.indexing import index_records, record_payload
@@ -62,7 +66,17 @@ class PoolTooSmallError(ConfigError):
 
 @dataclass
 class FewShotReport:
-    """Accuracy per method and seed, with the mean ± 95% CI."""
+    """Accuracy per method and seed; :meth:`interval` is their mean with a 95% interval over queries.
+
+    ``task_queries`` is the number of queries the task has (each seed samples
+    ``queries_per_seed`` of them, with replacement when ``bootstrap``); 0 means
+    ``queries_per_seed``.
+
+    >>> report = FewShotReport("demo", 3, [0, 1, 2, 3, 4], 80, False, {"knn-base": [0.6, 0.65, 0.6, 0.6, 0.6]},
+    ...                        task_queries=80, bootstrap=True)
+    >>> print(report.interval("knn-base"), report.interval("knn-base").over)
+    0.6100 (0.4900 to 0.7180) 80 queries (5 seeds of 80 with replacement)
+    """
 
     task: str
     shots: int
@@ -71,19 +85,38 @@ class FewShotReport:
     random_weights: bool
     accuracy: dict[str, list[float]] = field(default_factory=dict)
     zero_shot_style: str = "plain"
+    task_queries: int = 0
+    bootstrap: bool = False
 
     def interval(self, method: str) -> Interval:
-        return mean_ci95(self.accuracy[method])
+        """The mean accuracy over seeds and its 95% Wilson interval over the task's queries
+        (not over seeds: the seeds re-draw the same queries)."""
+        return sampled_share_ci95(
+            self.accuracy[method],
+            sample=self.queries_per_seed,
+            population=max(self.task_queries, self.queries_per_seed),
+            with_replacement=self.bootstrap,
+        )
 
     def table(self) -> str:
-        """A markdown table of the results."""
+        """A markdown table of the results, and what its intervals are over."""
         note = " (RANDOM weights: not a finding)" if self.random_weights else ""
-        title = (
-            f"few-shot classification on {self.task}: {self.shots} shots{self._style()}, {len(self.seeds)} seeds x "
-            f"{self.queries_per_seed} queries{note}"
-        )
+        population = max(self.task_queries, self.queries_per_seed)
+        seeds = f"{len(self.seeds)} seed{'s' if len(self.seeds) != 1 else ''}"
+        if self.bootstrap:
+            sample = f"{seeds}, each a bootstrap resample (with replacement) of the task's {population} queries"
+        elif self.queries_per_seed == population:
+            sample = f"{seeds} x all {population} queries"
+        else:
+            sample = f"{seeds} x {self.queries_per_seed} of the task's {population} queries"
+        title = f"few-shot classification on {self.task}: {self.shots} shots{self._style()}, {sample}{note}"
         rows = [[method, self.interval(method)] for method in self.accuracy]
-        return title + "\n" + markdown_table(["method", "accuracy (mean ± 95% CI)"], rows)
+        column = f"accuracy: mean over seeds (95% interval over the {population} queries)"
+        footnote = (
+            "95% Wilson intervals over the sampling of the test queries; the seeds re-draw the same queries "
+            "(and random's examples), so the seeds' spread is resampling noise, not an interval."
+        )
+        return title + "\n" + markdown_table(["method", column], rows) + "\n" + footnote
 
     def _style(self) -> str:
         if self.shots or self.zero_shot_style == "plain":
@@ -256,6 +289,7 @@ def evaluate_fewshot(
     class_names = task.class_names
     report = FewShotReport(task.name, shots, list(seeds), queries or len(uris), embedder.backbone.random_weights)
     report.zero_shot_style = zero_shot_style
+    report.task_queries, report.bootstrap = len(uris), queries is None and len(seeds) > 1
     for method in methods:
         report.accuracy[method] = []
     total = len(seeds) * report.queries_per_seed

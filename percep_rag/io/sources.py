@@ -93,22 +93,56 @@ def read_image_bytes(source: str | os.PathLike) -> bytes:
     return data
 
 
+#: How image files are opened: never waiting for a writer (a FIFO swapped in opens at once, and
+#: fstat of the descriptor then refuses it), never becoming a controlling terminal.
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
 def _read_regular_file(path: str | bytes, name: str) -> bytes:
+    """The bytes of ``path`` if it is a regular file.
+
+    Checked twice: by path first (a device or FIFO is refused without being opened), then on
+    the opened descriptor, since the path may be swapped (``os.replace``) between the check
+    and the open; the open does not block, so a FIFO swapped in is refused instead of waited on.
+    """
     try:
         mode = os.stat(path).st_mode
     except ValueError:  # os.stat refuses paths with NUL characters
         raise ImageDecodeError(name, "invalid path: it contains a NUL character") from None
     except OSError as error:
         raise _read_error(name, error) from None
+    _check_regular(mode, name)
+    try:
+        descriptor = os.open(path, _OPEN_FLAGS)
+    except IsADirectoryError:  # swapped in after the check
+        raise ImageDecodeError(name, "is a directory, not an image file") from None
+    except OSError as error:
+        raise _read_error(name, error) from None
+    try:
+        _check_regular(os.fstat(descriptor).st_mode, name)
+        if _OPEN_FLAGS & getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "rb") as file:
+            descriptor = -1  # the file object closes it now
+            return file.read()
+    except OSError as error:
+        raise _read_error(name, error) from None
+    finally:
+        if descriptor >= 0:
+            os.close(descriptor)
+
+
+def _check_regular(mode: int, name: str) -> None:
     if stat.S_ISDIR(mode):
         raise ImageDecodeError(name, "is a directory, not an image file")
     if not stat.S_ISREG(mode):
         raise ImageDecodeError(name, "is not a regular file (a device, FIFO or socket)")
-    try:
-        with open(path, "rb") as file:
-            return file.read()
-    except OSError as error:
-        raise _read_error(name, error) from None
 
 
 def _read_error(name: str, error: OSError) -> ImageDecodeError:

@@ -10,6 +10,7 @@ from percep_rag.serve.batching import EmbeddingQueue, QueuedEmbedder
 from percep_rag.serve.catalog import ServedCollection
 from percep_rag.serve.errors import ApiError
 from percep_rag.serve.settings import API_KEY_HEADER, ServeSettings
+from percep_rag.serve.writes import Writes, WriteTarget
 
 __all__ = [
     "API_KEY_HEADER",
@@ -18,5 +19,7 @@ __all__ = [
     "QueuedEmbedder",
     "ServeSettings",
     "ServedCollection",
+    "WriteTarget",
+    "Writes",
     "create_app",
 ]

@@ -27,8 +27,10 @@ from percep_rag._version import __version__
 from percep_rag.serve.catalog import Catalog, ServedCollection
 from percep_rag.serve.errors import install_error_handlers
 from percep_rag.serve.routes import classify, collections, health, images, search
+from percep_rag.serve.routes import writes as write_routes
 from percep_rag.serve.security import FORM_OVERHEAD, BodyLimit, require_api_key
 from percep_rag.serve.settings import API_KEY_HEADER, ServeSettings
+from percep_rag.serve.writes import Writes
 
 #: The page and its scripts, shipped in the package (no build step, nothing fetched from elsewhere).
 STATIC = files("percep_rag.serve") / "static"
@@ -46,16 +48,23 @@ def create_app(
     *,
     settings: ServeSettings | None = None,
     vlm: Any | None = None,
+    writes: Writes | None = None,
 ) -> FastAPI:
-    """The service over ``collections_served``; ``vlm`` (a few-shot classifier) enables ``/classify``.
+    """The service over ``collections_served``; ``vlm`` (a few-shot classifier) enables ``/classify``;
+    ``writes`` gives collections a source folder to sync from and an uploads folder (see ``serve.writes``).
 
-    The stores stay the caller's to close; the embedding workers stop when the app shuts down.
+    The stores stay the caller's to close; the embedding workers run while the app is served
+    (its lifespan: ``with TestClient(app)``, uvicorn), stopping when it shuts down.
     """
     settings = settings or ServeSettings()
     catalog = Catalog(collections_served, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The workers run only while the app serves: started here, in the serving process (not
+        # when the app is built, which a pre-forking server does before it forks), stopped at
+        # shutdown, started again if the app is served again.
+        catalog.start()
         try:
             yield
         finally:
@@ -68,16 +77,22 @@ def create_app(
     app.state.catalog = catalog
     app.state.vlm = vlm
     app.state.vlm_lock = threading.Lock()
+    app.state.writes = writes or Writes()
     install_error_handlers(app)
     app.include_router(health.router)
     guarded = [Depends(require_api_key)]
     for router in (collections.router, search.router, classify.router, images.router):
         app.include_router(router, dependencies=guarded)
+    app.include_router(write_routes.router, dependencies=guarded)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-cache"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:  # asked for by browsers on any page, the JSON ones too
+        return FileResponse(str(STATIC / "favicon.svg"), media_type="image/svg+xml")
 
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD)
     return app

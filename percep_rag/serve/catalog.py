@@ -63,7 +63,9 @@ class Catalog:
                     raise ValueError(f"collection {served.name!r} is served twice (from two stores?)")
                 queue = self._queues.get(id(served.embedder))
                 if queue is None:
-                    queue = EmbeddingQueue(served.embedder, max_batch=batch, name=served.name)
+                    queue = EmbeddingQueue(
+                        served.embedder, max_batch=batch, name=served.name, timeout=settings.embed_timeout_s
+                    )
                     self._queues[id(served.embedder)] = queue
                 queued = QueuedEmbedder(served.embedder, queue)
                 retriever = ExampleRetriever(served.store, served.name, queued)  # type: ignore[arg-type]
@@ -131,7 +133,12 @@ class Catalog:
             self._limiter = anyio.CapacityLimiter(self._concurrency)
         return await anyio.to_thread.run_sync(functools.partial(function, *args), limiter=self._limiter)
 
+    def start(self) -> None:
+        """Start the embedding workers (the app's lifespan does, in the process that serves)."""
+        for queue in self._queues.values():
+            queue.start()
+
     def close(self) -> None:
-        """Stop the embedding workers (the stores belong to the caller)."""
+        """Stop the embedding workers (the stores belong to the caller); :meth:`start` runs them again."""
         for queue in self._queues.values():
             queue.close()

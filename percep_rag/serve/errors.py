@@ -10,11 +10,13 @@ status  ``error``              when
 404     ``not_found``          unknown collection, point, or a point without a servable image
 413     ``too_large``          the upload exceeds the size limit, or the image the pixel limit
 415     ``unsupported_media``  the upload is not an image in a supported format, or the request
-                               is not a form (``multipart/form-data`` or url-encoded)
-422     ``invalid_request``    a bad parameter: ``k``, ``space``, a filter (syntax, unknown field)
+                               is not a form (``multipart/form-data`` or url-encoded; search: or JSON)
+422     ``invalid_request``    a bad parameter: ``k``, ``space``, a filter (syntax, unknown field),
+                               a text query (empty, not a string, too long, or no text tower)
 501     ``no_vlm``             ``classify`` on a service started without ``--vlm``
 502     ``store_rejected``     the store refused a request
 503     ``store_unavailable``  the collection's store cannot be reached (other collections still serve)
+503     ``not_embedded``       the query was not embedded: the service is not running, or it timed out
 ======  =====================  ===========================================================
 
 >>> status_for_decode_error(ImageDecodeError("upload", "no image data (0 bytes)"))
@@ -33,6 +35,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from percep_rag.errors import ConfigError, FingerprintMismatchError, ImageDecodeError, PercepRagError
+from percep_rag.serve.batching import EmbeddingUnavailableError
 from percep_rag.store.errors import (
     CollectionNotFoundError,
     FilterError,
@@ -94,6 +97,8 @@ def api_error_for(error: BaseException) -> ApiError:
         return ApiError(422, str(error))
     if isinstance(error, StoreRequestError):
         return ApiError(502, str(error))
+    if isinstance(error, EmbeddingUnavailableError):
+        return ApiError(503, str(error), "not_embedded")
     if isinstance(error, StoreError | ConnectionError | TimeoutError):
         return ApiError(503, str(error))
     if isinstance(error, PercepRagError):

@@ -1,8 +1,10 @@
-"""What a search or classify request carries, checked: the query image (an upload or a stored point) and filters.
+"""What a search or classify request carries, checked: the query (an uploaded image, a stored point or,
+for search, a text) and filters.
 
 Every refusal is an :class:`~percep_rag.serve.errors.ApiError` naming the problem: an upload
 over the limit (413), not an image (415), empty, truncated or corrupt (400), too many pixels
-(413); a filter with bad syntax or a field no point has (422); a point id that is not stored (404).
+(413); a filter with bad syntax or a field no point has (422); a point id that is not stored (404);
+a text that is empty, not a string or too long, or sent to a collection where text has no meaning (422).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from fastapi import Request, UploadFile
 
+from percep_rag.config import Fingerprint
 from percep_rag.errors import ImageDecodeError
 from percep_rag.io.decode import decode_image_bytes
 from percep_rag.serve.errors import ApiError, status_for_decode_error
@@ -24,18 +27,22 @@ from percep_rag.store.filters import collection_value_type, parse_filter_texts
 from percep_rag.store.ids import normalize_id
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+JSON_TYPE = "application/json"
 
 
 @dataclass(frozen=True)
 class Query:
-    """A checked query: the uploaded image's bytes, or the id of a stored point (exactly one)."""
+    """A checked query: the uploaded image's bytes, the id of a stored point, or a text (exactly one)."""
 
     image: bytes | None = None
     point: str | None = None
     filename: str | None = None
+    text: str | None = None
 
     def describe(self) -> dict[str, object]:
         """The query as the response echoes it."""
+        if self.text is not None:
+            return {"text": self.text}
         if self.point is not None:
             return {"point": self.point}
         return {"upload": self.filename or "upload", "bytes": len(self.image or b"")}
@@ -47,6 +54,37 @@ async def check_form(request: Request) -> None:
     if kind not in FORM_TYPES:
         sent = kind or "no body"
         raise ApiError(415, f"send multipart/form-data (an image) or a url-encoded form (a point id), not {sent}")
+
+
+def request_kind(request: Request) -> str:
+    """The body's media type, lower case, without parameters (``""`` when there is none)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def check_search_body(request: Request) -> None:
+    """415 unless the request is a form or JSON (a text query or a point id travels in either)."""
+    kind = request_kind(request)
+    if kind not in (*FORM_TYPES, JSON_TYPE):
+        sent = kind or "no body"
+        raise ApiError(
+            415, f"send multipart/form-data (an image), a url-encoded form or JSON (a text or point id), not {sent}"
+        )
+
+
+def text_query(text: object, fingerprint: Fingerprint, collection: str, spaces: tuple[str, ...]) -> Query:
+    """A checked text query for ``spaces`` of ``collection``, whose vectors ``fingerprint`` describes
+    (422 naming the problem)."""
+    from percep_rag.backbones.text import check_texts
+    from percep_rag.errors import TextQueryError
+    from percep_rag.text_space import check_text_space
+
+    try:
+        [checked] = check_texts([text])
+        for space in spaces:
+            check_text_space(fingerprint, space, collection)
+    except TextQueryError as error:
+        raise ApiError(422, f"text: {error}") from None
+    return Query(text=checked)
 
 
 async def read_query(

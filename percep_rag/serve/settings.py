@@ -35,4 +35,7 @@ class ServeSettings(BaseModel):
     max_concurrent: int = Field(
         default=DEFAULT_CONCURRENCY, ge=1, le=1024, description="Searches and classifications worked on at once."
     )
+    embed_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest a search waits for its query's vectors before answering 503."
+    )
     thumbnail_size: int = Field(default=256, ge=16, le=2048, description="Default longest side of a thumbnail.")

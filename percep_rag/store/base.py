@@ -16,34 +16,7 @@ condition and ``retrieve``/``existing_ids`` drop it. This works identically on Q
 qdrant-client's local modes and a Qdrant server (Edge has no collection-level metadata),
 and the fingerprint travels with the data through snapshots and copies.
 
-A tour of the interface (every back end behaves the same):
-
->>> import numpy as np
->>> from percep_rag.store import open_store, StorePoint, point_id, content_hash
->>> fp = Fingerprint(backbone="tiny", weights_digest="0", random_weights=True,
-...     pooling="cls", normalization="l2", alignment="identity", alignment_digest="-",
-...     base_dim=4, dim=4)
->>> store = open_store(":memory:")
->>> _ = store.ensure_collection("imgs", fp, payload_indexes={"label": "keyword"})
->>> store.get_fingerprint("imgs").dim
-4
->>> pid = point_id(content_hash(b"img-bytes"), "imgs")
->>> v = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
->>> store.upsert("imgs", [StorePoint(pid, {"base": v, "aligned": v}, {"label": "cat"})])
-1
->>> store.upsert_arrays("imgs", [point_id("ab", "imgs")], {"base": [[0, 1, 0, 0]], "aligned": [[0, 1, 0, 0]]},
-...     [{"label": "dog"}])
-1
->>> hits = store.query("imgs", v, using="base", k=1, filter={"label": ["cat", "dog"]})
->>> hits[0].id == pid, store.count("imgs"), store.count("imgs", {"label": "dog"})
-(True, 2, 1)
->>> [[h.payload["label"] for h in row] for row in store.query_batch("imgs", [v, v], k=2, exclude_per_query=[[], [pid]])]
-[['cat', 'dog'], ['dog']]
->>> [p.payload["label"] for p in store.retrieve("imgs", [pid])]
-['cat']
->>> sorted(p.payload["label"] for p in store.iterate("imgs", batch=1))
-['cat', 'dog']
->>> store.close()
+A tour of the interface is in :mod:`percep_rag.store`.
 """
 
 from __future__ import annotations
@@ -82,7 +55,7 @@ from percep_rag.store.errors import (
     StoreUnavailableError,
     UnknownVectorNameError,
 )
-from percep_rag.store.filters import ParsedFilter, parse_filter
+from percep_rag.store.filters import ParsedFilter, parse_filter, stored_value_types
 from percep_rag.store.ids import META_POINT_ID
 from percep_rag.store.schema import (
     META_FORMAT,
@@ -93,6 +66,7 @@ from percep_rag.store.schema import (
     StoredPoint,
     StorePoint,
 )
+from percep_rag.store.value_types import PayloadTypeCache
 
 __all__ = [
     "META_FORMAT",
@@ -138,6 +112,7 @@ class VectorStore(StoreBackend):
     def __init__(self) -> None:
         self._infos: dict[str, CollectionInfo] = {}
         self._closed = False
+        self._value_types = PayloadTypeCache()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -185,7 +160,10 @@ class VectorStore(StoreBackend):
         info = new_collection_info(name, fingerprint, vectors, payload_indexes, options)
         if self._exists(name):
             raise CollectionExistsError(f"collection {name!r} already exists in {self.location}")
-        self._create(name, info)
+        try:
+            self._create(name, info)
+        finally:
+            self._changed(name)
         self._infos[name] = info
         return info
 
@@ -264,7 +242,10 @@ class VectorStore(StoreBackend):
             if missing_ok:
                 return False
             raise CollectionNotFoundError(f"collection {name!r} not found in {self.location}")
-        self._drop(name)
+        try:
+            self._drop(name)
+        finally:
+            self._changed(name)
         return True
 
     def create_payload_index(self, name: str, field_name: str, kind: PayloadType) -> CollectionInfo:
@@ -284,6 +265,20 @@ class VectorStore(StoreBackend):
         """
         self.collection_info(name)
         return self._optimize(name)
+
+    def payload_value_types(self, name: str) -> Mapping[str, frozenset[type]]:
+        """Field -> the types (``bool``, ``int``, ``str``) of every value it holds in ``name``.
+
+        What ``key=value`` filter texts are read as (see
+        :func:`~percep_rag.store.filters.stored_value_types`). One pass over the payloads,
+        kept until this store object next writes to the collection; writes by another
+        process (to a shared server) are seen once this store writes or is reopened.
+        """
+        return self._value_types.get(name, lambda: stored_value_types(p.payload for p in self.iterate(name, batch=512)))
+
+    def _changed(self, name: str) -> None:
+        """Forget what was read from ``name``'s payloads: this store has just written to it."""
+        self._value_types.changed(name)
 
     # ----------------------------------------------------------------- writes
 
@@ -328,9 +323,12 @@ class VectorStore(StoreBackend):
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, total=(n + step - 1) // step, desc=f"upsert {name}", unit="batch")
-        for s in starts:
-            e = min(s + step, n)
-            self._upsert(name, norm_ids[s:e], {k: a[s:e] for k, a in arrays.items()}, clean_payloads[s:e])
+        try:
+            for s in starts:
+                e = min(s + step, n)
+                self._upsert(name, norm_ids[s:e], {k: a[s:e] for k, a in arrays.items()}, clean_payloads[s:e])
+        finally:
+            self._changed(name)
         self._after_upsert(name, n)
         return n
 
@@ -339,7 +337,10 @@ class VectorStore(StoreBackend):
         self.collection_info(name)
         norm = [check_point_id(i) for i in ids]
         if norm:
-            self._delete(name, norm)
+            try:
+                self._delete(name, norm)
+            finally:
+                self._changed(name)
 
     # ----------------------------------------------------------------- reads
 

@@ -70,10 +70,25 @@ _BINARY_ENCODINGS = {
     "2": qe.BinaryQuantizationEncoding.TwoBits,
 }
 
+
+def _edge_scalar(value: str | int | bool) -> str | int | np.bool_:
+    """A match value as the binding keeps its type: a Python ``bool`` is an ``int`` to it.
+
+    ``qe.MatchValue(value=True).value == 1`` (the binding tries its integer variant first, and
+    ``bool`` is a subclass of ``int``), so a filter ``{"flag": True}`` would match the points whose
+    ``flag`` is ``1`` and none whose ``flag`` is ``true``. A ``numpy.bool_`` is no ``int`` and is
+    extracted as the binding's bool.
+
+    >>> qe.MatchValue(value=_edge_scalar(True)).value is True, qe.MatchValue(value=_edge_scalar(1)).value
+    (True, 1)
+    """
+    return np.bool_(value) if isinstance(value, bool) else value
+
+
 #: Qdrant Edge's model classes, for :mod:`~percep_rag.store.translate`.
 EDGE_MODELS = translate.QdrantModels(
     field_condition=qe.FieldCondition,
-    match_value=qe.MatchValue,
+    match_value=lambda value: qe.MatchValue(value=_edge_scalar(value)),
     match_any=qe.MatchAny,
     range=qe.RangeFloat,
     has_id=lambda ids: qe.HasIdCondition(point_ids=set(ids)),

@@ -162,27 +162,40 @@ def _match(key: str, value: object) -> Condition:
 
 # --------------------------------------------------------------------------- filters written as text
 # ``key=value`` / ``key=v1,v2`` strings (the CLI's ``--filter``) become the dict form above.
-# Text has no types, so each field's values are read as the type the stored field holds.
+# Text has no types, so each field's values are read as the type(s) the stored field holds.
 
 #: How text is read for each payload index kind; other kinds (``float``) are read as text.
 TEXT_VALUE_TYPES: dict[str, type] = {"integer": int, "bool": bool, "keyword": str}
 
+#: What a text can be read as, in the order error messages list them.
+_TEXT_TYPES = (bool, int, str)
+
+ValueTypes = type | tuple[type, ...]
+
 
 def parse_filter_texts(
-    texts: Iterable[str], value_type: Callable[[str], type] = lambda key: str, *, name: str = "filter"
+    texts: Iterable[str], value_type: Callable[[str], ValueTypes] = lambda key: str, *, name: str = "filter"
 ) -> dict[str, object]:
     """``key=value`` / ``key=v1,v2`` (any of) texts as a filter dict; all of them must hold.
 
-    ``value_type(key)`` says whether the field holds ``int``, ``bool`` or ``str`` values;
-    ``name`` is how error messages call a text (the CLI passes ``"--filter"``). Raises
-    :class:`FilterError` for a malformed text, a key given twice or a value of the wrong type.
+    ``value_type(key)`` says which of ``bool``, ``int`` and ``str`` the field holds (one type,
+    or a tuple when its values have several); ``name`` is how error messages call a text (the
+    CLI passes ``"--filter"``). Raises :class:`FilterError` for a malformed text, a key given
+    twice, a value of none of the field's types, or one that reads as two of them (``5`` of a
+    field holding both ``5`` and ``"5"``: ambiguous).
 
     >>> parse_filter_texts(["label=cat, dog", "pair_id=3"], lambda key: int if key == "pair_id" else str)
     {'label': ['cat', 'dog'], 'pair_id': 3}
+    >>> parse_filter_texts(["flag=true"], lambda key: (bool, int))
+    {'flag': True}
     >>> parse_filter_texts(["pair_id=x"], lambda key: int)
     Traceback (most recent call last):
     ...
     percep_rag.store.errors.FilterError: filter 'pair_id=x': field 'pair_id' holds int values
+    >>> parse_filter_texts(["rating=5"], lambda key: (int, str))
+    Traceback (most recent call last):
+    ...
+    percep_rag.store.errors.FilterError: filter 'rating=5' is ambiguous: field 'rating' holds both int and str ...
     """
     parsed: dict[str, object] = {}
     for text in texts:
@@ -193,54 +206,95 @@ def parse_filter_texts(
             raise FilterError(f"{name} {text!r}: write key=value, or key=v1,v2 for any of several values")
         if key in parsed:
             raise FilterError(f"{name} {key} given twice; write {key}=v1,v2 for any of several values")
-        kind = value_type(key)
-        try:
-            converted = [_from_text(value, kind) for value in values]
-        except (ValueError, KeyError):
-            raise FilterError(f"{name} {text!r}: field {key!r} holds {kind.__name__} values") from None
+        kinds = value_type(key)
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        converted = [_from_text(value, kinds, f"{name} {text!r}", key) for value in values]
         parsed[key] = converted[0] if len(converted) == 1 else converted
     return parsed
 
 
-def _from_text(value: str, kind: type) -> Scalar:
-    if kind is bool:
-        return {"true": True, "false": False}[value.lower()]
-    return int(value) if kind is int else value
+def _from_text(value: str, kinds: tuple[type, ...], where: str, key: str) -> Scalar:
+    readings: dict[type, Scalar] = {}
+    for kind in kinds:
+        try:
+            if kind is bool:
+                readings[bool] = {"true": True, "false": False}[value.lower()]
+            elif kind is int:
+                readings[int] = int(value)
+            else:
+                readings[str] = value
+        except (ValueError, KeyError):
+            continue
+    names = " and ".join(kind.__name__ for kind in kinds)
+    if not readings:
+        raise FilterError(f"{where}: field {key!r} holds {names} values")
+    if len(readings) > 1:
+        raise FilterError(
+            f"{where} is ambiguous: field {key!r} holds both {names} values and {value!r} reads as either; "
+            "give the field a payload index (its type decides) or filter with a typed dict"
+        )
+    return next(iter(readings.values()))
 
 
-def payload_value_type(indexes: Mapping[str, str], payloads: Iterable[Mapping[str, object]]) -> Callable[[str], type]:
-    """How a field's text values are read: by its payload index kind, else by the first stored value.
+def stored_value_types(payloads: Iterable[Mapping[str, object]]) -> dict[str, frozenset[type]]:
+    """Field -> the text-matchable types (``bool``, ``int``, ``str``) of every value it holds in ``payloads``.
 
-    ``indexes`` maps fields to payload index kinds; ``payloads`` are sample stored payloads.
-    Fields that are neither indexed nor seen hold ``str``.
+    Nested objects give dotted fields (``colour.hue``), list items count as values of their
+    field (a filter matches any of them); floats, nulls and objects match no text, so they
+    add no type.
 
-    >>> value_type = payload_value_type({"pair_id": "integer"}, [{"flags": [True]}, {"label": "cat"}])
-    >>> [value_type(key).__name__ for key in ("pair_id", "flags", "label", "unknown")]
-    ['int', 'bool', 'str', 'str']
+    >>> types = stored_value_types([{"flags": [True], "n": 1, "o": {"k": "a"}}, {"n": "1", "x": 0.5}])
+    >>> {key: sorted(t.__name__ for t in kinds) for key, kinds in types.items()}
+    {'flags': ['bool'], 'n': ['int', 'str'], 'o.k': ['str'], 'x': []}
     """
-    samples = list(payloads)
+    found: dict[str, set[type]] = {}
 
-    def value_type(key: str) -> type:
+    def add(path: str, value: object) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                add(f"{path}.{key}", inner)
+            return
+        kinds = found.setdefault(path, set())
+        for item in value if isinstance(value, list) else [value]:
+            kind = type(item)
+            if kind in _TEXT_TYPES:
+                kinds.add(kind)
+
+    for payload in payloads:
+        for key, value in payload.items():
+            add(key, value)
+    return {key: frozenset(kinds) for key, kinds in found.items()}
+
+
+def payload_value_type(
+    indexes: Mapping[str, str], stored: Callable[[], Mapping[str, frozenset[type]]]
+) -> Callable[[str], tuple[type, ...]]:
+    """How a field's text values are read: by its payload index kind, else as every type its values have.
+
+    ``indexes`` maps fields to payload index kinds; ``stored()`` gives :func:`stored_value_types`
+    of the collection (called only for a field that has no index). A field with no stored value
+    that text can match reads as ``str``.
+
+    >>> value_type = payload_value_type({"pair_id": "integer"}, lambda: {"flag": frozenset({bool, int})})
+    >>> [[t.__name__ for t in value_type(key)] for key in ("pair_id", "flag", "unknown")]
+    [['int'], ['bool', 'int'], ['str']]
+    """
+
+    def value_type(key: str) -> tuple[type, ...]:
         if key in indexes:
-            return TEXT_VALUE_TYPES.get(indexes[key], str)
-        for payload in samples:
-            value = payload.get(key)
-            sample = value[0] if isinstance(value, list) and value else value
-            if isinstance(sample, bool):
-                return bool
-            if isinstance(sample, int):
-                return int
-            if sample is not None:
-                return str
-        return str
+            return (TEXT_VALUE_TYPES.get(indexes[key], str),)
+        kinds = stored().get(key, frozenset())
+        return tuple(kind for kind in _TEXT_TYPES if kind in kinds) or (str,)
 
     return value_type
 
 
-def collection_value_type(store: Any, collection: str, *, sample: int = 64) -> Callable[[str], type]:
-    """:func:`payload_value_type` of a stored collection: its payload indexes and first ``sample`` payloads.
+def collection_value_type(store: Any, collection: str) -> Callable[[str], tuple[type, ...]]:
+    """:func:`payload_value_type` of a stored collection: its payload indexes, else every stored value.
 
-    ``store`` is a :class:`~percep_rag.store.base.VectorStore`.
+    ``store`` is a :class:`~percep_rag.store.base.VectorStore`; the value types come from
+    its :meth:`~percep_rag.store.base.VectorStore.payload_value_types` (one pass over the
+    collection, kept until the store next writes to it), read only when a field has no index.
 
     >>> from percep_rag.config import Fingerprint
     >>> from percep_rag.store import open_store
@@ -252,8 +306,7 @@ def collection_value_type(store: Any, collection: str, *, sample: int = 64) -> C
     {'pair_id': 7}
     """
     indexes = store.collection_info(collection).payload_indexes
-    points, _ = store.scroll(collection, limit=sample)
-    return payload_value_type(indexes, [point.payload for point in points])
+    return payload_value_type(indexes, lambda: store.payload_value_types(collection))
 
 
 def _from_qdrant(spec: object) -> ParsedFilter:

@@ -16,13 +16,15 @@ scored by :func:`~percep_rag.study.run.downstream_metrics` on held-out test scen
 (counting, instance retrieval, semantic kNN, retrieval-augmented few-shot counting: the
 majority label of the 3 retrieved train scenes, no VLM) and by 2AFC on held-out
 mid-level test triplets. :class:`AblationResult` gives gains over the base, per seed, with
-95% intervals; :mod:`~percep_rag.study.ablation_report` draws and tabulates them.
+95% t-intervals over seeds (over what the seeds vary: triplets, fits, test triplets);
+:mod:`~percep_rag.study.ablation_report` draws and tabulates them.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +62,14 @@ TASKS: dict[str, tuple[str, bool]] = {
 }
 #: Agreement with the mid-level judge on held-out NIGHTS-like test triplets: reported, not a task.
 TWO_AFC = "2AFC (mid-level test)"
+#: The default run's size, chosen by :func:`percep_rag.study.ablation_power.choose_size` from
+#: the pilots in benchmarks/results/triplet_ablation_power (``python
+#: benchmarks/triplet_ablation_power.py size ...`` prints the reasoning; tests/test_ablation.py
+#: checks these are what it chooses): train triplets per kind (val: a quarter as many), LoRA
+#: epochs, and seeds.
+DEFAULT_TRAIN_TRIPLETS = 400
+DEFAULT_LORA_EPOCHS = 2
+DEFAULT_SEEDS = 17
 
 
 class AblationConfig(BaseModel):
@@ -99,17 +109,45 @@ class AblationConfig(BaseModel):
     @staticmethod
     def default_study() -> StudyConfig:
         """The study's small CPU world and base (3 shapes, 2,000 scenes, 16 epochs) with
-        400 train / 100 val triplets per kind and 2 LoRA epochs: one command of 3 seeds took
-        2.1 minutes on an idle 2-core CPU (benchmarks/RESULTS.md)."""
+        :data:`DEFAULT_TRAIN_TRIPLETS` train triplets per kind, a quarter as many val triplets
+        and :data:`DEFAULT_LORA_EPOCHS` LoRA epochs (sized by their power: benchmarks/RESULTS.md)."""
         small = StudyConfig.small()
         return small.model_copy(
-            update={"train_triplets": 400, "val_triplets": 100, "lora": small.lora.model_copy(update={"epochs": 2})}
+            update={
+                "train_triplets": DEFAULT_TRAIN_TRIPLETS,
+                "val_triplets": DEFAULT_TRAIN_TRIPLETS // 4,
+                "lora": small.lora.model_copy(update={"epochs": DEFAULT_LORA_EPOCHS}),
+            }
         )
 
     @classmethod
     def default(cls) -> AblationConfig:
-        """The ablation ``percep-rag study ablation`` runs by default (with 3 seeds)."""
+        """The ablation ``percep-rag study ablation`` runs by default (with :data:`DEFAULT_SEEDS` seeds)."""
         return cls()
+
+    @classmethod
+    def at_size(cls, train_triplets: int, lora_epochs: int, *, val_fraction: float = 0.25) -> AblationConfig:
+        """The default world, base and recipes with ``train_triplets`` train triplets per kind,
+        ``val_fraction`` as many val triplets (the default's 400 : 100) and ``lora_epochs``
+        LoRA epochs: the two knobs the default run is sized by (:mod:`~percep_rag.study.ablation_power`).
+
+        >>> AblationConfig.at_size(800, 3).study.val_triplets
+        200
+        """
+        if train_triplets < 1 or lora_epochs < 1 or not 0 < val_fraction <= 1:
+            raise ConfigError(
+                f"need train_triplets >= 1, lora_epochs >= 1 and 0 < val_fraction <= 1, "
+                f"got {train_triplets}, {lora_epochs}, {val_fraction}"
+            )
+        study = cls.default_study()
+        study = study.model_copy(
+            update={
+                "train_triplets": train_triplets,
+                "val_triplets": max(1, round(train_triplets * val_fraction)),
+                "lora": study.lora.model_copy(update={"epochs": lora_epochs}),
+            }
+        )
+        return cls(study=study)
 
     @classmethod
     def small(cls) -> AblationConfig:
@@ -151,11 +189,14 @@ class AblationSeed:
     triplets: dict[str, dict[str, int]] = field(default_factory=dict)
     base_semantic_accuracy: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of this process (all threads) for the seed's own stages (base training not
+    #: included): what a loaded machine inflates least, and what the default run is sized by.
+    cpu_seconds: float = 0.0
 
 
 @dataclass
 class AblationResult:
-    """Every seed of an ablation; gains over the base with 95% intervals.
+    """Every seed of an ablation; gains over the base with 95% t-intervals over seeds.
 
     >>> seeds = [AblationSeed(s, {"recall@1": {"base": 0.2, "lora/class": 0.2 + d}}) for s, d in [(0, 0.1), (1, 0.3)]]
     >>> round(AblationResult(AblationConfig.small(), seeds).gain("instance retrieval", "lora/class").mean, 3)
@@ -176,8 +217,15 @@ class AblationResult:
         return [sign * (s.metrics[metric][arm] - s.metrics[metric]["base"]) for s in self.seeds]
 
     def gain(self, task: str, arm: str) -> Interval:
-        """Mean paired gain over seeds and its 95% t-interval."""
-        return mean_ci95(self.gains(task, arm))
+        """Mean paired gain over seeds and its 95% t-interval over seeds (see :attr:`varies`)."""
+        return mean_ci95(self.gains(task, arm), over=f"{len(self.seeds)} seeds ({self.varies})")
+
+    @property
+    def varies(self) -> str:
+        """What a seed changes, so what the intervals over seeds are over."""
+        if self.config.shared_base:
+            return "one world and base; each seed new triplets, fits, test triplets and re-renders"
+        return "each seed a new world, base ViT, triplets and fits"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the config and every seed."""
@@ -262,6 +310,7 @@ def run_ablation_seed(
     if base is None:
         with clock("base training"):
             base = ablation_base(config, seed)
+    cpu_started = time.process_time()
     model = base
     study = study.model_copy(
         update={
@@ -304,6 +353,7 @@ def run_ablation_seed(
             for metric, value in metrics.items():
                 result.metrics.setdefault(metric, {})[arm] = value
     result.seconds = clock.seconds
+    result.cpu_seconds = round(time.process_time() - cpu_started, 2)
     return result
 
 

@@ -146,7 +146,7 @@ class SeedResult:
 
 @dataclass
 class StudyResult:
-    """Per-seed metrics and their mean ± 95% CI."""
+    """Per-seed metrics and their mean ± 95% t-interval over seeds (each seed a new world, base and fits)."""
 
     config: StudyConfig
     seeds: list[SeedResult]
@@ -155,7 +155,11 @@ class StudyResult:
         return [seed.metrics[metric][method] for seed in self.seeds]
 
     def interval(self, metric: str, method: str) -> Interval:
-        return mean_ci95(self.values(metric, method))
+        """Mean over seeds and its 95% t-interval over seeds (see :attr:`varies`)."""
+        return mean_ci95(self.values(metric, method), over=f"{len(self.seeds)} seeds ({self.varies})")
+
+    #: What a seed changes, so what the intervals over seeds are over.
+    varies = "each seed a new world, base ViT, triplets and fits"
 
     @property
     def metric_names(self) -> list[str]:
@@ -177,13 +181,37 @@ class StudyResult:
         return cls(config, [SeedResult(**seed) for seed in data["seeds"]])
 
     def table(self) -> str:
-        """Markdown: one row per metric, one column per method, mean ± 95% CI over seeds."""
+        """Markdown: one row per metric, one column per method, mean ± 95% t-interval over
+        seeds, under a line that says what the seeds vary (so what the intervals are over)."""
         rows = [
             [metric + (" (lower better)" if metric in LOWER_IS_BETTER else "")]
-            + [self.interval(metric, method) for method in METHODS]
+            + [table_cell(self.interval(metric, method)) for method in METHODS]
             for metric in self.metric_names
         ]
-        return markdown_table(["metric", *METHODS], rows)
+        return f"{seed_interval_note(len(self.seeds), self.varies)}\n\n{markdown_table(['metric', *METHODS], rows)}"
+
+
+def table_cell(interval: Interval) -> str:
+    """``mean ± half_width``, or the mean alone when there is no interval (the note above the table says so).
+
+    >>> table_cell(mean_ci95([0.5])), table_cell(Interval(0.5, 0.1, 3))
+    ('0.5000', '0.5000 ± 0.1000')
+    """
+    return str(interval) if interval.has_interval else f"{interval.mean:.4f}"
+
+
+def seed_interval_note(seeds: int, varies: str) -> str:
+    """The line above a table of intervals over seeds: what they are over, and what not.
+
+    >>> seed_interval_note(1, "each seed a new world")
+    'mean of 1 seed: no interval (one seed says nothing of the spread)'
+    """
+    if seeds < 2:
+        return "mean of 1 seed: no interval (one seed says nothing of the spread)"
+    return (
+        f"mean ± 95% t-interval over {seeds} seeds ({varies}): the spread of the whole run from seed to "
+        "seed, not a sampling interval over the test items of one run"
+    )
 
 
 def _write_triplets(world: World, n: int, seed: int, folder: Path, image_size: int):

@@ -27,6 +27,15 @@ MetricValue = Interval | float | Sequence[float]
 MetricTable = Mapping[str, Mapping[str, MetricValue | Mapping[str, MetricValue]]]
 
 
+def _low(interval: Interval) -> float:
+    # A single seed has no interval: its bar gets no error bar.
+    return interval.low if interval.has_interval else interval.mean
+
+
+def _high(interval: Interval) -> float:
+    return interval.high if interval.has_interval else interval.mean
+
+
 def _interval(value: MetricValue, where: str) -> Interval:
     if isinstance(value, Interval):
         return value
@@ -139,8 +148,8 @@ def metric_bars(
             means = np.array([estimates[i].mean for i in present])
             errors = np.array(
                 [
-                    [estimates[i].mean - estimates[i].low for i in present],
-                    [estimates[i].high - estimates[i].mean for i in present],
+                    [estimates[i].mean - _low(estimates[i]) for i in present],
+                    [_high(estimates[i]) - estimates[i].mean for i in present],
                 ]
             )
             axis.bar(
@@ -158,7 +167,7 @@ def metric_bars(
                 for x, i in zip(xs, present, strict=True):
                     axis.annotate(
                         _format_value(estimates[i].mean),
-                        (x, estimates[i].high),
+                        (x, _high(estimates[i])),
                         xytext=(0, 2),
                         textcoords="offset points",
                         ha="center",
@@ -184,8 +193,8 @@ def metric_bars(
         axis.tick_params(axis="y", labelsize=8)
         axis.spines[["top", "right"]].set_visible(False)
         axis.margins(y=0.15)
-        top = max(e.high for key, e in values.items() if key[0] == metric)
-        bottom = min(0.0, min(e.low for key, e in values.items() if key[0] == metric))
+        top = max(_high(e) for key, e in values.items() if key[0] == metric)
+        bottom = min(0.0, min(_low(e) for key, e in values.items() if key[0] == metric))
         if baseline is not None:
             low, high = min(bottom, baseline), max(top, baseline)
             pad = 0.12 * (high - low) or 0.01

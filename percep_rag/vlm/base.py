@@ -6,9 +6,10 @@ order, never changed), a ``None`` image makes a text-only demonstration; the cla
 are ranked by their log-likelihood after the prompt.
 
 A spec is ``<backend>:<target>`` (``openflamingo:OpenFlamingo-4B-vitl-rpj3b``,
-``smolvlm:/models/SmolVLM-256M-Instruct``, ``idefics3:HuggingFaceM4/Idefics3-8B-Llama3``),
+``smolvlm:/models/SmolVLM-256M-Instruct``, ``idefics3:HuggingFaceM4/Idefics3-8B-Llama3``,
+``qwen-vl:Qwen/Qwen2.5-VL-3B-Instruct``, ``gemma3:google/gemma-3-4b-it``, ``hf:<any of those>``),
 a backend alone (its default target), or a bare name that a backend claims (a released
-OpenFlamingo, ``tiny-flamingo-random``, ``tiny-smolvlm-random``).
+OpenFlamingo, ``tiny-flamingo-random``, ``tiny-smolvlm-random``, ``tiny-qwen2.5-vl-random``, ...).
 """
 
 from __future__ import annotations

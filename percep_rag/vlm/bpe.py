@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["train_byte_bpe"]
 
 
-def train_byte_bpe(corpus: str, special_tokens: Sequence[str], *, vocab_size: int = 400, **named: str) -> Any:
+def train_byte_bpe(corpus: str, special_tokens: Sequence[str], *, vocab_size: int = 400, **named: Any) -> Any:
     """A ``PreTrainedTokenizerFast`` (byte-level BPE) trained on ``corpus``.
 
     ``special_tokens`` get the first ids, in order; ``named`` maps tokenizer roles

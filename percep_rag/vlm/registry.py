@@ -53,7 +53,7 @@ def list_vlm_backends() -> list[str]:
     """Names of the registered VLM backends.
 
     >>> list_vlm_backends()
-    ['openflamingo', 'smolvlm', 'idefics3']
+    ['openflamingo', 'smolvlm', 'idefics3', 'qwen-vl', 'gemma3', 'hf']
     """
     return VLM_BACKENDS.names()
 
@@ -89,7 +89,7 @@ def parse_vlm_spec(text: str) -> VlmSpec:
     raise VlmSpecError(
         f"unknown VLM {text!r}: use <backend>:<model> with a backend of {', '.join(VLM_BACKENDS.names())} "
         f"({examples}), "
-        "a released OpenFlamingo name, or a test model (tiny-flamingo-random, tiny-smolvlm-random)"
+        f"a released OpenFlamingo name, or a test model (tiny-flamingo-random, {', '.join(TINY_CHAT_MODELS)})"
     )
 
 
@@ -98,9 +98,10 @@ def load_vlm(spec: str | VlmSpec, *, device: str = "cpu", precision: Precision =
 
     ``precision="auto"`` is bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere
     (:func:`percep_rag.precision.resolve_precision`). ``options`` go to the backend
-    (openflamingo: ``checkpoint``, ``lang``, ``vision_weights``; smolvlm/idefics3:
-    ``class_batch_size``, ``normalize_length``, ``template``); options set to ``None`` are
-    ignored, so one caller can pass every backend's options.
+    (openflamingo: ``checkpoint``, ``lang``, ``vision_weights``; smolvlm/idefics3/gemma3:
+    ``class_batch_size``, ``normalize_length``, ``template``; qwen-vl and hf also
+    ``max_image_tokens``, ``min_image_tokens``: the per-image budget of Qwen-VL's dynamic
+    resolution); options set to ``None`` are ignored, so one caller can pass every backend's options.
 
     >>> vlm = load_vlm("tiny-smolvlm-random", precision="fp32")
     >>> vlm.name, vlm.random_weights
@@ -122,7 +123,46 @@ def load_vlm(spec: str | VlmSpec, *, device: str = "cpu", precision: Precision =
     return backend.load(parsed.target or backend.default_target, device=device, precision=precision, **given)
 
 
-def _load_transformers(kind: str) -> Callable[..., FewShotVLM]:
+#: The tiny random-weight chat VLMs (bare ``--vlm`` names) -> the family that claims them.
+TINY_CHAT_MODELS = {
+    "tiny-smolvlm-random": "smolvlm",
+    "tiny-qwen2.5-vl-random": "qwen-vl",
+    "tiny-qwen3-vl-random": "qwen-vl",
+    "tiny-gemma3-random": "gemma3",
+}
+
+
+def _build_tiny_chat_model(name: str, folder: str) -> None:
+    if name == "tiny-smolvlm-random":
+        from percep_rag.vlm.tiny_smolvlm import build_tiny_smolvlm
+
+        build_tiny_smolvlm(folder)
+    elif name == "tiny-gemma3-random":
+        from percep_rag.vlm.tiny_gemma3 import build_tiny_gemma3
+
+        build_tiny_gemma3(folder)
+    else:
+        from percep_rag.vlm.tiny_qwen_vl import TINY_QWEN_VL_NAMES, build_tiny_qwen_vl
+
+        build_tiny_qwen_vl(folder, architecture=TINY_QWEN_VL_NAMES[name])
+
+
+def _chat_vlm(target: str, *, family: str | None, spec_name: str, **options: Any) -> FewShotVLM:
+    import tempfile
+
+    from percep_rag.vlm.chat_loading import load_chat_vlm
+
+    if target not in TINY_CHAT_MODELS:
+        return load_chat_vlm(target, family=family, spec_name=spec_name, **options)
+    # The tiny test models go through the real path too: saved to a folder, loaded from it.
+    with tempfile.TemporaryDirectory(prefix=f"{target}-") as folder:
+        _build_tiny_chat_model(target, folder)
+        vlm = load_chat_vlm(folder, family=family, spec_name=spec_name, **options)
+    vlm.name = target
+    return vlm
+
+
+def _load_transformers(kind: str, family: str | None) -> Callable[..., FewShotVLM]:
     def load(
         target: str,
         *,
@@ -132,31 +172,45 @@ def _load_transformers(kind: str) -> Callable[..., FewShotVLM]:
         normalize_length: bool | None = None,
         template: Any = None,
     ) -> FewShotVLM:
-        import tempfile
+        return _chat_vlm(
+            target, family=family, spec_name=kind, device=device, precision=precision,
+            class_batch_size=class_batch_size, normalize_length=True if normalize_length is None else normalize_length,
+            template=template,
+        )  # fmt: skip
 
-        from percep_rag.vlm.smolvlm_loading import load_smolvlm
-        from percep_rag.vlm.tiny_smolvlm import TINY_SMOLVLM_NAME, build_tiny_smolvlm
+    return load
 
-        def from_folder(folder: str) -> FewShotVLM:
-            return load_smolvlm(
-                folder, kind=kind, device=device, precision=precision, class_batch_size=class_batch_size,
-                normalize_length=True if normalize_length is None else normalize_length, template=template,
-            )  # fmt: skip
 
-        if target != TINY_SMOLVLM_NAME:
-            return from_folder(target)
-        # The tiny test model goes through the real path too: saved to a folder, loaded from it.
-        with tempfile.TemporaryDirectory(prefix="tiny-smolvlm-") as folder:
-            build_tiny_smolvlm(folder)
-            vlm = from_folder(folder)
-        vlm.name = TINY_SMOLVLM_NAME
-        return vlm
+def _load_with_image_budget(kind: str, family: str | None) -> Callable[..., FewShotVLM]:
+    def load(
+        target: str,
+        *,
+        device: str = "cpu",
+        precision: Precision = "auto",
+        class_batch_size: int | None = None,
+        normalize_length: bool | None = None,
+        template: Any = None,
+        max_image_tokens: int | None = None,
+        min_image_tokens: int | None = None,
+    ) -> FewShotVLM:
+        from percep_rag.vlm.architectures import ImageBudget
+
+        budget = {"max_tokens": max_image_tokens, "min_tokens": min_image_tokens}
+        try:
+            image_budget = ImageBudget(**{key: value for key, value in budget.items() if value is not None})
+        except ValueError as error:  # pydantic's bounds
+            raise VlmSpecError(f"image budget: {error}") from None
+        return _chat_vlm(
+            target, family=family, spec_name=kind, device=device, precision=precision,
+            class_batch_size=class_batch_size, normalize_length=True if normalize_length is None else normalize_length,
+            template=template, image_budget=image_budget,
+        )  # fmt: skip
 
     return load
 
 
 def _openflamingo_name(name: str) -> bool:
-    # By name, not by the release registry: importing percep_rag.fewshot needs open-flamingo.
+    # By name, not by the release registry: parsing a spec imports no backend.
     # An unknown "OpenFlamingo-..." release is refused at load time, listing the known ones.
     return name.startswith("OpenFlamingo-") or name == "tiny-flamingo-random"
 
@@ -170,7 +224,7 @@ def _openflamingo_options(
     lang: str | None = None,
     vision_weights: str | None = None,
 ) -> FewShotVLM:
-    from percep_rag.vlm.openflamingo import load_openflamingo_vlm
+    from percep_rag.vlm.openflamingo.backend import load_openflamingo_vlm
 
     return load_openflamingo_vlm(
         target, device=device, precision=precision, checkpoint=checkpoint, lang=lang, vision_weights=vision_weights
@@ -189,17 +243,43 @@ register_vlm_backend(
 register_vlm_backend(
     VlmBackend(
         "smolvlm",
-        _load_transformers("smolvlm"),
+        _load_transformers("smolvlm", "smolvlm"),
         default_target="HuggingFaceTB/SmolVLM-256M-Instruct",
         description="folder or hub id",
-        claims=lambda name: name == "tiny-smolvlm-random",
+        claims=lambda name: TINY_CHAT_MODELS.get(name) == "smolvlm",
     )
 )
 register_vlm_backend(
     VlmBackend(
         "idefics3",
-        _load_transformers("idefics3"),
+        _load_transformers("idefics3", "smolvlm"),
         default_target="HuggingFaceM4/Idefics3-8B-Llama3",
         description="folder or hub id",
+    )
+)
+register_vlm_backend(
+    VlmBackend(
+        "qwen-vl",
+        _load_with_image_budget("qwen-vl", "qwen-vl"),
+        default_target="Qwen/Qwen2.5-VL-3B-Instruct",
+        description="folder or hub id",
+        claims=lambda name: TINY_CHAT_MODELS.get(name) == "qwen-vl",
+    )
+)
+register_vlm_backend(
+    VlmBackend(
+        "gemma3",
+        _load_transformers("gemma3", "gemma3"),
+        default_target="google/gemma-3-4b-it",
+        description="folder or hub id",
+        claims=lambda name: TINY_CHAT_MODELS.get(name) == "gemma3",
+    )
+)
+register_vlm_backend(
+    VlmBackend(
+        "hf",
+        _load_with_image_budget("hf", None),
+        default_target="HuggingFaceTB/SmolVLM-256M-Instruct",
+        description="folder or hub id, any chat-VLM family",
     )
 )

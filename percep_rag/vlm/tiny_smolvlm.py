@@ -4,7 +4,7 @@ Built the way transformers' own tests build theirs (a small :class:`~transformer
 a 2-layer SigLIP-style vision tower on 16 px images, a 3-layer Llama, a byte-level BPE
 tokenizer trained here with the processor's special tokens, and SmolVLM's chat template.
 :func:`build_tiny_smolvlm` writes it with ``save_pretrained`` so it loads through the real
-path (:func:`~percep_rag.vlm.smolvlm_loading.load_smolvlm`). Its outputs mean nothing.
+path (:func:`~percep_rag.vlm.chat_loading.load_chat_vlm`). Its outputs mean nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 from percep_rag.backbones._seed import build_seeded
 from percep_rag.errors import ConfigError
 from percep_rag.vlm.bpe import train_byte_bpe
-from percep_rag.vlm.smolvlm_loading import RANDOM_WEIGHTS_MARKER, without_progress_bars
+from percep_rag.vlm.chat_loading import save_random_model
 
 __all__ = [
     "SMOLVLM_CHAT_TEMPLATE",
@@ -104,7 +104,7 @@ def build_tiny_smolvlm(folder: str | os.PathLike, *, seed: int = 0, architecture
     """Write a tiny random-weight SmolVLM (model, processor, chat template) to ``folder``.
 
     16 px images in 4 px patches, pixel-shuffled by 2: 4 image tokens per image. The folder
-    gets the :data:`~percep_rag.vlm.smolvlm_loading.RANDOM_WEIGHTS_MARKER` file, so whatever
+    gets the :data:`~percep_rag.vlm.chat_loading.RANDOM_WEIGHTS_MARKER` file, so whatever
     loads it labels its predictions as random. Deterministic in ``seed``. ``architecture``:
     ``idefics3`` (what SmolVLM-256M/500M/2.2B-Instruct are) or ``smolvlm`` (SmolVLM2's classes).
 
@@ -136,13 +136,7 @@ def build_tiny_smolvlm(folder: str | os.PathLike, *, seed: int = 0, architecture
     model = build_seeded(lambda: model_class(config).eval(), seed)
     image_seq_len = (image_size // patch_size) ** 2 // scale_factor**2
     processor = make_processor(tokenizer, image_size=image_size, image_seq_len=image_seq_len, architecture=architecture)
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    with without_progress_bars():
-        model.save_pretrained(out)
-        processor.save_pretrained(out)
-    (out / RANDOM_WEIGHTS_MARKER).write_text("random weights: a test model, its predictions mean nothing\n")
-    return out
+    return save_random_model(folder, model, processor)
 
 
 def make_test_image(seed: int = 0, size: tuple[int, int] = (40, 36)):

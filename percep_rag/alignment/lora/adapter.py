@@ -14,7 +14,6 @@ percep_rag.errors.AlignmentError: no-such-run is not a percep-rag LoRA adapter (
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import torch
 
+from percep_rag.alignment.lora.peft_format import merged_copy, read_adapter
 from percep_rag.backbones.base import Backbone
 from percep_rag.errors import AlignmentError
 
@@ -47,6 +47,13 @@ class LoraAlignment:
         adapter_dir = path / ADAPTER_DIR if (path / ADAPTER_DIR).is_dir() else path
         meta_file = adapter_dir / METADATA_FILE
         missing = [name for name in ("adapter_config.json", METADATA_FILE) if not (adapter_dir / name).is_file()]
+        if missing == [METADATA_FILE] and path.name.endswith("_lora"):  # the other source of the same format
+            raise AlignmentError(
+                f"{path} is a DreamSim release adapter, not a percep-rag run: use the release's backbone, "
+                f"e.g. -b dreamsim:{path.name.removesuffix('_lora').removesuffix('_single').removesuffix('_patch')}"
+                f"{'_patch' if path.name.endswith('_patch_lora') else ''} --weights {path.parent} "
+                "(its adapter is the aligned space)"
+            )
         if not adapter_dir.is_dir() or missing:
             raise AlignmentError(
                 f"{path} is not a percep-rag LoRA adapter (missing {', '.join(missing) or 'folder'}); "
@@ -88,13 +95,11 @@ class LoraAlignment:
             )
 
     def adapt_backbone(self, backbone: Backbone) -> Backbone:
-        """A copy of ``backbone`` with the adapter merged into its weights."""
-        import peft
-
-        model = peft.PeftModel.from_pretrained(copy.deepcopy(backbone), str(self.adapter_dir))
-        merged = model.merge_and_unload()
+        """A copy of ``backbone`` with the adapter merged into its weights (read like DreamSim's: one reader)."""
+        adapter = read_adapter(self.adapter_dir, origin="it is written by `percep-rag align fit --method lora`")
+        merged = merged_copy(backbone, adapter)
         merged.random_weights = backbone.random_weights
-        return merged.eval()
+        return merged
 
     def transform(self, pooled: torch.Tensor) -> torch.Tensor:
         return pooled

@@ -2,7 +2,7 @@
 
 The VLM is any object with ``predict(examples, query, class_names) -> str`` and
 ``score_classes(examples, query, class_names) -> array`` (a
-:class:`~percep_rag.fewshot.classify.FewShotClassifier`); one request uses it at a time.
+:class:`~percep_rag.vlm.openflamingo.classify.FewShotClassifier`); one request uses it at a time.
 """
 
 from __future__ import annotations

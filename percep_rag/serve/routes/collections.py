@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from percep_rag.serve.errors import api_error_for
 from percep_rag.store.describe import describe_collection
+from percep_rag.text_space import with_text_queries
 
 router = APIRouter(tags=["collections"])
 
@@ -43,7 +44,7 @@ def collection_info(request: Request, name: str) -> dict[str, Any]:
     """Points, fingerprint, vectors, payload fields and indexes, options, and the labels/splits to filter by."""
     catalog = request.app.state.catalog
     store = catalog.store(name)
-    described = describe_collection(store, name)
+    described = with_text_queries(describe_collection(store, name))
     described.pop("store", None)  # where the store lives is the operator's business, not the client's
     described["facets"] = catalog.facets(name)
     return described

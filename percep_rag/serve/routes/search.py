@@ -1,4 +1,10 @@
-"""``POST /collections/{name}/search``: neighbours of an uploaded image or of a stored point."""
+"""``POST /collections/{name}/search``: neighbours of an uploaded image, a stored point or a text.
+
+The query comes as a form (``image`` upload, ``point`` or ``text`` field) or as JSON
+(``{"text": ..., "k": ..., "space": ..., "filter": [...]}`` or ``{"point": ...}``). A text query
+(CLIP-family collections with cls pooling) searches ``base`` unless ``space`` says otherwise
+(:mod:`percep_rag.text_space`); bad text or a collection where text has no meaning is a 422.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,19 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from percep_rag.serve.answers import Hit, hit_json
 from percep_rag.serve.errors import ApiError
-from percep_rag.serve.inputs import Query, check_form, read_filter, read_query
+from percep_rag.serve.inputs import (
+    JSON_TYPE,
+    Query,
+    check_search_body,
+    read_filter,
+    read_query,
+    request_kind,
+    text_query,
+)
 
 router = APIRouter(tags=["search"])
 
@@ -29,33 +43,65 @@ class SearchResponse(BaseModel):
     results: dict[str, list[Hit]]
 
 
+class SearchJson(BaseModel):
+    """A search sent as JSON: a text (or a stored point) and the same options as the form."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: Any = None  # checked by the text rules, so that a non-string gets their message
+    point: str | None = None
+    k: int = Field(10, ge=1)
+    space: Space | None = None
+    filter: list[str] | str = []
+
+
 FILTER_HELP = "key=value or key=v1,v2 (any of), as `percep-rag search --filter`; repeat the field: all must hold."
 
 
 @router.post(
     "/collections/{name}/search",
     response_model=SearchResponse,
-    dependencies=[Depends(check_form)],
-    summary="Nearest stored images to an uploaded image or a stored point",
+    dependencies=[Depends(check_search_body)],
+    summary="Nearest stored images to an uploaded image, a stored point or a text",
 )
 async def search(
     request: Request,
     name: str,
     image: UploadFile | None = File(None, description="The query image (multipart upload)."),
     point: str | None = Form(None, description="Or: the id of a stored point to query with."),
+    text: str | None = Form(None, description="Or: a text query (CLIP-family collections; searches base)."),
     k: int = Form(10, ge=1, description="Neighbours per vector space (at most the service's max_k)."),
-    space: Space = Form("both", description="'aligned', 'base' or 'both' side by side."),
+    space: Space | None = Form(
+        None, description="'aligned', 'base' or 'both' side by side (default: both; base for a text)."
+    ),
     filter: list[str] = Form([], description=FILTER_HELP),
 ) -> JSONResponse:
     """The ``k`` nearest points (never the query itself) in the aligned and/or base space that pass ``filter``."""
     state = request.app.state
     settings = state.settings
+    if request_kind(request) == JSON_TYPE:
+        sent = await _read_json(request)
+        text, point, k, space = sent.text, sent.point, sent.k, sent.space
+        filter = [sent.filter] if isinstance(sent.filter, str) else sent.filter
+    elif text is None and "text" in (form := await request.form()):
+        text = form["text"]  # FastAPI reads an empty field as absent: an empty text is refused as such
     if k > settings.max_k:
         raise ApiError(422, f"k: at most {settings.max_k} neighbours per search, got {k}")
     retriever = state.catalog.retriever(name)
     store = retriever.store
-    query = await read_query(image, point, store, name, settings, state.catalog.run)
-    spaces = ("aligned", "base") if space == "both" else (space,)
+    if text is not None:
+        given = [field for field, value in (("image", image), ("point", point)) if value not in (None, "")]
+        if given:
+            raise ApiError(422, f"give exactly one of image, point or text; got text and {given[0]}")
+        space = space or "base"
+        spaces: tuple[str, ...] = ("aligned", "base") if space == "both" else (space,)
+        query = text_query(text, retriever.embedder.fingerprint_fields(), name, spaces)
+    else:
+        if image is None and point in (None, ""):
+            raise ApiError(422, "give exactly one of image (an upload), point (a stored point id) or text; got none")
+        space = space or "both"
+        spaces = ("aligned", "base") if space == "both" else (space,)
+        query = await read_query(image, point, store, name, settings, state.catalog.run)
 
     def run() -> JSONResponse:
         # Searching and rendering the JSON both happen here, off the event loop.
@@ -88,7 +134,19 @@ async def search(
     return await state.catalog.run(run)
 
 
+async def _read_json(request: Request) -> SearchJson:
+    try:
+        return SearchJson.model_validate(await request.json())
+    except ValueError as error:  # not JSON at all, or JSON of the wrong shape
+        if isinstance(error, ValidationError):
+            where = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
+            raise ApiError(422, where) from None
+        raise ApiError(422, f"the body is not JSON: {error}") from None
+
+
 def _search(retriever: Any, query: Query, k: int, using: str, flt: dict[str, object] | None) -> list:
+    if query.text is not None:
+        return retriever.search(text=query.text, k=k, using=using, filter=flt)
     if query.point is not None:
         return retriever.search(point=query.point, k=k, using=using, filter=flt)
     return retriever.search(query.image, k=k, using=using, filter=flt)

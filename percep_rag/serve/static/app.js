@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { collection: "", query: null, keyNeeded: false };
+const state = { collection: "", query: null, keyNeeded: false, textQueries: "none", textWhy: "" };
 const KEY_STORAGE = "percep-rag-api-key";
 
 function apiKey() {
@@ -68,13 +68,25 @@ async function loadWithKey(img) {
     if (!response.ok) throw new Error(String(response.status));
     img.src = URL.createObjectURL(await response.blob());
   } catch (error) {
-    img.alt = `${img.alt} (image unavailable)`;
+    showPlaceholder(img);
   }
+}
+
+// A thumbnail the service no longer has (its point was deleted, its file withdrawn: 404) or
+// cannot send: a drawn placeholder in its place, never a broken image.
+const PLACEHOLDER = "static/placeholder.svg";  // shipped with the page: needs no key
+
+function showPlaceholder(img) {
+  img.onerror = null;
+  img.classList.add("gone");
+  img.alt = "image no longer available";
+  img.src = PLACEHOLDER;
 }
 
 function setImage(img, url) {
   img.loading = "lazy";
   img.decoding = "async";
+  img.onerror = () => showPlaceholder(img);
   if (!apiKey()) {
     img.src = url;
   } else if (lazyImages) {
@@ -135,6 +147,7 @@ async function chooseCollection() {
     const fp = info.fingerprint;
     $("collection-meta").textContent = `${fp.backbone}, ${fp.alignment} alignment, ${info.points} points`;
     $("random-note").hidden = !fp.random_weights;
+    setTextQueries(fp.text_queries || "none", info.text_queries || "");
     fillFacet($("label-filter"), info.facets.label);
     fillFacet($("split-filter"), info.facets.split);
     showError("");
@@ -145,12 +158,25 @@ async function chooseCollection() {
   }
 }
 
+// What a text query of this collection searches (its fingerprint's text_queries): none, base, base+aligned.
+function setTextQueries(queries, why) {
+  state.textQueries = queries;
+  state.textWhy = why;
+  const off = queries === "none";
+  $("text-query").disabled = off;
+  $("text-go").disabled = off;
+  $("text-help").textContent = off ? `No text search here: ${why.replace(/^none \((.*)\)$/, "$1")}` : "";
+  if (off && state.query && state.query.text) state.query = null;
+}
+
 function queryForm() {
   const form = new FormData();
   if (state.query.file) form.append("image", state.query.file, state.query.file.name || "query");
+  else if (state.query.text) form.append("text", state.query.text);
   else form.append("point", state.query.point);
   form.append("k", $("k").value);
-  form.append("space", "both");
+  // A text searches base, and aligned too where the collection's alignment maps the text space.
+  form.append("space", state.query.text && state.textQueries !== "base+aligned" ? "base" : "both");
   if ($("label-filter").value) form.append("filter", `label=${$("label-filter").value}`);
   if ($("split-filter").value) form.append("filter", `split=${$("split-filter").value}`);
   return form;
@@ -168,7 +194,8 @@ async function search() {
       body: queryForm(),
     });
     render(found);
-    const count = found.results.aligned.length;
+    refreshCounts();
+    const count = (found.results.base || found.results.aligned).length;
     setStatus(count ? `${count} neighbours per space in ${state.collection}` : "No stored image passes these filters.");
   } catch (error) {
     setStatus("");
@@ -196,9 +223,8 @@ function renderColumn(list, hits) {
     button.className = "hit";
     const label = hit.label ?? "unlabelled";
     button.title = hit.uri || hit.id;
-    button.setAttribute("aria-label", `#${hit.rank} ${label}, score ${hit.score.toFixed(3)}: search with this image`);
     const img = document.createElement("img");
-    img.alt = `${label} (#${hit.rank})`;
+    img.alt = "";  // the caption names the image: the button's name is what it shows
     img.width = 160;
     img.height = 160;
     setImage(img, hit.image);
@@ -207,6 +233,11 @@ function renderColumn(list, hits) {
     const name = document.createElement("span");
     name.className = "label";
     name.textContent = `#${hit.rank} ${label}`;
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = hit.score.toFixed(3);
+    caption.append(name, score);
+    button.append(img, caption);
     if (hit.duplicate_of_query) {
       // Another file of the same (or nearly the same) image: what a catalog search is there to find.
       const copy = document.createElement("span");
@@ -214,13 +245,12 @@ function renderColumn(list, hits) {
       copy.textContent = "copy";
       copy.title = "the same or nearly the same image as the query";
       button.append(copy);
-      button.setAttribute("aria-label", `${button.getAttribute("aria-label")} (a copy of the query)`);
     }
-    const score = document.createElement("span");
-    score.className = "score";
-    score.textContent = hit.score.toFixed(3);
-    caption.append(name, score);
-    button.append(img, caption);
+    // The button's name is what it shows, then what it does (axe: label-content-name-mismatch).
+    const action = document.createElement("span");
+    action.className = "visually-hidden";
+    action.textContent = "— search with this image";
+    button.append(action);
     button.addEventListener("click", () => queryWithPoint(hit));
     item.append(button);
     list.append(item);
@@ -231,7 +261,14 @@ function render(found) {
   $("empty").hidden = true;
   $("columns").hidden = false;
   renderColumn($("base"), found.results.base || []);
-  renderColumn($("aligned"), found.results.aligned || []);
+  if (found.results.aligned) {
+    renderColumn($("aligned"), found.results.aligned);
+  } else {
+    const none = document.createElement("li");
+    none.className = "none";
+    none.textContent = `Text searches base only here: ${state.textWhy}`;
+    $("aligned").replaceChildren(none);
+  }
 }
 
 function showQuery(src, name) {
@@ -253,6 +290,21 @@ function queryWithFile(file) {
   }
   state.query = { file };
   showQuery(URL.createObjectURL(file), file.name);
+  search();
+}
+
+function queryWithText(event) {
+  event.preventDefault();
+  const text = $("text-query").value.trim();
+  if (!text) {
+    showError("Type a text to search for.");
+    return;
+  }
+  state.query = { text };
+  const preview = $("query-preview");
+  preview.hidden = true;
+  preview.removeAttribute("src");
+  $("query-name").textContent = `text: “${text}”`;
   search();
 }
 
@@ -307,8 +359,36 @@ function init() {
   $("collection").addEventListener("change", chooseCollection);
   for (const id of ["k", "label-filter", "split-filter"]) $(id).addEventListener("change", search);
   $("options").addEventListener("submit", (event) => event.preventDefault());
+  $("text-form").addEventListener("submit", queryWithText);
   wireDropZone();
   loadCollections();
+  followCounts();
+}
+
+// The catalog changes while it is served (images added, deleted, synced): the point counts
+// follow it, every few seconds while the page is visible, and after each search.
+const COUNT_EVERY_MS = 5000;
+
+async function refreshCounts() {
+  if (!state.collection || document.hidden) return;
+  try {
+    const listed = await api("collections");
+    for (const row of listed.collections) {
+      const points = row.points === null ? "unavailable" : `${row.points} points`;
+      const choice = [...$("collection").options].find((o) => o.value === row.name);
+      if (choice) choice.textContent = `${row.name} (${points})`;
+      if (row.name === state.collection && row.points !== null) {
+        $("collection-meta").textContent = $("collection-meta").textContent.replace(/\d+ points$/, points);
+      }
+    }
+  } catch (error) {
+    // A service that went away says so on the next search; a count is not worth an error box.
+  }
+}
+
+function followCounts() {
+  setInterval(refreshCounts, COUNT_EVERY_MS);
+  document.addEventListener("visibilitychange", refreshCounts);
 }
 
 document.addEventListener("DOMContentLoaded", init);

@@ -1,7 +1,7 @@
-"""The OpenFlamingo backend: today's :mod:`percep_rag.fewshot` classifier behind the VLM interface.
+"""The OpenFlamingo backend behind the VLM interface: the classifier, loaded by release name.
 
 Nothing about its prompts or scores changes: :class:`OpenFlamingoVLM` is the
-:class:`~percep_rag.fewshot.classify.FewShotClassifier` plus the interface's ``name`` and
+:class:`~percep_rag.vlm.openflamingo.classify.FewShotClassifier` plus the interface's ``name`` and
 ``prompt_text``.
 """
 
@@ -13,8 +13,8 @@ from percep_rag.config import Precision
 from percep_rag.vlm.errors import VlmSpecError
 
 try:
-    from percep_rag.fewshot.classify import FewShotClassifier
-    from percep_rag.fewshot.prompt import build_prompt
+    from percep_rag.vlm.openflamingo.classify import FewShotClassifier
+    from percep_rag.vlm.openflamingo.prompt import build_prompt
 except ImportError as missing:  # open-flamingo is installed on its own (it pins an old torch)
     raise VlmSpecError(
         f"the openflamingo backend needs open-flamingo ({missing}): pip install --no-deps open-flamingo==2.0.1 "
@@ -27,7 +27,7 @@ __all__ = ["OpenFlamingoVLM", "load_openflamingo_vlm"]
 
 
 class OpenFlamingoVLM(FewShotClassifier):
-    """A :class:`~percep_rag.fewshot.classify.FewShotClassifier` with the VLM interface's extras.
+    """A :class:`~percep_rag.vlm.openflamingo.classify.FewShotClassifier` with the VLM interface's extras.
 
     >>> vlm = load_openflamingo_vlm("tiny-flamingo-random")
     >>> vlm.prompt_text([("a.png", "cat")])
@@ -61,8 +61,8 @@ def load_openflamingo_vlm(
     ...
     percep_rag.errors.ImageDecodeError: nonexistent.png: ...
     """
-    from percep_rag.fewshot.flamingo import load_openflamingo
-    from percep_rag.fewshot.tiny import TINY_NAME, build_tiny_flamingo
+    from percep_rag.vlm.openflamingo.model import load_openflamingo
+    from percep_rag.vlm.openflamingo.tiny import TINY_NAME, build_tiny_flamingo
 
     dtype = resolve_precision(precision, device)
     if release == TINY_NAME:
