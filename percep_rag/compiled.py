@@ -32,7 +32,9 @@ class Forward:
     last, smaller batch rather than compile a second graph. ``freeze=True`` (for inference
     only, on CPU) lets inductor fold the weights into the graph as constants
     (``torch._inductor.config.freezing``): the linears become prepacked oneDNN kernels with
-    their bias and activation fused; the weights must not change afterwards.
+    their bias and activation fused; the weights must not change afterwards. The setting is
+    patched in around each compiled call: ``torch.compile(options={"freezing": True})`` is
+    silently ignored (torch 2.14: the weights stay graph inputs).
     :attr:`compile_seconds` is the wall time of the first compiled call (the compile and one forward).
     """
 
@@ -53,17 +55,24 @@ class Forward:
     def compile(self) -> None:
         """Compile on the next call (idempotent; the eager module stays the way back)."""
         if self._compiled is None:
-            options = {"freezing": True} if self.freeze else None
-            self._compiled = torch.compile(self.eager, dynamic=False, options=options)
+            self._compiled = torch.compile(self.eager, dynamic=False)
+
+    def _run_compiled(self, *args: Any) -> Any:
+        if not self.freeze:
+            return self._compiled(*args)
+        from torch._inductor import config as inductor_config
+
+        with inductor_config.patch(freezing=True):  # read when a graph is compiled (first call, any recompile)
+            return self._compiled(*args)
 
     def __call__(self, *args: Any) -> Any:
         if self._compiled is None:
             return self.eager(*args)
         if self._proven:
-            return self._compiled(*args)
+            return self._run_compiled(*args)
         start = time.perf_counter()
         try:
-            out = self._compiled(*args)
+            out = self._run_compiled(*args)
         except Exception as error:
             if not _is_compile_failure(error):
                 raise

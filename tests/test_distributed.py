@@ -308,6 +308,6 @@ def test_the_pipeline_tells_each_actor_its_share_of_the_run(monkeypatch):
     monkeypatch.setattr(
         pipeline_module, "_actor_stage", lambda data, cls, kwargs, plan, **_: given.update(kwargs) or data
     )
-    plan = plan_resources(RayOptions(actors=2), {"CPU": 2.0}, spec_batch_size=8)
+    plan = plan_resources(RayOptions(actors=2), {"CPU": 4.0}, spec_batch_size=8)
     pipeline_module.embedding_pipeline(Rows(), SPEC, fingerprint_of(SPEC), plan)
     assert given["job_images"] == 501
