@@ -55,6 +55,7 @@ def test_embed_throughput_measures_every_path_against_the_limit(load_script, tmp
     long_ratio = row["embedder_long_jpeg_img_s"] / row["embedder_long_tensors_img_s"]
     assert row["long_jpeg_vs_tensors"] == pytest.approx(long_ratio)
     assert row["long_job_cosine_to_fp32"] > 0.99 and row["embedder_cosine_to_fp32"] > 0.99
+    assert set(row["paired_fractions"]) == {"tensors", "jpeg"}  # each run next to its own peaks
     printed = capsys.readouterr().out
     assert "tiny-vit-random (random)" in printed and "of bf16 limit" in printed and "long job (default)" in printed
 
