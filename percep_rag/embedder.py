@@ -167,8 +167,10 @@ class AlignedEmbedder:
         """Whether the forward runs through ``torch.compile`` now.
 
         ``compile="auto"`` compiles on CUDA at once and, on CPU, for the first job of at least
-        :attr:`cpu_compile_min_images` images (measured 1.2-1.5x for the ViT-B backbones on a
-        2-core CPU, after a one-off compile of seconds; benchmarks/RESULTS.md): a query stays eager.
+        :attr:`cpu_compile_min_images` images: a query stays eager. On CPU the compiled form
+        freezes the weights and (bf16) runs attention as SDPA; on a 2-core AMX Xeon clip-vit-b-16
+        ran ~1.5x eager bf16 after a first call of ~35 s (:attr:`compile_seconds`; issue 40 in
+        benchmarks/RESULTS.md).
         """
         return any(forward.compiled for forward in self._forwards())
 
