@@ -26,6 +26,7 @@ from percep_rag.compiled import Forward
 from percep_rag.config import CompileMode, EmbedderSpec, Fingerprint, Normalization, Pooling, Precision
 from percep_rag.devices import resolve_device as resolve_device
 from percep_rag.errors import ConfigError, ImageDecodeError
+from percep_rag.fused_attention import use_sdpa_attention
 from percep_rag.io.decode import ImageFailure, decode_image
 from percep_rag.io.device_decode import decode_jpegs
 from percep_rag.io.loader import PixelBatch, iter_pixel_batches
@@ -149,9 +150,15 @@ class AlignedEmbedder:
             # bf16 weights (a copy: the fp32 original keeps the fingerprint) beat CPU autocast.
             base = compute_copy(base, self.compute_dtype)
             aligned = None if aligned is None else compute_copy(aligned, self.compute_dtype)
+            if self.compute_dtype != torch.float32:  # copies: compiled, their attention runs as SDPA (issue 40)
+                for module in (base, aligned):
+                    if module is not None:
+                        use_sdpa_attention(module)
         compile_now = compile_mode == "always" or (compile_mode == "auto" and self.on_cuda)
-        self._base_forward = Forward(base, compile=compile_now)
-        self._aligned_forward = None if aligned is None else Forward(aligned, compile=compile_now)
+        # Frozen weights (prepacked oneDNN linears, fused epilogues) are the CPU's fastest compiled form.
+        freeze = not self.on_cuda
+        self._base_forward = Forward(base, compile=compile_now, freeze=freeze)
+        self._aligned_forward = None if aligned is None else Forward(aligned, compile=compile_now, freeze=freeze)
         # On CPU, "auto" compiles once a job is large enough to repay the compile time.
         self._compile_for_large_jobs = compile_mode == "auto" and not self.on_cuda
 
@@ -160,10 +167,19 @@ class AlignedEmbedder:
         """Whether the forward runs through ``torch.compile`` now.
 
         ``compile="auto"`` compiles on CUDA at once and, on CPU, for the first job of at least
-        :attr:`cpu_compile_min_images` images (measured 1.2-1.5x for the ViT-B backbones on a
-        2-core CPU, after a one-off compile of seconds; benchmarks/RESULTS.md): a query stays eager.
+        :attr:`cpu_compile_min_images` images: a query stays eager. On CPU the compiled form
+        freezes the weights and (bf16) runs attention as SDPA; on a 2-core AMX Xeon clip-vit-b-16
+        ran ~1.5x eager bf16 after a first call of ~35 s (:attr:`compile_seconds`; issue 40 in
+        benchmarks/RESULTS.md).
         """
         return any(forward.compiled for forward in self._forwards())
+
+    @property
+    def compile_seconds(self) -> float | None:
+        """Wall seconds the first compiled call took (compile + one forward; summed over the
+        base and aligned forwards), ``None`` before one ran: the one-off price of :attr:`compiled`."""
+        times = [forward.compile_seconds for forward in self._forwards() if forward.compile_seconds is not None]
+        return sum(times) if times else None
 
     def _forwards(self) -> list[Forward]:
         return [forward for forward in (self._base_forward, self._aligned_forward) if forward is not None]

@@ -49,8 +49,15 @@ def test_embed_throughput_measures_every_path_against_the_limit(load_script, tmp
     assert row["jpeg_vs_tensors"] == pytest.approx(row["embedder_jpeg_img_s"] / row["embedder_tensors_img_s"])
     assert row["bf16_limit_img_s"] == pytest.approx(report["matmul_gflop_s"]["bf16"] / row["gflop_per_image"])
     assert json.loads(out.read_text())["results"][0]["backbone"] == "tiny-vit-random"
+    # the long job: the default embedder as index/embed of 512+ images runs it, compiled once on CPU
+    assert row["long_job_compiled"] and row["long_job_compile_s"] > 0
+    assert {"embedder_long_tensors_img_s", "embedder_long_jpeg_img_s"} <= set(speeds)
+    long_ratio = row["embedder_long_jpeg_img_s"] / row["embedder_long_tensors_img_s"]
+    assert row["long_jpeg_vs_tensors"] == pytest.approx(long_ratio)
+    assert row["long_job_cosine_to_fp32"] > 0.99 and row["embedder_cosine_to_fp32"] > 0.99
+    assert set(row["paired_fractions"]) == {"tensors", "jpeg"}  # each run next to its own peaks
     printed = capsys.readouterr().out
-    assert "tiny-vit-random (random)" in printed and "of bf16 limit" in printed
+    assert "tiny-vit-random (random)" in printed and "of bf16 limit" in printed and "long job (default)" in printed
 
 
 def test_embed_throughput_reuses_the_fp32_embedder_where_auto_is_fp32(load_script, monkeypatch):
@@ -58,7 +65,7 @@ def test_embed_throughput_reuses_the_fp32_embedder_where_auto_is_fp32(load_scrip
     script = load_script("embed_throughput")
     report = script.main(
         ["--backbones", "tiny-vit-random", "--images", "2", "--tensor-images", "2", "--batch-size", "2",
-         "--repeats", "1", "--matmul-size", "64", "--jpeg-size", "32", "32", "--bf16-images", "0"]
+         "--repeats", "1", "--matmul-size", "64", "--jpeg-size", "32", "32", "--bf16-images", "0", "--no-long-job"]
     )  # fmt: skip
     [row] = report["results"]
     assert row["embedder_dtype"] == "float32" and "bare_bf16_img_s" not in row

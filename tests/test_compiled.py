@@ -90,3 +90,17 @@ def test_indexing_in_chunks_compiles_for_the_whole_job(image_folder):
         report = index_records(records, embedder=embedder, store=store, collection="c", chunk_size=4, progress=False)
     assert report.indexed == len(records)
     assert embedder.compiled  # no single chunk is large, the job is
+
+
+def test_a_frozen_forward_folds_the_weights_into_the_graph():
+    from torch._inductor.utils import run_and_get_code
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 8)).eval()
+    x = torch.rand(4, 16)
+    with torch.no_grad():
+        expected = model(x)
+        frozen, code = run_and_get_code(Forward(model, compile=True, freeze=True), x)
+        _, plain = run_and_get_code(Forward(model, compile=True), x)
+    torch.testing.assert_close(frozen, expected, atol=1e-5, rtol=1e-4)
+    assert "_frozen_param" in "".join(code)  # constants of the graph, not its inputs
+    assert "_frozen_param" not in "".join(plain)

@@ -287,3 +287,27 @@ def test_cli_ray_on_a_memory_store_ends_as_the_local_engine_does(ray_address, im
     synced = run("--sync")
     assert "12 added" in synced[1] and synced[-1] == local[-1]
     assert run("--sync", *ray) == synced
+
+
+def test_an_actor_compiles_its_cpu_forward_for_a_long_run_only():
+    spec = SPEC.model_copy(update={"precision": "fp32"})
+    long_run = EmbedActor(spec, fingerprint_of(spec), threads=1, job_images=10_000)
+    short_run = EmbedActor(spec, fingerprint_of(spec), threads=1, job_images=8)
+    assert long_run.embedder.compiled and not short_run.embedder.compiled  # compiled lazily, on the first batch
+
+
+def test_the_pipeline_tells_each_actor_its_share_of_the_run(monkeypatch):
+    from percep_rag.distributed.runtime import plan_resources
+
+    class Rows:
+        def count(self) -> int:
+            return 1001
+
+    given = {}
+    monkeypatch.setattr(pipeline_module, "_read_stage", lambda rows, plan, **_: rows)
+    monkeypatch.setattr(
+        pipeline_module, "_actor_stage", lambda data, cls, kwargs, plan, **_: given.update(kwargs) or data
+    )
+    plan = plan_resources(RayOptions(actors=2), {"CPU": 4.0}, spec_batch_size=8)
+    pipeline_module.embedding_pipeline(Rows(), SPEC, fingerprint_of(SPEC), plan)
+    assert given["job_images"] == 501

@@ -83,10 +83,11 @@ def embedding_pipeline(
 ) -> ray.data.Dataset:
     """Read + hash, embed, and (with a ``sink``) write: the whole run as one lazy dataset."""
     read = _read_stage(rows, plan, collection=collection, keep_bytes=True)
+    per_actor = math.ceil(rows.count() / max(1, plan.actors))  # from_items: the count is metadata, nothing runs
     embedded = _actor_stage(
         read,
         EmbedActor,
-        {"spec": spec, "fingerprint": fingerprint, "threads": plan.torch_threads},
+        {"spec": spec, "fingerprint": fingerprint, "threads": plan.torch_threads, "job_images": per_actor},
         plan,
         actors=plan.actors,
         num_cpus=plan.cpus_per_actor,

@@ -102,10 +102,12 @@ class EmbedActor:
     The actor uses a GPU when Ray gave it one, the CPU otherwise. It refuses to start when
     its embedder's fingerprint differs from ``fingerprint`` (another weights file on this
     node, say), so a run never mixes vectors of two embedders. Decoding failures become
-    failure rows; the ``data`` column is dropped from the output.
+    failure rows; the ``data`` column is dropped from the output. ``job_images`` (the images
+    this actor is expected to embed over the run) lets ``compile="auto"`` compile a CPU
+    actor's forward once for a long run, as a local job would (``AlignedEmbedder.prepare_for_job``).
     """
 
-    def __init__(self, spec: EmbedderSpec, fingerprint: Fingerprint, threads: int):
+    def __init__(self, spec: EmbedderSpec, fingerprint: Fingerprint, threads: int, job_images: int = 0):
         import torch
 
         torch.set_num_threads(threads)
@@ -117,6 +119,7 @@ class EmbedActor:
             raise FingerprintMismatchError(
                 f"an embedding actor built a different embedder than the run's: {'; '.join(differences)}"
             )
+        self.embedder.prepare_for_job(job_images)
 
     def __call__(self, batch: Batch) -> Batch:
         started = time.perf_counter()

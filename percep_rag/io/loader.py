@@ -1,13 +1,17 @@
-"""Turning image sources into batches of square uint8 tensors, in DataLoader workers.
+"""Turning image sources into batches of square uint8 tensors, decoded ahead of the model.
 
-Decoding and resizing happen in worker processes so that the model is not starved; a
-bad image becomes a reported failure and never stops the batch.
+Decoding and resizing happen in DataLoader worker processes for large jobs and in a few
+background threads otherwise (PIL releases the GIL while it decodes and resizes), so the
+model is never starved and a small job does not pay for starting processes; a bad image
+becomes a reported failure and never stops the batch.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +29,7 @@ __all__ = [
     "PixelBatch",
     "collate_pixels",
     "default_num_workers",
+    "decode_threads",
     "iter_pixel_batches",
     "preprocess_image",
 ]
@@ -94,6 +99,15 @@ def default_num_workers(n_items: int, batch_size: int) -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
+def decode_threads() -> int:
+    """Background decoding threads of a job without worker processes: two, one on a single core.
+
+    >>> 1 <= decode_threads() <= 2
+    True
+    """
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def iter_pixel_batches(
     sources: Sequence[ImageSource],
     spec: PreprocessSpec,
@@ -102,8 +116,13 @@ def iter_pixel_batches(
     num_workers: int | None = None,
     keep_jpeg_bytes: bool = False,
     pin_memory: bool = False,
+    prefetch_batches: int = 2,
 ) -> Iterator[PixelBatch]:
     """Yield :class:`PixelBatch` es over ``sources`` in order.
+
+    With ``num_workers`` > 0 (default: :func:`default_num_workers`) DataLoader worker processes
+    decode; with 0, :func:`decode_threads` threads decode up to ``prefetch_batches`` batches
+    ahead of the consumer, so the consumer's forward overlaps the decoding of the next batch.
 
     >>> from PIL import Image
     >>> from percep_rag.config import PreprocessSpec
@@ -112,13 +131,44 @@ def iter_pixel_batches(
     torch.Size([1, 3, 32, 32])
     """
     workers = default_num_workers(len(sources), batch_size) if num_workers is None else num_workers
+    dataset = ImageSourceDataset(sources, spec, keep_jpeg_bytes=keep_jpeg_bytes)
+    if workers == 0:
+        yield from _threaded_batches(dataset, batch_size, pin_memory=pin_memory, ahead=max(1, prefetch_batches))
+        return
     loader = DataLoader(
-        ImageSourceDataset(sources, spec, keep_jpeg_bytes=keep_jpeg_bytes),
+        dataset,
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate_pixels,
         pin_memory=pin_memory,
-        prefetch_factor=4 if workers else None,
+        prefetch_factor=4,
         persistent_workers=False,
     )
     yield from loader
+
+
+def _threaded_batches(
+    dataset: ImageSourceDataset, batch_size: int, *, pin_memory: bool, ahead: int
+) -> Iterator[PixelBatch]:
+    """The batches of ``dataset`` in order, each item decoded on a thread pool ``ahead`` batches early."""
+    starts = iter(range(0, len(dataset), batch_size))
+    with ThreadPoolExecutor(max_workers=decode_threads(), thread_name_prefix="percep-rag-decode") as pool:
+
+        def submit(start: int) -> list[Future]:
+            return [pool.submit(dataset.__getitem__, i) for i in range(start, min(start + batch_size, len(dataset)))]
+
+        pending: deque[list[Future]] = deque(submit(start) for _, start in zip(range(ahead), starts, strict=False))
+        try:
+            while pending:
+                items = [future.result() for future in pending.popleft()]
+                following = next(starts, None)
+                if following is not None:
+                    pending.append(submit(following))
+                batch = collate_pixels(items)
+                if pin_memory and torch.cuda.is_available():
+                    batch.pixels = batch.pixels.pin_memory()
+                yield batch
+        finally:  # a consumer that stops early leaves no decoding behind
+            for futures in pending:
+                for future in futures:
+                    future.cancel()
