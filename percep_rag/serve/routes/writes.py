@@ -217,9 +217,12 @@ async def sync(
     name: str,
     dry_run: bool = Form(False, description="Only report what would change."),
     remove: bool = Form(True, description="false: only add new images (what `index SOURCE` does)."),
+    checksum: bool = Form(False, description="Read every file, not only those whose stat changed (--checksum)."),
 ) -> dict[str, Any]:
     """Index the source's new images, relink renamed ones, remove withdrawn ones; the counts."""
     state = request.app.state
-    return await _off_loop(sync_collection, state.catalog, writes_of(request), state.settings, name, dry_run, remove)
+    return await _off_loop(
+        sync_collection, state.catalog, writes_of(request), state.settings, name, dry_run, remove, checksum
+    )
 
 
