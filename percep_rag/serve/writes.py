@@ -237,6 +237,7 @@ def sync_collection(
             "replaced": report.replaced,
             "removed": report.removed,
             "relinked": report.relinked,
+            "read": report.read,
         }
     elif index is not None:
         answer |= {"report": str(index), "added": index.indexed, "already_present": index.already_present}
