@@ -53,7 +53,6 @@ c: 1 added, 1 kept, 1 replaced, 1 removed, 1 relinked, 0 failed; 2 of 2 files re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -68,6 +67,7 @@ from percep_rag.failures import Failure
 from percep_rag.indexing import IndexReport, index_records, read_record_stat, rewrite_payloads
 from percep_rag.io.sources import stat_source
 from percep_rag.point_records import (
+    CONTENT_FIELDS,
     STAT_FIELDS,
     STAT_KEY,
     content_fields,
@@ -90,37 +90,50 @@ def _stat_key(stat: Mapping[str, Any] | None) -> StatKey | None:
     return None if stat is None else tuple(stat[key] for key in STAT_FIELDS)  # type: ignore[return-value]
 
 
-def _canonical(entries: Sequence[Mapping[str, Any]]) -> str:
-    return json.dumps(sorted(entries, key=lambda e: str(e.get("uri", ""))), sort_keys=True, separators=(",", ":"))
+def _by_uri(entries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(entries, key=lambda e: str(e.get("uri", "")))
 
 
 @dataclass
 class StoredState:
-    """What a collection holds, from one scan of its payloads (no vectors), kept compact.
+    """What a collection holds, from one scan of its payloads (no vectors): its records lists
+    only (what sync compares), about the size of the source's own record list.
 
-    ``lists``: point id -> its records list as canonical JSON; ``well_formed``: the points
-    whose payload is exactly :func:`~percep_rag.point_records.point_payload` of that list (not
-    so: written before ``records`` existed); ``by_uri``: uri -> ``(point id, recorded stat)``
-    of every entry holding it (a uri in two points: a sync cut short while moving it).
+    ``lists``: point id -> its records, sorted by uri; ``well_formed``: the points whose payload
+    is exactly :func:`~percep_rag.point_records.point_payload` of that list (not so: written
+    before ``records`` existed); ``by_uri``: uri -> ``(point id, recorded stat)`` of every
+    entry holding it (a uri in two points: a sync cut short while moving it).
     """
 
-    lists: dict[str, str] = field(default_factory=dict)
+    lists: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
     well_formed: set[str] = field(default_factory=set)
     by_uri: dict[str, list[tuple[str, StatKey | None]]] = field(default_factory=dict)
 
     def add(self, point_id: str, payload: Mapping[str, Any]) -> None:
         """Take in one stored point."""
-        entries = payload_records(payload)
-        self.lists[point_id] = _canonical(entries)
-        if "records" in payload and point_payload(entries, content_fields(payload)) == payload:
+        listed = payload.get("records")
+        entries = listed if listed else payload_records(payload)
+        if listed and _is_primary_of(payload, listed):
             self.well_formed.add(point_id)
+        self.lists[point_id] = entries if point_id in self.well_formed else _by_uri(entries)
         for entry in entries:
             uri = str(entry.get("uri", ""))
             self.by_uri.setdefault(uri, []).append((point_id, _stat_key(recorded_stat(entry))))
 
     def entries(self, point_id: str) -> list[dict[str, Any]]:
-        """The stored records of ``point_id``."""
-        return json.loads(self.lists[point_id])
+        """The stored records of ``point_id`` (copies)."""
+        return [dict(entry) for entry in self.lists[point_id]]
+
+
+def _is_primary_of(payload: Mapping[str, Any], listed: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``payload`` is :func:`~percep_rag.point_records.point_payload` of ``listed`` (the
+    same check, without building it)."""
+    uris = [str(entry.get("uri", "")) for entry in listed]
+    if uris != sorted(uris):
+        return False
+    primary = {key: value for key, value in listed[0].items() if key != STAT_KEY and key not in CONTENT_FIELDS}
+    top = {key: value for key, value in payload.items() if key not in CONTENT_FIELDS}
+    return top == primary
 
 
 def stored_state(store: VectorStore, collection: str, ids: Collection[str] | None = None) -> StoredState:
@@ -149,8 +162,13 @@ def source_stats(records: Sequence[ImageRecord]) -> dict[str, StatKey | None]:
     found: dict[str, StatKey | None] = {}
     for record in records:
         now = stat_source(record.uri)
-        found[record.uri] = None if now is None else _stat_key(file_stat(now))
+        found[record.uri] = None if now is None else stat_key_of(now)
     return found
+
+
+def stat_key_of(found: Any) -> StatKey:
+    """The compared stat of an ``os.stat_result``, as :func:`~percep_rag.point_records.file_stat` records it."""
+    return _stat_key(file_stat(found))  # type: ignore[return-value]
 
 
 def unchanged_records(
@@ -264,12 +282,12 @@ def plan_sync(
             (plan.replaced if any(uri in ids_by_uri for uri in uris) else plan.removed).append(pid)
             continue
         plan.kept.add(pid)
-        entries = list(final.values())
-        if pid in state.well_formed and _canonical(entries) == stored:
+        entries = _by_uri(final.values())
+        if pid in state.well_formed and entries == stored:
             continue
         before = state.entries(pid)
-        (growing if set(final) - {e.get("uri") for e in before} else others)[pid] = entries
-        if pid not in quiet and _canonical(_without_stats(entries)) != _canonical(_without_stats(before)):
+        (growing if set(final) - {e.get("uri") for e in before} else others)[pid] = [dict(e) for e in entries]
+        if pid not in quiet and _without_stats(entries) != _without_stats(_by_uri(before)):
             plan.relinked += 1
     plan.relink = {**growing, **others}
     return plan
