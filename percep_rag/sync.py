@@ -64,7 +64,13 @@ from percep_rag.datasets.records import ImageRecord
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ImageDecodeError
 from percep_rag.failures import Failure
-from percep_rag.indexing import IndexReport, index_records, read_record_stat, rewrite_payloads
+from percep_rag.indexing import (
+    DEFAULT_PAYLOAD_INDEXES,
+    IndexReport,
+    index_records,
+    read_record_stat,
+    rewrite_payloads,
+)
 from percep_rag.io.sources import stat_source
 from percep_rag.point_records import (
     CONTENT_FIELDS,
@@ -442,6 +448,11 @@ def sync_records(
     """
 
     def index(to_read: Sequence[ImageRecord]) -> IndexReport:
+        if not to_read and store.has_collection(collection):
+            # Nothing to read: the same checks as indexing (embedder, payload indexes), no more.
+            indexes = {**DEFAULT_PAYLOAD_INDEXES, **(payload_indexes or {})}
+            store.ensure_collection(collection, embedder.fingerprint, payload_indexes=indexes)
+            return IndexReport(collection=collection)
         return index_records(
             to_read,
             embedder=embedder,

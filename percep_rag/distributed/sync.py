@@ -5,7 +5,8 @@ The steps and their crash-safe order are :func:`percep_rag.sync.sync_after`'s. T
 stat-ed by Ray tasks (:func:`stat_on_ray`: size, mtime, inode and device, nothing read); the
 driver compares the stats with the ones the points recorded, and only new files and files
 whose stat changed (all of them with ``checksum``) go to :func:`index_with_ray`, whose tasks
-read and hash them. The driver reads no file.
+read and hash them. The driver reads no file (a dry run reads the changed ones there: nothing
+is indexed).
 
 Example (starts Ray, so not run here)::
 
