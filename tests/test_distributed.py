@@ -253,6 +253,7 @@ def test_sync_on_ray_removes_withdrawn_and_replaced_images(ray_address, image_fo
     from .conftest import make_image
 
     spec = f"edge:{tmp_path / 'store'}"
+    settle(image_folder)  # the stats are recorded: the stat pass (Ray tasks) finds the unchanged files
     with open_store(spec) as store:
         index_records(scan_folder(image_folder), embedder=embedder, store=store, collection=COLLECTION, progress=False)
     (image_folder / "circle" / "0.png").unlink()  # withdrawn
@@ -264,6 +265,7 @@ def test_sync_on_ray_removes_withdrawn_and_replaced_images(ray_address, image_fo
     assert (dry.added, dry.kept, dry.replaced, dry.removed) == (1, 10, 1, 1)
     report = sync_with_ray(records, spec=SPEC, store=spec, collection=COLLECTION, options=OPTIONS, progress=False)
     assert (report.added, report.kept, report.replaced, report.removed) == (1, 10, 1, 1)
+    assert (report.read, report.records) == (1, 11)  # only the replaced file: every other stat unchanged
     with open_store(spec) as store:
         assert {p.id for p in store.iterate(COLLECTION)} == wanted
 
