@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from percep_rag.quiet import import_compiler_quietly
+
 __all__ = ["CompileFallbackWarning", "Forward"]
 
 
@@ -55,6 +57,7 @@ class Forward:
     def compile(self) -> None:
         """Compile on the next call (idempotent; the eager module stays the way back)."""
         if self._compiled is None:
+            import_compiler_quietly()  # before inductor imports it, mid-run, with a CUDA warning
             self._compiled = torch.compile(self.eager, dynamic=False)
 
     def _run_compiled(self, *args: Any) -> Any:

@@ -29,3 +29,18 @@ def without_log_records(text: str, logger: str = "") -> Iterator[None]:
         yield
     finally:
         target.removeFilter(keep)
+
+
+def import_compiler_quietly() -> None:
+    """Import ``torch.utils.cpp_extension`` (what inductor imports on its first CPU compile) with
+    its import-time warning ``No CUDA runtime is found, using CUDA_HOME=...`` dropped.
+
+    A CUDA build of torch on a machine without a GPU (a CPU server with ``nvcc`` on the path)
+    logs it once, from the module's top level, in the middle of the user's ``index`` output; it
+    says nothing about percep-rag's work, which runs on the CPU by design. Imported here first,
+    under the filter, the module is cached and never warns later.
+
+    >>> import_compiler_quietly()
+    """
+    with without_log_records("No CUDA runtime is found", "torch.utils.cpp_extension"):
+        import torch.utils.cpp_extension  # noqa: F401

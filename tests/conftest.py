@@ -131,3 +131,20 @@ def silent_server():
     for connection in accepted:
         connection.close()
     server.close()
+
+
+def settle(folder: Path, *, seconds_ago: float = 3600.0) -> None:
+    """Set every file under ``folder`` to a modification time well in the past, as a catalog's
+    files are: indexing records the stat of a file only once it is no longer being written
+    (``percep_rag.point_records.RACY_NS``), so tests comparing stats across runs settle first."""
+    when = time.time_ns() - int(seconds_ago * 1e9)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(when, when))
+
+
+def without_stats(payload: dict) -> dict:
+    """``payload`` without the files' stats in its records (they depend on when a file was read)."""
+    if "records" not in payload:
+        return payload
+    return {**payload, "records": [{k: v for k, v in entry.items() if k != "stat"} for entry in payload["records"]]}

@@ -178,3 +178,16 @@ def test_qwen_and_gemma_configs_are_the_published_architectures(load_script):
     text = g.text_config
     assert (text.hidden_size, text.num_hidden_layers, text.head_dim, text.vocab_size) == (2560, 34, 256, 262208)
     assert text.layer_types[:6] == ["sliding_attention"] * 5 + ["full_attention"] and text.sliding_window == 1024
+
+
+def test_sync_scale_times_every_sync_against_the_walk(load_script, tmp_path, capsys):
+    script = load_script("sync_scale")
+    report = script.main(["--files", "300", "--images", "10", "--copies", "2", "--root", str(tmp_path)])
+    distinct, copies = report["rows"]["300 distinct"], report["rows"]["10 x 2 copies"]
+    assert (distinct["files"], distinct["points"], copies["files"], copies["points"]) == (300, 300, 20, 10)
+    assert "0 of 300 files read" in distinct["noop_line"] and "300 of 300 files read" in distinct["checksum_line"]
+    assert "3 of 300 files read" in distinct["change_line"] and "10 new points for 20 records" in copies["index_line"]
+    for row in (distinct, copies):
+        floor = row["walk_s"] + row["store_scan_s"]
+        assert row["noop_vs_walk_plus_scan"] == pytest.approx(row["noop_sync_s"] / floor)
+    assert list(tmp_path.iterdir()) == []  # the generated folders are removed

@@ -21,7 +21,7 @@ from percep_rag.store import content_hash, open_store, point_id
 from percep_rag.store.layouts import MEMORY_LAYOUTS, memory_layout
 from percep_rag.sync import sync_records
 
-from .conftest import kill_after_acks, make_crash_folder, make_image, start_script
+from .conftest import kill_after_acks, make_crash_folder, make_image, start_script, without_stats
 
 COLLECTION = "shapes"
 
@@ -91,7 +91,8 @@ def test_sync_after_a_replaced_a_removed_and_a_renamed_file(tmp_path, embedder, 
 
 
 def payloads_by_uri(store) -> dict[str, dict]:
-    return {p.payload["uri"]: p.payload for p in store.iterate(COLLECTION)}
+    """Primary uri -> payload, the files' stats left out (whether one was recorded depends on the file's age)."""
+    return {p.payload["uri"]: without_stats(p.payload) for p in store.iterate(COLLECTION)}
 
 
 def test_sync_relink_stores_what_a_fresh_index_stores(tmp_path, embedder):
@@ -147,7 +148,7 @@ def test_sync_sees_a_manifest_column_cleared(tmp_path, embedder):
 
 
 def test_a_file_replaced_while_sync_runs_keeps_the_point_sync_wrote(tmp_path, embedder, monkeypatch):
-    """red -> green, sync starts, and right after sync hashed the source the file becomes white."""
+    """red -> green, sync starts, and right after sync stat-ed the source the file becomes white."""
     import percep_rag.sync as sync_module
 
     folder = tmp_path / "catalog"
@@ -157,14 +158,14 @@ def test_a_file_replaced_while_sync_runs_keeps_the_point_sync_wrote(tmp_path, em
     with open_store(":memory:") as store:
         sync_records(scan_folder(folder), embedder=embedder, store=store, collection=COLLECTION, progress=False)
         Image.new("RGB", (32, 32), "green").save(folder / "a.png")
-        hashed = sync_module.source_ids
+        stated = sync_module.source_stats
 
-        def hashed_then_replaced(*args, **kwargs):
-            found = hashed(*args, **kwargs)
+        def stated_then_replaced(*args, **kwargs):
+            found = stated(*args, **kwargs)
             Image.new("RGB", (32, 32), "white").save(folder / "a.png")
             return found
 
-        monkeypatch.setattr(sync_module, "source_ids", hashed_then_replaced)
+        monkeypatch.setattr(sync_module, "source_stats", stated_then_replaced)
         report = sync_records(
             scan_folder(folder), embedder=embedder, store=store, collection=COLLECTION, progress=False
         )

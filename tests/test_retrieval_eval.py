@@ -316,7 +316,7 @@ def test_cli_index_then_search_with_table_filter_and_grid(capsys, image_folder, 
     index_args = ["index", str(image_folder), "-c", "shapes", "--store", store, "-b", "tiny-vit-random"]
     code, stdout, err = run_cli(capsys, *index_args, "--no-progress", "--dataset", "shapes")
     assert code == 0, err
-    assert "12 new points from 13 records" in stdout and "1 failed" in stdout and "holds 12 points" in stdout
+    assert "12 new points for 13 records" in stdout and "1 failed" in stdout and "holds 12 points" in stdout
     assert "skipped" in err and "corrupt.jpg" in err
     query = image_folder / "square" / "1.jpg"
     grid = tmp_path / "grid.png"

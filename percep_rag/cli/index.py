@@ -61,6 +61,14 @@ def index(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="With --sync: only print what it would add, replace and remove.")
     ] = False,
+    checksum: Annotated[
+        bool,
+        typer.Option(
+            "--checksum",
+            help="With --sync: read and hash every file. By default a file whose size, mtime, inode and device "
+            "are the ones recorded when it was indexed is taken as unchanged without being read (as rsync).",
+        ),
+    ] = False,
     *,
     embedder_options: CollectionEmbedderOptions,
     engine_options: EngineOptions,
@@ -80,18 +88,22 @@ def index(
 
     if dry_run and not sync:
         fail("--dry-run goes with --sync", USAGE)
+    if checksum and not sync:
+        fail("--checksum goes with --sync", USAGE)
     loaded = load_source(source, split=split)
     if not loaded.records:
         fail(f"no images found in {source}")
     spec = store_spec(store)
     owner = served_owner(spec, collection)
     if owner is not None:
-        _through_service(owner, source, spec, collection, sync=sync, dry_run=dry_run, split=split, dataset=dataset)
+        _through_service(
+            owner, source, spec, collection, sync=sync, dry_run=dry_run, split=split, dataset=dataset, checksum=checksum
+        )
         return
     with no_lock_errors(spec, collection):
         if sync:
             options = (embedder_options, engine_options, cluster_options)
-            _sync(loaded, spec, collection, dataset, dry_run, *options, progress)
+            _sync(loaded, spec, collection, dataset, dry_run, *options, progress, checksum=checksum)
             return
         # One store for the whole command, both engines: a :memory: store opened again would be empty.
         with open_store(spec) as opened:
@@ -132,7 +144,7 @@ def index(
 
 def _through_service(
     owner: Any, source: str, spec: Any, collection: str, *, sync: bool, dry_run: bool, split: str | None,
-    dataset: str | None,
+    dataset: str | None, checksum: bool = False,
 ) -> None:
     """``index`` (``--sync``) of a collection a running service holds: that service syncs its own
     source folder, or the command says in one line how to write through it."""
@@ -151,9 +163,10 @@ def _through_service(
              f"or POST them to {add_url}")  # fmt: skip
     if split is not None or dataset is not None:
         fail(f"{where}: --split and --dataset cannot go through it (it syncs all of {served} as it was started)")
-    answer = post(
-        owner, collection_path(collection, "sync"), [("dry_run", str(dry_run).lower()), ("remove", str(sync).lower())]
-    )
+    fields = [("dry_run", str(dry_run).lower()), ("remove", str(sync).lower())]
+    if checksum:
+        fields.append(("checksum", "true"))
+    answer = post(owner, collection_path(collection, "sync"), fields)
     if answer.get("index") and sync:
         typer.echo(answer["index"])
     typer.echo(answer.get("report") or answer.get("index") or "")
@@ -205,6 +218,8 @@ def _sync(
     engine_options: EngineOptions,
     cluster_options: ClusterOptions,
     progress: bool,
+    *,
+    checksum: bool = False,
 ) -> None:
     """``index --sync``: the library's sync on the chosen engine, then its report."""
     from percep_rag.store import open_store
@@ -221,6 +236,7 @@ def _sync(
         "dataset": dataset or loaded.dataset,
         "payload_indexes": loaded.payload_indexes,
         "dry_run": dry_run,
+        "checksum": checksum,
         "progress": progress,
         "collection_options": cluster_options.collection_options(),
     }

@@ -19,6 +19,7 @@ Example (starts Ray, so not run here)::
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -38,7 +39,8 @@ from percep_rag.distributed.pipeline import (
 )
 from percep_rag.distributed.runtime import ResourcePlan, plan_resources, ray_session
 from percep_rag.distributed.sinks import TIMING_COLUMNS, StoreWriter, write_to_store
-from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES, IndexFailure, IndexReport, select_new
+from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES, IndexFailure, IndexReport, add_to_records, select_new
+from percep_rag.point_records import record_entry
 from percep_rag.store import CollectionOptions, PayloadType, StoreSpec, VectorStore, open_store
 
 #: Point ids checked against the store per request in the hash-only pass.
@@ -72,6 +74,7 @@ def index_with_ray(
     progress: bool = True,
     on_upsert: Callable[[int], None] | None = None,
     collection_options: CollectionOptions | None = None,
+    list_copies: bool = True,
 ) -> RayIndexReport:
     """Embed ``records`` on Ray and upsert them into ``collection`` of ``store`` (created if needed).
 
@@ -82,6 +85,8 @@ def index_with_ray(
     :class:`~percep_rag.errors.FingerprintMismatchError` before anything is embedded, bad
     images are reported in ``failures``, ``on_upsert(n)`` follows each durable write and
     ``collection_options`` (shards, replicas, HNSW) apply when the collection is created.
+    Every record is kept: a new point lists all the run's records with its bytes, and (unless
+    ``list_copies`` is false) a record whose point is already stored is added to its list.
     """
     started = time.perf_counter()
     records = records if isinstance(records, list) else list(records)
@@ -98,7 +103,7 @@ def index_with_ray(
         opened.ensure_collection(collection, fingerprint, payload_indexes=indexes, options=collection_options)
 
         mark = time.perf_counter()
-        todo = _new_positions(records, collection, plan, opened, report)
+        todo, entries, copies = _new_positions(records, collection, plan, opened, report)
         report.stage_seconds["hash_pass"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
@@ -108,8 +113,9 @@ def index_with_ray(
             parallel = store_spec is not None and store_spec.kind == "url"
             sink = Sink(StoreWriter, {"store": store_spec, "collection": collection, "dataset": dataset})
             pipeline = embedding_pipeline(
-                records_dataset(records, todo, plan), spec, fingerprint, plan, collection, sink if parallel else None
-            )
+                records_dataset(records, todo, plan, entries), spec, fingerprint, plan, collection,
+                sink if parallel else None,
+            )  # fmt: skip
             for batch in pipeline.iter_batches(batch_size=None, batch_format="numpy"):
                 if not parallel:  # the driver is the single writer of a locked store
                     batch = write_to_store(opened, collection, batch, dataset, records)
@@ -117,6 +123,8 @@ def index_with_ray(
                 if on_upsert is not None:
                     on_upsert(written)
         report.stage_seconds["embed_pass"] = time.perf_counter() - mark
+        if list_copies:
+            add_to_records(opened, collection, copies)
         opened.optimize(collection)
     report.failures.sort(key=_order_of(records))
     report.seconds = time.perf_counter() - started
@@ -125,9 +133,11 @@ def index_with_ray(
 
 def _new_positions(
     records: Sequence[ImageRecord], collection: str, plan: ResourcePlan, store: VectorStore, report: RayIndexReport
-) -> list[int]:
+) -> tuple[list[int], dict[int, str], dict[str, dict[str, dict]]]:
     """Hash every file on the cluster, then keep (in record order, as the local path does)
-    the first record of each new image: not a duplicate and not in the store."""
+    the first record of each new image: not a duplicate and not in the store. Also returns,
+    per kept row, the JSON list of every record its point stands for, and for the points
+    already stored, the run's records to add to them (point id -> uri -> entry)."""
     point_ids = [""] * len(records)
     hashed = hashing_pipeline(records_dataset(records, range(len(records)), plan), collection, plan)
     for batch in hashed.iter_batches(batch_size=None, batch_format="numpy"):
@@ -142,7 +152,17 @@ def _new_positions(
         rows = readable[start : start + EXISTENCE_CHECK_BATCH]
         wanted = select_new(store, collection, [point_ids[row] for row in rows], seen, report)
         todo.extend(row for row, keep in zip(rows, wanted, strict=True) if keep)
-    return todo
+    first_row = {point_ids[row]: row for row in todo}
+    listed: dict[int, list[dict]] = {}
+    copies: dict[str, dict[str, dict]] = {}
+    for row in readable:
+        pid, record = point_ids[row], records[row]
+        entry = record_entry(record.payload(), report.stats.get(record.uri))
+        if pid in first_row:
+            listed.setdefault(first_row[pid], []).append(entry)
+        else:
+            copies.setdefault(pid, {})[record.uri] = entry
+    return todo, {row: json.dumps(entries) for row, entries in listed.items()}, copies
 
 
 def _account(batch: dict[str, np.ndarray], records: Sequence[ImageRecord], report: RayIndexReport) -> int:
@@ -153,10 +173,12 @@ def _account(batch: dict[str, np.ndarray], records: Sequence[ImageRecord], repor
             report.failures.append(IndexFailure(record_id=record.id, source=str(source), reason=str(reason)))
     if "point_id" in batch:  # the embedding pass reads the files again: what it read is the latest
         flags = batch["written"] if "written" in batch else np.zeros(len(batch["row"]), dtype=bool)
-        columns = (batch["row"], batch["point_id"], batch["failure_reason"], flags)
-        for row, pid, reason, wrote in zip(*columns, strict=True):
+        stats = batch["stat"] if "stat" in batch else [""] * len(flags)
+        columns = (batch["row"], batch["point_id"], batch["failure_reason"], flags, stats)
+        for row, pid, reason, wrote, stat in zip(*columns, strict=True):
             if pid and not reason:
                 report.point_ids[records[int(row)].uri] = str(pid)
+                report.stats[records[int(row)].uri] = json.loads(stat) if stat else None
             if wrote:
                 report.written_ids.add(str(pid))
     written = int(np.sum(batch["written"])) if "written" in batch else 0

@@ -46,8 +46,14 @@ class Sink:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
-def records_dataset(records: Sequence[ImageRecord], positions: Sequence[int], plan: ResourcePlan) -> ray.data.Dataset:
-    """The records at ``positions`` as a Ray Dataset, in blocks of one batch each.
+def records_dataset(
+    records: Sequence[ImageRecord],
+    positions: Sequence[int],
+    plan: ResourcePlan,
+    entries: Mapping[int, str] | None = None,
+) -> ray.data.Dataset:
+    """The records at ``positions`` as a Ray Dataset, in blocks of one batch each (with
+    ``entries``: each row's point's records, see :func:`~percep_rag.distributed.stages.rows_batch`).
 
     A block is what one task or actor call gets: blocks of one batch spread a run over all
     the actors and make a retried batch small.
@@ -55,7 +61,7 @@ def records_dataset(records: Sequence[ImageRecord], positions: Sequence[int], pl
     import ray.data
 
     blocks = max(1, math.ceil(len(positions) / plan.batch_size))
-    batch = rows_batch(records, positions)
+    batch = rows_batch(records, positions, entries)
     items = [{key: column[i] for key, column in batch.items()} for i in range(len(positions))]
     return ray.data.from_items(items, override_num_blocks=blocks)
 

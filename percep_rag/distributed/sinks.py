@@ -24,6 +24,7 @@ failure and timing columns, which the driver turns into the run's report.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def summary(batch: Batch, written: list[int], seconds: float) -> Batch:
     n = len(batch["row"])
     flags = np.zeros(n, dtype=bool)
     flags[written] = True
-    out = {key: batch[key] for key in ("row", "point_id", "failure_source", "failure_reason") if key in batch}
+    out = {key: batch[key] for key in ("row", "point_id", "stat", "failure_source", "failure_reason") if key in batch}
     out["written"] = flags
     for column in TIMING_COLUMNS[:-1]:
         if column in batch:
@@ -66,7 +67,8 @@ def write_to_store(
 ) -> Batch:
     """Upsert a batch's good rows durably into ``store``; returns the batch's summary.
 
-    ``records`` (the run's record list) saves parsing each row's JSON on the driver.
+    ``records`` (the run's record list) saves parsing each row's JSON on the driver; a batch
+    with an ``entries`` column gives each point every record it stands for.
     """
     started = time.perf_counter()
     good = good_rows(batch)
@@ -84,6 +86,7 @@ def write_to_store(
             batch["base"][good],
             batch["aligned"][good],
             dataset,
+            entries=[json.loads(batch["entries"][i]) for i in good] if "entries" in batch else None,
         )
     return summary(batch, good, time.perf_counter() - started)
 

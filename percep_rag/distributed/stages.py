@@ -25,8 +25,9 @@ Both functions also run without Ray, which is how they are shown here:
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -34,50 +35,61 @@ from percep_rag.config import EmbedderSpec, Fingerprint
 from percep_rag.datasets.records import ImageRecord
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import FingerprintMismatchError, ImageDecodeError
-from percep_rag.indexing import read_record
+from percep_rag.indexing import read_record_stat
 from percep_rag.io.images import read_image_bytes
+from percep_rag.io.sources import stat_source
+from percep_rag.point_records import file_stat
 from percep_rag.store import content_hash
 
 Batch = dict[str, np.ndarray]
 
 
-def rows_batch(records: Sequence[ImageRecord], positions: Sequence[int]) -> Batch:
-    """The input columns of a run: ``row``, ``uri`` and the record itself as JSON.
+def rows_batch(
+    records: Sequence[ImageRecord], positions: Sequence[int], entries: Mapping[int, str] | None = None
+) -> Batch:
+    """The input columns of a run: ``row``, ``uri`` and the record itself as JSON, and with
+    ``entries`` (row -> JSON list), the ``entries`` column: every record the row's point stands for.
 
     >>> rows_batch([ImageRecord(id="a", uri="a.png")], [0])["record"][0]
     '{"id":"a","uri":"a.png","label":null,"prompt":null,"split":null,"extra":{}}'
     """
-    return {
+    batch = {
         "row": np.asarray(positions, dtype=np.int64),
         "uri": _strings(records[i].uri for i in positions),
         "record": _strings(records[i].model_dump_json() for i in positions),
     }
+    if entries is not None:
+        batch["entries"] = _strings(entries.get(i, "") for i in positions)
+    return batch
 
 
 def read_images(batch: Batch, *, collection: str | None = None, keep_bytes: bool = True) -> Batch:
     """Read each row's file and hash it (a CPU task).
 
-    Adds ``content_hash``, ``point_id`` (when indexing into ``collection``), ``data`` (the
-    bytes, unless ``keep_bytes`` is false, as when only hashes are needed), the failure
-    columns and ``read_s`` (this batch's seconds, spread over its rows).
+    Adds ``content_hash``, ``point_id`` and ``stat`` (when indexing into ``collection``: the
+    stat to record as JSON, ``""`` for none), ``data`` (the bytes, unless ``keep_bytes`` is
+    false, as when only hashes are needed), the failure columns and ``read_s`` (this batch's
+    seconds, spread over its rows).
     """
     started = time.perf_counter()
     n = len(batch["row"])
     data: list[bytes] = [b""] * n
-    digests, pids, sources, reasons = [""] * n, [""] * n, [""] * n, [""] * n
+    digests, pids, sources, reasons, stats = [""] * n, [""] * n, [""] * n, [""] * n, [""] * n
     for i, (uri, text) in enumerate(zip(batch["uri"], batch["record"], strict=True)):
         try:
             if collection is None:
                 data[i] = read_image_bytes(str(uri))
                 digests[i] = content_hash(data[i])
             else:
-                data[i], digests[i], pids[i] = read_record(ImageRecord.model_validate_json(text), collection)
+                data[i], digests[i], pids[i], stat = read_record_stat(ImageRecord.model_validate_json(text), collection)
+                stats[i] = "" if stat is None else json.dumps(stat)
         except ImageDecodeError as error:
             sources[i], reasons[i] = error.source, error.reason
     out = {
         **batch,
         "content_hash": _strings(digests),
         "point_id": _strings(pids),
+        "stat": _strings(stats),
         "failure_source": _strings(sources),
         "failure_reason": _strings(reasons),
         "read_s": np.full(n, (time.perf_counter() - started) / max(n, 1)),
@@ -85,6 +97,20 @@ def read_images(batch: Batch, *, collection: str | None = None, keep_bytes: bool
     if keep_bytes:
         out["data"] = _objects(data)
     return out
+
+
+def stat_files(batch: Batch) -> Batch:
+    """Each row's ``stat``: its file's stat now as JSON (``""``: none), nothing read (a CPU task
+    of sync's stat pass).
+
+    >>> stat_files({"row": np.array([0]), "uri": np.array(["/no/such.png"], dtype=object)})["stat"].tolist()
+    ['']
+    """
+    stats = []
+    for uri in batch["uri"]:
+        found = stat_source(str(uri))
+        stats.append("" if found is None else json.dumps(file_stat(found)))
+    return {"row": batch["row"], "stat": _strings(stats)}
 
 
 def fingerprint_of(spec: EmbedderSpec) -> Fingerprint:

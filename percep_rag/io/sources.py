@@ -19,7 +19,7 @@ from PIL import Image
 
 from percep_rag.errors import ImageDecodeError
 
-__all__ = ["ImageSource", "describe_source", "is_jpeg", "read_image_bytes"]
+__all__ = ["ImageSource", "describe_source", "is_jpeg", "read_image_bytes", "read_image_file", "stat_source"]
 
 #: What every image-taking function accepts: a path, a ``file://``/``data:`` URI, encoded bytes or a PIL image.
 ImageSource: TypeAlias = str | os.PathLike | bytes | Image.Image
@@ -82,15 +82,43 @@ def read_image_bytes(source: str | os.PathLike) -> bytes:
     ...
     percep_rag.errors.ImageDecodeError: /no/such/file.jpg: file not found
     """
+    return read_image_file(source)[0]
+
+
+def read_image_file(source: str | os.PathLike) -> tuple[bytes, os.stat_result | None]:
+    """:func:`read_image_bytes`, and the stat of the file it read (``None`` for a ``data:`` URI).
+
+    The stat is the opened descriptor's, taken before its bytes are read: a write during the
+    read changes the file's mtime, so a later stat differs from it and the file is read again.
+
+    >>> read_image_file("data:image/png;base64,iVBORw0KGgo=")[1] is None
+    True
+    """
     if not isinstance(source, (str, os.PathLike)):
         raise ValueError("read_image_bytes reads paths and URIs; pass encoded bytes to decode_image_bytes")
     name = describe_source(source)
     if isinstance(source, str) and _is_data_uri(source):
-        return _decode_data_uri(source, name)
-    data = _read_regular_file(_local_path(source, name), name)
+        return _decode_data_uri(source, name), None
+    data, opened = _read_regular_file(_local_path(source, name), name)
     if not data:
         raise ImageDecodeError(name, "file is empty (0 bytes)")
-    return data
+    return data, opened
+
+
+def stat_source(source: str | os.PathLike) -> os.stat_result | None:
+    """The stat of a local image path or ``file://`` URI (symlinks followed) without opening it;
+    ``None`` for a ``data:`` URI or a path that is missing, unreadable or not a regular file.
+
+    >>> stat_source("/no/such/file.jpg") is None, stat_source("data:,x") is None
+    (True, True)
+    """
+    if isinstance(source, str) and _is_data_uri(source):
+        return None
+    try:
+        found = os.stat(_local_path(source, describe_source(source)))
+    except (OSError, ValueError, ImageDecodeError):
+        return None
+    return found if stat.S_ISREG(found.st_mode) else None
 
 
 #: How image files are opened: never waiting for a writer (a FIFO swapped in opens at once, and
@@ -104,8 +132,8 @@ _OPEN_FLAGS = (
 )
 
 
-def _read_regular_file(path: str | bytes, name: str) -> bytes:
-    """The bytes of ``path`` if it is a regular file.
+def _read_regular_file(path: str | bytes, name: str) -> tuple[bytes, os.stat_result]:
+    """The bytes of ``path`` if it is a regular file, and the opened descriptor's stat.
 
     Checked twice: by path first (a device or FIFO is refused without being opened), then on
     the opened descriptor, since the path may be swapped (``os.replace``) between the check
@@ -125,12 +153,13 @@ def _read_regular_file(path: str | bytes, name: str) -> bytes:
     except OSError as error:
         raise _read_error(name, error) from None
     try:
-        _check_regular(os.fstat(descriptor).st_mode, name)
+        opened = os.fstat(descriptor)
+        _check_regular(opened.st_mode, name)
         if _OPEN_FLAGS & getattr(os, "O_NONBLOCK", 0):
             os.set_blocking(descriptor, True)
         with os.fdopen(descriptor, "rb") as file:
             descriptor = -1  # the file object closes it now
-            return file.read()
+            return file.read(), opened
     except OSError as error:
         raise _read_error(name, error) from None
     finally:

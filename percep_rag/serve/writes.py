@@ -177,10 +177,17 @@ def forget_changes(catalog: Any, name: str) -> None:
 
 
 def sync_collection(
-    catalog: Any, writes: Writes, settings: Any, name: str, dry_run: bool = False, remove: bool = True
+    catalog: Any,
+    writes: Writes,
+    settings: Any,
+    name: str,
+    dry_run: bool = False,
+    remove: bool = True,
+    checksum: bool = False,
 ) -> dict[str, Any]:
     """``index --sync`` of ``name``'s source (with its uploads) on the served store; ``remove=False``:
-    ``index`` (additions only). The answer of ``POST /collections/{name}/sync``.
+    ``index`` (additions only); ``checksum``: every file read (``--checksum``). The answer of
+    ``POST /collections/{name}/sync``.
 
     Raises :class:`~percep_rag.serve.errors.ApiError` (409) when ``name`` has no source.
     """
@@ -207,7 +214,7 @@ def sync_collection(
     }
     with writes.lock(name):
         if remove:
-            report = sync_records(records, dry_run=dry_run, **common)
+            report = sync_records(records, dry_run=dry_run, checksum=checksum, **common)
             index = report.index
         else:
             index = None if dry_run else index_records(records, **common)
@@ -230,6 +237,7 @@ def sync_collection(
             "replaced": report.replaced,
             "removed": report.removed,
             "relinked": report.relinked,
+            "read": report.read,
         }
     elif index is not None:
         answer |= {"report": str(index), "added": index.indexed, "already_present": index.already_present}

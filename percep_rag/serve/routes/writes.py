@@ -3,8 +3,9 @@
 * ``POST /collections/{name}/points``: images (multipart, ``image`` repeated) with ``label``,
   ``split`` and ``payload`` (a JSON object of further fields), embedded by the collection's own
   embedder on its queue, and stored in the service's uploads folder (``--uploads``).
-* ``POST /collections/{name}/delete``: the points given by ``id``, ``uri`` or ``filter``
-  (exactly one kind, repeatable, as ``percep-rag delete``); ``DELETE .../points/{point}``: one.
+* ``POST /collections/{name}/delete``: the points given by ``id`` or ``filter``, or the records
+  of ``uri`` (a point goes with its last record; exactly one kind, repeatable, as
+  ``percep-rag delete``); ``DELETE .../points/{point}``: one.
 * ``POST /collections/{name}/sync``: what ``index --sync SOURCE`` does, from the source folder
   the service was started with (``--source``); ``remove=false`` only adds (``index SOURCE``).
 
@@ -149,7 +150,8 @@ async def delete_points(
     filter: list[str] = Form([], description=FILTER_HELP),
     dry_run: bool = Form(False, description="Only count what would be deleted."),
 ) -> dict[str, Any]:
-    """The points deleted (or, with ``dry_run``, that would be), and how many are left."""
+    """The points deleted (or, with ``dry_run``, that would be), and how many are left. By ``uri``:
+    ``records`` removed, ``relinked`` points that keep other records (counted in ``matched``)."""
     given = [kind for kind, values in (("id", id), ("uri", uri), ("filter", filter)) if values]
     if len(given) != 1:
         raise ApiError(422, f"give exactly one of id, uri or filter (got {', '.join(given) or 'none'})")
@@ -169,31 +171,44 @@ async def delete_point(request: Request, name: str, point: str) -> dict[str, Any
 def _delete(
     request: Request, name: str, ids: list[str], uris: list[str], filters: list[str], dry_run: bool
 ) -> dict[str, Any]:
-    from percep_rag.catalog import matching_ids
+    from percep_rag.catalog import apply_record_removal, matching_ids, plan_record_removal
+    from percep_rag.uploads import uploaded_records
 
     catalog = request.app.state.catalog
     writes = writes_of(request)
     store = catalog.store(name)
     flt = read_filter(store, name, filters) if filters else None
+    uploads = writes.target(name).uploads
     with writes.lock(name):
-        found = matching_ids(store, name, ids=_valid_ids(ids), filter=flt, uris=[[u] for u in uris])
-        if found and not dry_run:
-            files = forget_uploads(writes.target(name).uploads, set(found))
-            store.delete(name, found)
+        removal = plan_record_removal(store, name, [[u] for u in uris]) if uris else None
+        found = removal.delete if removal is not None else matching_ids(store, name, ids=_valid_ids(ids), filter=flt)
+        relinked = sorted(removal.relink) if removal is not None else []
+        if (found or relinked) and not dry_run:
+            # An upload goes off the list with its point, or with its own record from a point kept.
+            own = {pid for record, pid in uploaded_records(uploads) if pid in relinked and record.uri in uris}
+            gone = set(found) | own
+            files = forget_uploads(uploads, gone)
+            if removal is not None:
+                apply_record_removal(store, name, removal)
+            else:
+                store.delete(name, found)
             for path in files:
                 path.unlink(missing_ok=True)
             forget_changes(catalog, name)
         left = writes.count_after(name, store, 0 if dry_run else -len(found))
     verb = "would delete" if dry_run else "deleted"
-    return {
+    answer = {
         "collection": name,
         "deleted": 0 if dry_run else len(found),
-        "matched": len(found),
-        "ids": found,
+        "matched": len(found) + len(relinked),
+        "ids": sorted([*found, *relinked]),
         "dry_run": dry_run,
         "count": left,
         "report": f"{verb} {len(found)} point{'s' if len(found) != 1 else ''} of {name!r}; {left} left",
     }
+    if removal is not None:
+        answer |= {"records": removal.records, "relinked": len(relinked), "records_from_kept": removal.from_kept}
+    return answer
 
 
 def _valid_ids(ids: list[str]) -> list[str]:
@@ -217,9 +232,12 @@ async def sync(
     name: str,
     dry_run: bool = Form(False, description="Only report what would change."),
     remove: bool = Form(True, description="false: only add new images (what `index SOURCE` does)."),
+    checksum: bool = Form(False, description="Read every file, not only those whose stat changed (--checksum)."),
 ) -> dict[str, Any]:
     """Index the source's new images, relink renamed ones, remove withdrawn ones; the counts."""
     state = request.app.state
-    return await _off_loop(sync_collection, state.catalog, writes_of(request), state.settings, name, dry_run, remove)
+    return await _off_loop(
+        sync_collection, state.catalog, writes_of(request), state.settings, name, dry_run, remove, checksum
+    )
 
 
