@@ -35,6 +35,7 @@ from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ImageDecodeError
 from percep_rag.failures import Failure
 from percep_rag.io.images import read_image_bytes
+from percep_rag.pixel_backfill import backfill_pixel_hashes
 from percep_rag.store import CollectionOptions, PayloadType, VectorStore, content_hash, point_id
 
 #: Payload fields users filter on; each gets a payload index.
@@ -115,6 +116,7 @@ def index_records(
             _index_chunk(part, embedder, store, collection, dataset, seen, report, on_upsert)
             bar.update(len(part))
             bar.set_postfix(new=report.indexed, failed=len(report.failures), refresh=False)
+    backfill_pixel_hashes(store, collection, progress=progress)  # points indexed before pixel hashes existed
     store.optimize(collection)
     report.seconds = time.perf_counter() - started
     return report
@@ -154,6 +156,7 @@ def _index_chunk(
             batch.base,
             batch.aligned,
             dataset,
+            pixel_hashes=batch.pixel_hashes,
         )
         report.indexed += written
         report.written_ids.update(pid for *_, pid in items)
@@ -163,7 +166,7 @@ def _index_chunk(
         if on_upsert is not None:
             on_upsert(written)
 
-    embedder.embed_many([data for _, data, _, _ in todo], on_batch=write)
+    embedder.embed_many([data for _, data, _, _ in todo], on_batch=write, pixel_hashes=True)
 
 
 # The steps below are shared with the distributed path (percep_rag.distributed), which runs
@@ -233,14 +236,18 @@ def write_points(
     base: Any,
     aligned: Any,
     dataset: str | None,
+    *,
+    pixel_hashes: Sequence[str] | None = None,
 ) -> int:
     """Upsert one batch of embedded records durably; returns the number of points written.
+    ``pixel_hashes`` (row-aligned, from the decoding step) go into the payload as ``pixel_hash``.
 
     Example: write_points(store, "imgs", records, digests, ids, result.base, result.aligned, None)
     """
     if not len(point_ids):
         return 0
     payloads = [record_payload(record, digest, dataset) for record, digest in zip(records, digests, strict=True)]
+    add_pixel_hashes(payloads, pixel_hashes)
     return store.upsert_arrays(collection, list(point_ids), {"base": base, "aligned": aligned}, payloads)
 
 
@@ -255,3 +262,16 @@ def record_payload(record: ImageRecord, digest: str, dataset: str | None) -> dic
     if dataset is not None:
         payload["dataset"] = dataset
     return payload
+
+
+def add_pixel_hashes(payloads: Sequence[dict[str, Any]], pixel_hashes: Sequence[str] | None) -> None:
+    """Set each payload's content field ``pixel_hash`` (:func:`percep_rag.duplicates.pixel_hash`)
+    from the row-aligned hashes the decoding step computed (none given, or an empty one: unset).
+
+    >>> payloads = [{"uri": "a.png"}, {"uri": "b.png"}]
+    >>> add_pixel_hashes(payloads, ["ab", ""]); payloads
+    [{'uri': 'a.png', 'pixel_hash': 'ab'}, {'uri': 'b.png'}]
+    """
+    for payload, digest in zip(payloads, pixel_hashes or [], strict=False):
+        if digest:
+            payload["pixel_hash"] = str(digest)

@@ -161,6 +161,8 @@ def plan_sync(
             plan.kept.add(point.id)
             digest = (digests or {}).get(point.id) or str(point.payload.get("content_hash", ""))
             fresh = check_payload(record_payload(wanted[point.id], digest, dataset))
+            if point.payload.get("pixel_hash"):  # a content field (issue 38): relinking keeps it
+                fresh = {**fresh, "pixel_hash": point.payload["pixel_hash"]}
             if point.payload != fresh:
                 plan.relink[point.id] = fresh
         elif uri in protected or point.id in kept_anyway:

@@ -39,6 +39,7 @@ from percep_rag.distributed.pipeline import (
 from percep_rag.distributed.runtime import ResourcePlan, plan_resources, ray_session
 from percep_rag.distributed.sinks import TIMING_COLUMNS, StoreWriter, write_to_store
 from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES, IndexFailure, IndexReport, select_new
+from percep_rag.pixel_backfill import backfill_pixel_hashes
 from percep_rag.store import CollectionOptions, PayloadType, StoreSpec, VectorStore, open_store
 
 #: Point ids checked against the store per request in the hash-only pass.
@@ -117,6 +118,7 @@ def index_with_ray(
                 if on_upsert is not None:
                     on_upsert(written)
         report.stage_seconds["embed_pass"] = time.perf_counter() - mark
+        backfill_pixel_hashes(opened, collection, progress=progress)  # points indexed before pixel hashes existed
         opened.optimize(collection)
     report.failures.sort(key=_order_of(records))
     report.seconds = time.perf_counter() - started

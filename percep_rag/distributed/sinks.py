@@ -84,6 +84,7 @@ def write_to_store(
             batch["base"][good],
             batch["aligned"][good],
             dataset,
+            pixel_hashes=[str(batch["pixel_hash"][i]) for i in good] if "pixel_hash" in batch else None,
         )
     return summary(batch, good, time.perf_counter() - started)
 
