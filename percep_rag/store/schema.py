@@ -54,8 +54,11 @@ class StoredPoint:
 class ScoredPoint:
     """A query hit; ``score`` is the cosine similarity (higher is closer).
 
-    ``duplicate_of_query`` is set by :class:`~percep_rag.retrieval.Retriever`: the hit's image
-    is the query's, or nearly so (another file with the same or almost the same pixels).
+    ``copy_of_query`` is set by :class:`~percep_rag.retrieval.Retriever`: ``"exact"`` when the
+    hit's pixels are the query's (another file of the same image), ``"near"`` when its cosine
+    reaches the collection's calibrated (or a given) near-copy threshold, else ``None``
+    (:mod:`percep_rag.duplicates` says what the words mean). ``duplicate_of_query`` is
+    ``copy_of_query is not None``, kept for older readers.
     """
 
     id: str
@@ -63,6 +66,7 @@ class ScoredPoint:
     payload: dict[str, Any]
     vectors: dict[str, np.ndarray] | None = None
     duplicate_of_query: bool = False
+    copy_of_query: Literal["exact", "near"] | None = None
 
 
 def _record_vectors(raw: Any) -> dict[str, np.ndarray]:
