@@ -82,6 +82,19 @@ class NearCopyRule:
     source: str
 
 
+def copy_rule_json(rule: NearCopyRule | None) -> dict[str, Any]:
+    """The copy marks' rule as JSON (search output, the API's ``copies``).
+
+    >>> copy_rule_json(None)
+    {'exact': 'same pixels', 'near_threshold': None, 'near_source': None}
+    """
+    return {
+        "exact": "same pixels",
+        "near_threshold": None if rule is None else rule.threshold,
+        "near_source": None if rule is None else rule.source,
+    }
+
+
 def check_threshold(threshold: float) -> float:
     """``threshold`` if it is a cosine similarity in [-1, 1] (else :class:`ConfigError`)."""
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not -1.0 <= threshold <= 1.0:
