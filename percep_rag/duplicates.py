@@ -316,18 +316,22 @@ def similar_pairs(
 
 
 def leader_groups(
-    weights: Mapping[str, int], pairs: Mapping[tuple[str, str], float], threshold: float
+    weights: Mapping[str, int],
+    pairs: Mapping[tuple[str, str], float],
+    threshold: float,
+    names: Mapping[str, str] | None = None,
 ) -> list[tuple[str, list[str]]]:
     """Greedy leader clustering without chaining: units with the most neighbours at or above
-    ``threshold`` lead first (ties: heavier ``weights``, then name); a leader takes every
-    still unassigned unit within ``threshold`` **of itself**. Returns ``(leader, members)`` for
-    every unit that had a neighbour (members may be empty when its neighbours were taken)."""
+    ``threshold`` lead first (ties: heavier ``weights``, then ``names``, e.g. uris, else the
+    unit itself); a leader takes every still unassigned unit within ``threshold`` **of itself**.
+    Returns ``(leader, members)`` for every unit that had a neighbour (members may be empty
+    when its neighbours were taken)."""
     neighbours: dict[str, dict[str, float]] = {}
     for (a, b), score in pairs.items():
         if a != b and score >= threshold:
             neighbours.setdefault(a, {})[b] = max(score, neighbours.get(a, {}).get(b, -1.0))
             neighbours.setdefault(b, {})[a] = max(score, neighbours.get(b, {}).get(a, -1.0))
-    order = sorted(neighbours, key=lambda u: (-len(neighbours[u]), -weights.get(u, 1), u))
+    order = sorted(neighbours, key=lambda u: (-len(neighbours[u]), -weights.get(u, 1), (names or {}).get(u, u), u))
     taken: set[str] = set()
     groups = []
     for leader in order:
@@ -383,7 +387,8 @@ def find_duplicates(
                 key = (min(ua, ub), max(ua, ub))
                 unit_pairs[key] = max(unit_pairs.get(key, -1.0), score)
         weights = {unit: sum(len(members[p].files) for p in ids) for unit, ids in units.items()}
-        for leader, near in leader_groups(weights, unit_pairs, rule.threshold):
+        uris = {unit: members[unit].uri for unit in units}
+        for leader, near in leader_groups(weights, unit_pairs, rule.threshold, uris):
             if not near:
                 continue
             scores = {u: unit_pairs[(min(leader, u), max(leader, u))] for u in near}

@@ -96,20 +96,12 @@ class Retriever:
             self.store, self.collection, using, duplicate_threshold, given_as="duplicate_threshold"
         )
 
-    def _decoded(self, images: Sequence[ImageInput]) -> tuple[list[ImageInput], list[str | None]]:
-        """The query images decoded once (what gets embedded) and their pixel hashes (``None``
-        for an array or tensor, which has no file's pixels)."""
-        decoded: list[ImageInput] = []
-        hashes: list[str | None] = []
-        for image in images:
-            if isinstance(image, (np.ndarray, torch.Tensor)):
-                decoded.append(image)
-                hashes.append(None)
-            else:
-                pixels = decode_image(image)
-                decoded.append(pixels)
-                hashes.append(image_pixel_hash(pixels))
-        return decoded, hashes
+    def pixel_hashes(self, images: Sequence[ImageInput]) -> list[str | None]:
+        """The pixel hash of each query image (:func:`percep_rag.duplicates.pixel_hash`): of a
+        file, bytes, a PIL image or a ``uint8`` ``(H, W[, 3|4])`` array; ``None`` for a tensor or
+        another array (no 8-bit pixels to compare). Decoded apart from the embedding: an
+        embedder may cache vectors by the query object (the service's queue does)."""
+        return [_pixel_hash_of(image) for image in images]
 
     def search(
         self,
@@ -190,10 +182,8 @@ class Retriever:
         (:class:`ExampleRetriever`) is stricter and drops those copies too.
         """
         rule = self.copy_rule(using, duplicate_threshold)
-        decoded, hashes = self._decoded(images)
-        found = self._nearest(
-            images, k, using, filter, exclude_ids, lambda_mult, fetch_k, drop_copies=False, decoded=decoded
-        )
+        found = self._nearest(images, k, using, filter, exclude_ids, lambda_mult, fetch_k, drop_copies=False)
+        hashes = self.pixel_hashes(images)
         return [mark_copies(row, query, rule) for row, query in zip(found, hashes, strict=True)]
 
     def search_texts(
@@ -244,19 +234,15 @@ class Retriever:
         *,
         drop_copies: bool,
         labelled_only: bool = False,
-        decoded: Sequence[ImageInput] | None = None,
     ) -> list[list[ScoredPoint]]:
         """Top-``k`` per query without its own point; ``drop_copies`` also drops its file (``uri``),
         every stored point with its pixels and every one whose vector equals its own (the
-        few-shot rule), ``labelled_only`` every point with neither a label nor a prompt.
-        ``decoded``: the query images already decoded (embedded instead of decoding again)."""
+        few-shot rule), ``labelled_only`` every point with neither a label nor a prompt."""
         _check_using(using)
         excluded = set(exclude_ids)
         per_query = [excluded | ({own} if own else set()) for own in self.query_ids(images)]
-        pixels: list[str | None] | None = None
-        if decoded is None and drop_copies:
-            decoded, pixels = self._decoded(images)
-        vectors = self.vectors_for(images if decoded is None else decoded, using)
+        vectors = self.vectors_for(images, using)
+        pixels = self.pixel_hashes(images) if drop_copies else None
         return self._query_vectors(
             vectors, per_query, k, using, filter, lambda_mult, fetch_k,
             images=images if drop_copies else None, labelled_only=labelled_only, pixels=pixels,
@@ -496,8 +482,8 @@ class ExampleRetriever(Retriever):
             for point in self.store.iterate(self.collection, {"uri": sorted(files)}):
                 for i in files[point.payload["uri"]]:
                     copies[i].add(point.id)
-        decoded, pixels = self._decoded(images)
-        both = self.embedder.embed_both(decoded)
+        pixels = self.pixel_hashes(images)
+        both = self.embedder.embed_both(images)
         for using, vectors in (("aligned", both.aligned), ("base", both.base)):
             todo, page = list(range(len(images))), 4
             while todo:  # copies score ~1, so they come first; a page of nothing but copies asks for more
@@ -521,6 +507,19 @@ def _point_id_of(image: ImageInput, collection: str) -> str | None:
         except ImageDecodeError:
             return None  # the embedding step reports the bad image precisely
     return None
+
+
+def _pixel_hash_of(image: ImageInput) -> str | None:
+    if isinstance(image, torch.Tensor):
+        return None
+    if isinstance(image, np.ndarray):
+        shaped = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))
+        if image.dtype != np.uint8 or not shaped:
+            return None
+        from PIL import Image
+
+        image = Image.fromarray(image)
+    return image_pixel_hash(decode_image(image))
 
 
 def _has_text(hit: ScoredPoint) -> bool:
