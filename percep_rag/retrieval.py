@@ -46,16 +46,14 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
-import torch
 
-from percep_rag.duplicates import NearCopyRule, near_copy_rule
+from percep_rag.copy_marks import drop_query_copies, mark_copies, query_pixel_hash
+from percep_rag.copy_threshold import NearCopyRule, near_copy_rule
 from percep_rag.embedder import AlignedEmbedder, ImageInput
 from percep_rag.errors import ConfigError, ImageDecodeError
-from percep_rag.io.images import decode_image, read_image_bytes
-from percep_rag.io.pixel_hash import image_pixel_hash
+from percep_rag.io.images import read_image_bytes
 from percep_rag.mmr import DEFAULT_FETCH_K, check_lambda_mult, check_positive_int, rerank_hits
 from percep_rag.pixel_backfill import known_pixel_hash
-from percep_rag.point_records import payload_records
 from percep_rag.store import ScoredPoint, VectorStore, content_hash, point_id
 from percep_rag.store.checks import check_same_embedder
 from percep_rag.text_space import check_text_space
@@ -101,7 +99,7 @@ class Retriever:
         file, bytes, a PIL image or a ``uint8`` ``(H, W[, 3|4])`` array; ``None`` for a tensor or
         another array (no 8-bit pixels to compare). Decoded apart from the embedding: an
         embedder may cache vectors by the query object (the service's queue does)."""
-        return [_pixel_hash_of(image) for image in images]
+        return [query_pixel_hash(image) for image in images]
 
     def search(
         self,
@@ -288,7 +286,7 @@ class Retriever:
             assert images is not None
             own_pixels = list(pixels) if pixels is not None else [None] * len(images)
             kept = [
-                _drop_the_query(row, image, vector, using, query_pixels)
+                drop_query_copies(row, image, vector, using, query_pixels)
                 for row, image, vector, query_pixels in zip(hits, images, vectors, own_pixels, strict=True)
             ]
             if labelled_only:
@@ -310,40 +308,6 @@ class Retriever:
 def _check_using(using: str) -> None:
     if using not in get_args(VectorName):
         raise ConfigError(f"using must be one of {', '.join(get_args(VectorName))}; got {using!r}")
-
-
-#: A hit without a stored pixel hash (a point indexed before hashes were recorded) has its file
-#: decoded for one only when it scores at least this: a cost cut, not a copy criterion (the same
-#: pixels embed to the same vector up to float rounding, cosine > 0.999 in any space).
-ON_DEMAND_PIXELS_MIN_SCORE = 0.99
-
-
-def mark_copies(hits: list[ScoredPoint], query_pixels: str | None, rule: NearCopyRule | None) -> list[ScoredPoint]:
-    """``hits`` with ``copy_of_query`` (and ``duplicate_of_query``) set: ``"exact"`` when a hit's
-    pixel hash is ``query_pixels``, else ``"near"`` when ``rule`` says its score is near enough.
-
-    >>> hits = [ScoredPoint("a", 0.99, {"pixel_hash": "ab"}), ScoredPoint("b", 0.98, {}), ScoredPoint("c", 0.5, {})]
-    >>> [h.copy_of_query for h in mark_copies(hits, "ab", NearCopyRule(0.97, "given"))]
-    ['exact', 'near', None]
-    >>> [h.copy_of_query for h in mark_copies(hits, "ab", None)]  # no threshold: nothing is near
-    ['exact', None, None]
-    """
-    marked = []
-    for hit in hits:
-        copy = None
-        if query_pixels is not None and _hit_pixels(hit) == query_pixels:
-            copy = "exact"
-        elif rule is not None and hit.score >= rule.threshold:
-            copy = "near"
-        marked.append(replace(hit, copy_of_query=copy, duplicate_of_query=copy is not None))
-    return marked
-
-
-def _hit_pixels(hit: ScoredPoint) -> str | None:
-    stored = hit.payload.get("pixel_hash")
-    if stored:
-        return str(stored)
-    return known_pixel_hash(hit.payload) if hit.score >= ON_DEMAND_PIXELS_MIN_SCORE else None
 
 
 @dataclass(frozen=True)
@@ -385,9 +349,9 @@ class ExampleRetriever(Retriever):
 
     Never the query image itself in any form: not its point, not its file, no stored point with
     its pixels (an exact copy: the same ``pixel_hash``) and no stored point whose vector equals
-    the query's (``1 - cosine <=`` :data:`SAME_IMAGE_TOLERANCE`), so a test image never leaks
-    into its own prompt, even re-encoded or passed as a PIL image; and since one point holds
-    all byte-identical files, the VLM never sees two copies of one file either.
+    the query's (``1 - cosine <=`` :data:`~percep_rag.copy_marks.SAME_IMAGE_TOLERANCE`), so a
+    test image never leaks into its own prompt, even re-encoded or passed as a PIL image; and
+    since one point holds all byte-identical files, the VLM never sees two copies of one file.
 
     How this differs from a catalog search (:meth:`Retriever.search`): a search is there to
     *find* copies, so it returns the query's other copies and marks them (``copy_of_query``:
@@ -490,7 +454,7 @@ class ExampleRetriever(Retriever):
                 rows = self.store.query_batch(self.collection, vectors[todo], using=using, k=page, with_vectors=True)
                 more = []
                 for i, row in zip(todo, rows, strict=True):
-                    kept = {hit.id for hit in _drop_the_query(row, images[i], vectors[i], using, pixels[i])}
+                    kept = {hit.id for hit in drop_query_copies(row, images[i], vectors[i], using, pixels[i])}
                     copies[i].update(hit.id for hit in row if hit.id not in kept)
                     if not kept and len(row) == page:
                         more.append(i)
@@ -509,54 +473,6 @@ def _point_id_of(image: ImageInput, collection: str) -> str | None:
     return None
 
 
-def _pixel_hash_of(image: ImageInput) -> str | None:
-    if isinstance(image, torch.Tensor):
-        return None
-    if isinstance(image, np.ndarray):
-        shaped = image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))
-        if image.dtype != np.uint8 or not shaped:
-            return None
-        from PIL import Image
-
-        image = Image.fromarray(image)
-    return image_pixel_hash(decode_image(image))
-
-
 def _has_text(hit: ScoredPoint) -> bool:
     """Whether a hit has what a prompt shows of an example: a label or a prompt."""
     return bool(hit.payload.get("label") or hit.payload.get("prompt"))
-
-
-#: A stored vector this close to the query's (``1 - cosine`` at most this) is the query image
-#: itself: the same pixels embed to the same vector up to float rounding across batches.
-SAME_IMAGE_TOLERANCE = 1e-5
-
-
-def _drop_the_query(
-    hits: list[ScoredPoint], image: ImageInput, vector: np.ndarray, using: str, pixels: str | None = None
-) -> list[ScoredPoint]:
-    """Hits that are not the query image: not its file (``uri``, any of the point's files), not
-    its pixels (``pixels``, its pixel hash), not its exact vector.
-
-    >>> hit = ScoredPoint("a", 1.0, {"uri": "x.png"}, {"aligned": np.array([1.0, 0.0], dtype=np.float32)})
-    >>> _drop_the_query([hit], "other.png", np.array([2.0, 0.0]), "aligned")
-    []
-    >>> len(_drop_the_query([hit], "other.png", np.array([1.0, 0.01]), "aligned"))
-    1
-    """
-    own = str(Path(image)) if isinstance(image, (str, Path)) else None
-    query = np.asarray(vector, dtype=np.float64)
-    query = query / (np.linalg.norm(query) or 1.0)
-    kept = []
-    for hit in hits:
-        if own is not None and own in {record.get("uri") for record in payload_records(hit.payload)}:
-            continue
-        if pixels is not None and hit.payload.get("pixel_hash") == pixels:
-            continue
-        stored = None if hit.vectors is None else hit.vectors.get(using)
-        if stored is not None:
-            stored = np.asarray(stored, dtype=np.float64)
-            if 1.0 - float(query @ stored) / (np.linalg.norm(stored) or 1.0) <= SAME_IMAGE_TOLERANCE:
-                continue
-        kept.append(hit)
-    return kept

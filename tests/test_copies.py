@@ -318,7 +318,7 @@ def test_a_hit_says_how_many_files_it_stands_for(world, embedder, capsys, monkey
     assert {row[4] for row in rows if row[5] != records[0]["uri"]} == {"1"}
     captions = _captions(monkeypatch, capsys, world, source, spec=spec)  # its own point is left out...
     assert not any("files" in c for c in captions["aligned"])
-    from percep_rag.cli.index import hit_caption  # ...so the caption is checked on the stored hit
+    from percep_rag.cli.hits import hit_caption  # ...so the caption is checked on the stored hit
 
     with open_store(spec) as store:
         [three] = [h for h in Retriever(store, COLLECTION, embedder).search(str(world["q"]), k=12) if h.id == pid]

@@ -14,8 +14,8 @@ pytest.importorskip("fastapi", reason="the service needs the serve extra: pip in
 from fastapi.testclient import TestClient  # noqa: E402
 
 from percep_rag import AlignedEmbedder, EmbedderSpec  # noqa: E402
+from percep_rag.copy_threshold import LabelledPair, calibrate_pairs, set_copy_threshold  # noqa: E402
 from percep_rag.datasets.records import scan_folder  # noqa: E402
-from percep_rag.duplicates import LabelledPair, calibrate_pairs  # noqa: E402
 from percep_rag.indexing import index_records  # noqa: E402
 from percep_rag.serve import ServedCollection, create_app  # noqa: E402
 from percep_rag.store import open_store  # noqa: E402
@@ -36,7 +36,7 @@ def calibrate_world(store, collection: str, catalog: Path, folder: Path, embedde
         return embedder.embed_both(paths).aligned
 
     chosen, _ = calibrate_pairs(store, collection, pairs, embed=embed, source="pairs.csv")
-    store.set_copy_threshold(collection, "aligned", chosen)
+    set_copy_threshold(store, collection, "aligned", chosen)
     return chosen.threshold
 
 

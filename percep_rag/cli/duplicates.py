@@ -95,7 +95,7 @@ def _calibrated(
     store: Any, info: Any, path: Path, space: str, options: CollectionEmbedderOptions, *, quiet: bool
 ) -> None:
     """``--calibrate``: choose the threshold from the labelled pairs, print them, store it."""
-    from percep_rag.duplicates import calibrate_pairs, read_pairs
+    from percep_rag.copy_threshold import calibrate_pairs, read_pairs, set_copy_threshold
     from percep_rag.errors import CalibrationError, ConfigError
     from percep_rag.io.tables import read_table
 
@@ -116,7 +116,7 @@ def _calibrated(
         fail(f"--calibrate {path}: {error}")
     except (ConfigError, UnicodeDecodeError) as error:
         fail(f"--calibrate {path}: {error}" if isinstance(error, UnicodeDecodeError) else str(error), USAGE)
-    store.set_copy_threshold(info.name, space, chosen)
+    set_copy_threshold(store, info.name, space, chosen)
     if not quiet:
         for pair, score in zip(pairs, scores, strict=True):
             typer.echo(f"{'same' if pair.same else 'different':9}  {score:.4f}  {pair.a}  {pair.b}")

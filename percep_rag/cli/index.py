@@ -11,6 +11,7 @@ import typer
 from percep_rag.cli.engine import ClusterOptions, EngineOptions
 from percep_rag.cli.errors import USAGE, fail
 from percep_rag.cli.forward import no_lock_errors, served_owner
+from percep_rag.cli.hits import DuplicateThresholdOption, copy_rule_text, hit_caption, hits_json, hits_table
 from percep_rag.cli.options import (
     CollectionOption,
     FilterOption,
@@ -30,21 +31,8 @@ from percep_rag.cli.stored import (
     open_existing_store,
     options_for_collection,
 )
-from percep_rag.point_records import payload_records
 
 SPACES = ("base", "aligned")
-
-DuplicateThresholdOption = Annotated[
-    float | None,
-    typer.Option(
-        "--duplicate-threshold",
-        min=-1.0,
-        max=1.0,
-        help="Mark hits at or above this cosine as near copies of the query (default: the threshold "
-        "`duplicates --calibrate` stored for the collection; without one, only exact pixel copies are marked).",
-    ),
-]
-
 
 @with_options(ClusterOptions)
 @with_options(EngineOptions)
@@ -317,8 +305,8 @@ def search(
         duplicate_threshold,
     )  # fmt: skip
     if json_out:
-        found = _hits_json(query_image, embedder, {space: hits[space] for space in shown})
-        from percep_rag.duplicates import copy_rule_json
+        found = hits_json(query_image, embedder, {space: hits[space] for space in shown})
+        from percep_rag.copy_threshold import copy_rule_json
 
         found["copies"] = {space: copy_rule_json(rules[space]) for space in shown}
         typer.echo(json.dumps(found, indent=1))
@@ -326,7 +314,7 @@ def search(
         for space in shown:
             typer.echo(f"{space} top-{k} for {query_image}{random_note(embedder)}")
             typer.echo(f"copies: {copy_rule_text(space, rules[space])}")
-            typer.echo(_hits_table(hits[space]) if hits[space] else "(no matches)")
+            typer.echo(hits_table(hits[space]) if hits[space] else "(no matches)")
             typer.echo("")
     if grid is not None:
         _draw_neighbour_grid([query_image], [hits], grid, title=figure_title(embedder), quiet=json_out)
@@ -367,7 +355,7 @@ def _search_texts(
             fail(str(error), USAGE)
     if json_out:
         rows = [
-            _hits_json(text, embedder, {space: found[space][row] for space in shown}, text=True)
+            hits_json(text, embedder, {space: found[space][row] for space in shown}, text=True)
             for row, text in enumerate(texts)
         ]
         typer.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=1))
@@ -375,7 +363,7 @@ def _search_texts(
     for row, text in enumerate(texts):
         for space in shown:
             typer.echo(f"{space} top-{k} for text {text!r}{random_note(embedder)}")
-            typer.echo(_hits_table(found[space][row]) if found[space][row] else "(no matches)")
+            typer.echo(hits_table(found[space][row]) if found[space][row] else "(no matches)")
             typer.echo("")
 
 
@@ -434,76 +422,6 @@ def _neighbours(
 
         rows = [{space: found(query, space) for space in spaces} for query in queries]
         return embedder, rows, rules
-
-
-def copy_rule_text(space: str, rule: Any) -> str:
-    """What the copy column means for ``space``, one line.
-
-    >>> copy_rule_text("aligned", None)
-    'copy = the same pixels; near: not marked (no threshold calibrated for aligned: duplicates --calibrate)'
-    """
-    if rule is None:
-        return f"copy = the same pixels; near: not marked (no threshold calibrated for {space}: duplicates --calibrate)"
-    return f"copy = the same pixels; near = {space} cosine >= {rule.threshold:.4f} ({rule.source})"
-
-
-
-def _hits_json(query: Path | str, embedder: Any, hits: dict[str, list], *, text: bool = False) -> dict[str, Any]:
-    return {
-        **({"query_text": query} if text else {"query": str(query)}),
-        "backbone": embedder.backbone.name,
-        "alignment": embedder.alignment.kind,
-        "random_weights": bool(embedder.backbone.random_weights),
-        "hits": {
-            space: [
-                {
-                    "rank": rank,
-                    "score": float(hit.score),
-                    "id": str(hit.id),
-                    "copy_of_query": hit.copy_of_query,
-                    "duplicate_of_query": bool(hit.duplicate_of_query),
-                    "files": len(payload_records(hit.payload)),
-                    "payload": hit.payload,
-                }
-                for rank, hit in enumerate(found, start=1)
-            ]
-            for space, found in hits.items()
-        },
-    }
-
-
-#: The copy column of a hit: the query's pixels, a near copy, or neither.
-COPY_MARKS = {"exact": "copy", "near": "near", None: "-"}
-
-
-def _hits_table(hits: list) -> str:
-    rows = [("rank", "score", "label", "copy", "files", "uri")]
-    for rank, hit in enumerate(hits, start=1):
-        rows.append(
-            (
-                str(rank),
-                f"{hit.score:.4f}",
-                str(hit.payload.get("label", "")),
-                COPY_MARKS[hit.copy_of_query],
-                str(len(payload_records(hit.payload))),
-                str(hit.payload.get("uri", "")),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    return "\n".join("  ".join([*(row[i].ljust(widths[i]) for i in range(5)), row[5]]) for row in rows)
-
-
-def hit_caption(rank: int, hit: Any) -> str:
-    """A grid caption: rank, label, cosine, the copy mark and the files a hit stands for.
-
-    >>> from percep_rag.store import ScoredPoint
-    >>> hit_caption(1, ScoredPoint("a", 0.9512, {"label": "cat"}, copy_of_query="near"))
-    '#1 cat\ncos 0.951 (near copy)'
-    """
-    mark = {"exact": " (copy)", "near": " (near copy)", None: ""}[hit.copy_of_query]
-    files = len(payload_records(hit.payload))
-    stands_for = f" · {files} files" if files > 1 else ""
-    return f"#{rank} {hit.payload.get('label', '')}\ncos {hit.score:.3f}{mark}{stands_for}"
 
 
 def _draw_neighbour_grid(

@@ -61,7 +61,6 @@ from percep_rag.store.schema import (
     META_FORMAT,
     CollectionInfo,
     CollectionOptions,
-    CopyThreshold,
     PayloadType,
     ScoredPoint,
     StoredPoint,
@@ -75,7 +74,6 @@ __all__ = [
     "CollectionInfo",
     "CollectionNotFoundError",
     "CollectionOptions",
-    "CopyThreshold",
     "FilterError",
     "Filter",
     "InvalidPointError",
@@ -255,26 +253,12 @@ class VectorStore(StoreBackend):
         info = self.collection_info(name)
         check_index_field(field_name, kind)
         self._create_payload_index(name, field_name, kind)
-        info = info.model_copy(update={"payload_indexes": {**info.payload_indexes, field_name: kind}})
-        self._write_meta(name, info.to_payload())
-        self._infos[name] = info
-        return info
+        return self.update_collection_info(name, payload_indexes={**info.payload_indexes, field_name: kind})
 
-    def set_copy_threshold(self, name: str, using: str, threshold: CopyThreshold | None) -> CollectionInfo:
-        """Record (or, with ``None``, forget) the calibrated near-copy threshold of ``name``'s
-        ``using`` vectors in its metadata; returns the updated metadata.
-
-        Example: ``store.set_copy_threshold("catalog", "aligned", CopyThreshold(threshold=0.93, ...))``
-        """
-        info = self.collection_info(name)
-        if using not in info.vectors:
-            raise UnknownVectorNameError(f"collection {name!r} has no {using!r} vectors ({', '.join(info.vectors)})")
-        thresholds = {key: value for key, value in info.copy_thresholds.items() if key != using}
-        if threshold is not None:
-            thresholds[using] = threshold
-        info = info.model_copy(update={"copy_thresholds": thresholds})
+    def update_collection_info(self, name: str, **changes: Any) -> CollectionInfo:
+        """``name``'s metadata with ``changes`` (:class:`CollectionInfo` fields: ``copy_thresholds``...), written."""
+        self._infos[name] = info = self.collection_info(name).model_copy(update=changes)
         self._write_meta(name, info.to_payload())
-        self._infos[name] = info
         return info
 
     def optimize(self, name: str) -> bool:
@@ -508,9 +492,6 @@ class VectorStore(StoreBackend):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"the store at {self.location} is closed")
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def _user_filter(filter: Filter | None) -> ParsedFilter:

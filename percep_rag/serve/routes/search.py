@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from percep_rag.duplicates import copy_rule_json
+from percep_rag.copy_threshold import copy_rule_json
 from percep_rag.serve.answers import Hit, hit_json
 from percep_rag.serve.errors import ApiError
 from percep_rag.serve.inputs import (
