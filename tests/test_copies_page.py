@@ -13,7 +13,7 @@ import pytest
 
 from tests.copies_world import make_world, reencoded, resized
 from tests.test_copies_surfaces import calibrate_world
-from tests.test_serve_browser import CHROMIUM_FLAGS, ROOT, find_browser, free_port, wait_for_health
+from tests.test_serve_browser import CHROMIUM_FLAGS, ROOT, find_browser, free_port, serious_violations, wait_for_health
 
 
 @pytest.fixture(scope="module")
@@ -95,5 +95,6 @@ def test_the_page_tells_exact_and_near_copies_apart(served, tmp_path):
         near = badges(served["resized"])
         assert near[0][0].startswith("near copy, cos ") and near[0][1] == "3 files", near
         assert all(marks == ("", "") for marks in near[1:]), near
+        assert serious_violations(browser) == []  # the badges keep the page accessible (axe-core)
     finally:
         browser.quit()
