@@ -1,80 +1,75 @@
-"""Duplicate images in a collection: exact (same pixels, other bytes) and near (similar vectors).
+"""Copies of images in a collection: exact (the same pixels) and near (a calibrated cosine).
 
-No all-pairs scan: every point asks the store for its ``neighbours`` nearest (the store's own
-HNSW search, batched), pairs scoring at least ``threshold`` are joined by union-find, and each
-group is then checked pixel by pixel.
+What the words mean here, everywhere percep-rag says "copy" (``duplicates``, the copy marks of
+``search``, ``show``, the HTTP API and page, LangChain):
 
-What the words mean here:
+* **exact copy**: the same decoded pixels (:func:`pixel_hash`: RGB, same size), whatever the
+  file's bytes (PNG vs BMP vs lossless WebP, other metadata or compression); and, first of all,
+  the several files of one point (byte-identical files are one point whose payload lists every
+  one, :func:`percep_rag.point_records.payload_records`). Indexing stores each point's
+  ``pixel_hash``; a point indexed before that gets it on the next ``index`` / ``sync``, or
+  from its file on demand (:mod:`percep_rag.pixel_backfill`). A JPEG re-encode, even at quality
+  100, is not pixel-identical: at most a near copy.
+* **near copy**: cosine similarity at or above a threshold **chosen for this collection's
+  space**: given explicitly (``--threshold`` / ``--duplicate-threshold``, the API's
+  ``duplicate_threshold``) or calibrated from labelled pairs (:func:`calibrate`,
+  ``duplicates --calibrate pairs.csv``) and stored in the collection's metadata
+  (:func:`~percep_rag.copy_threshold.set_copy_threshold`, shown by ``info``). Without either,
+  nothing is a near copy: cosines are not comparable across backbones (a random tiny ViT puts
+  any two dark images above 0.98; CLIP puts white-background shots of different products above
+  0.9), so no fixed number can say "the same image".
 
-* **near-duplicates**: cosine similarity >= ``threshold`` in the chosen space (``aligned`` by
-  default: human-aligned vectors put re-encoded, resized and re-cropped copies of one photo
-  closest). The default :data:`DEFAULT_THRESHOLD` is a starting point, not a law: choose it
-  from a few labelled pairs with :func:`choose_threshold` (``duplicates --calibrate pairs.csv``).
-* **exact duplicates**: members of a group whose decoded pixels are identical (RGB, same
-  size: :func:`pixel_hash`), whatever the file bytes (PNG vs BMP vs lossless WebP, other
-  metadata or compression). Pixel hashes are computed from the files at ``uri`` for group
-  members only (no index-time field, so collections indexed before work unchanged); a file
-  that cannot be read leaves its point a near-duplicate. A JPEG, even at quality 100, is not
-  pixel-identical to its PNG source (lossy colour conversion): it is a near-duplicate,
-  typically with similarity > 0.999.
+Grouping (:func:`find_duplicates`) never chains: exact groups are points of one pixel hash;
+a near group is a representative and the units (points or exact groups) each within the
+threshold **of the representative** (greedy leader clustering over the store's own nearest
+neighbours, no all-pairs scan), so A~B and B~C never put A and C together unless A~C too.
 
-Two files with the same bytes are already one point (ids are content hashes), so they never
-show up here.
-
->>> find = UnionFind()
->>> find.union("a", "b"); find.union("c", "b"); find.union("d", "e")
->>> sorted(sorted(g) for g in find.groups())
-[['a', 'b', 'c'], ['d', 'e']]
+>>> groups = leader_groups({"a": 1, "b": 1, "c": 1}, {("a", "b"): 0.95, ("b", "c"): 0.95}, 0.9)
+>>> groups  # a chain a~b~c: b leads (most neighbours) and takes both, each within 0.9 of b
+[('b', ['a', 'c'])]
+>>> leader_groups({"a": 1, "b": 1, "c": 1, "d": 1}, {("a", "b"): 0.95, ("c", "d"): 0.92, ("b", "c"): 0.91}, 0.9)
+[('b', ['a', 'c']), ('d', [])]
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
-from percep_rag.errors import ConfigError, ImageDecodeError
-from percep_rag.io.images import decode_image
+from percep_rag.copy_threshold import (  # the near-copy rule and its calibration, re-exported
+    LabelledPair as LabelledPair,
+)
+from percep_rag.copy_threshold import NearCopyRule as NearCopyRule
+from percep_rag.copy_threshold import calibrate as calibrate
+from percep_rag.copy_threshold import calibrate_pairs as calibrate_pairs
+from percep_rag.copy_threshold import copy_rule_json as copy_rule_json
+from percep_rag.copy_threshold import near_copy_rule
+from percep_rag.copy_threshold import pair_scores as pair_scores
+from percep_rag.copy_threshold import read_pairs as read_pairs
+from percep_rag.copy_threshold import set_copy_threshold as set_copy_threshold
+from percep_rag.errors import ConfigError
+from percep_rag.io.decode import decode_image
+from percep_rag.io.images import ImageSource
+from percep_rag.io.pixel_hash import image_pixel_hash
+from percep_rag.pixel_backfill import known_pixel_hash
+from percep_rag.point_records import payload_records
 from percep_rag.store import VectorStore
 
-#: Similarity at or above which two points are near-duplicates unless told otherwise.
-DEFAULT_THRESHOLD = 0.97
-#: Neighbours asked for per point: a point with more near-duplicates still joins them all
-#: through the others (union-find is transitive).
+#: Neighbours asked for per point when looking for near copies (each near copy of a
+#: representative must be among its nearest this many to join its group).
 DEFAULT_NEIGHBOURS = 10
 
 
-class UnionFind:
-    """Disjoint sets of hashable items (path halving); :meth:`groups` lists sets of 2+."""
-
-    def __init__(self) -> None:
-        self._parent: dict[str, str] = {}
-
-    def find(self, item: str) -> str:
-        parent = self._parent.setdefault(item, item)
-        while parent != item:
-            grand = self._parent[parent]
-            self._parent[item] = grand
-            item, parent = parent, self._parent[grand]
-        return item
-
-    def union(self, a: str, b: str) -> None:
-        root_a, root_b = self.find(a), self.find(b)
-        if root_a != root_b:
-            self._parent[max(root_a, root_b)] = min(root_a, root_b)
-
-    def groups(self) -> list[list[str]]:
-        members: dict[str, list[str]] = {}
-        for item in self._parent:
-            members.setdefault(self.find(item), []).append(item)
-        return [sorted(group) for group in members.values() if len(group) > 1]
-
-
-def pixel_hash(source: str | bytes) -> str:
-    """SHA-256 of the decoded RGB pixels and the size: equal for the same pixels in any format.
+def pixel_hash(source: ImageSource) -> str:
+    """The pixel hash of an image: SHA-256 of ``"{width}x{height}:"`` and its decoded 8-bit RGB
+    bytes (row-major; EXIF orientation applied, 16-bit reduced to 8, transparency composited on
+    white, exactly as the embedder decodes it; :mod:`percep_rag.io.pixel_hash`). Equal for the
+    same pixels in any lossless format; a resize, crop or lossy re-encode changes it.
 
     >>> from PIL import Image
     >>> import io
@@ -84,48 +79,77 @@ def pixel_hash(source: str | bytes) -> str:
     >>> pixel_hash(as_png.getvalue()) == pixel_hash(as_bmp.getvalue())
     True
     """
-    image = decode_image(source).convert("RGB")
-    digest = hashlib.sha256(f"{image.width}x{image.height}:".encode())
-    digest.update(image.tobytes())
-    return digest.hexdigest()
+    return image_pixel_hash(decode_image(source))
+
+
+# --------------------------------------------------------------------------- grouping
 
 
 @dataclass(frozen=True)
 class Member:
-    """A point of a duplicate group: its id, ``uri`` and ``label``, and its pixel hash (if read)."""
+    """A point of a group: its id, primary ``uri`` and ``label``, pixel hash (if known), every
+    file it stands for (``files``: uris), and its cosine to the group's representative
+    (``score``; ``None`` for the representative and in exact groups)."""
 
     id: str
     uri: str
     label: str | None
     pixels: str | None
+    files: list[str] = field(default_factory=list)
+    score: float | None = None
 
 
 @dataclass
 class DuplicateGroup:
-    """Points joined by similarity >= threshold. ``kind`` is ``exact`` when all have one pixel
-    hash; ``exact_sets`` lists the member ids sharing a pixel hash (2+), in any group."""
+    """Copies of one image: ``exact`` (one pixel hash: a point's several files and the points
+    of the same pixels) or ``near`` (each member within the threshold of the representative,
+    ``members[0]``). ``exact_sets`` lists the member ids sharing a pixel hash (2+), in any group;
+    ``min_score`` / ``max_score`` span the members' cosines to the representative (``None``
+    for an exact group)."""
 
     members: list[Member]
-    min_score: float
-    max_score: float
     kind: Literal["exact", "near"]
+    min_score: float | None = None
+    max_score: float | None = None
     exact_sets: list[list[str]] = field(default_factory=list)
+
+    @property
+    def files(self) -> int:
+        """How many files the group names (several per point where byte-identical files share one)."""
+        return sum(len(m.files) for m in self.members)
 
 
 @dataclass
 class DuplicateReport:
-    """All groups found in ``collection`` with the settings used."""
+    """All groups found in ``collection``, with the rule used: ``threshold`` and its
+    ``threshold_source`` (both ``None`` when near copies were not looked for)."""
 
     collection: str
     using: str
-    threshold: float
+    threshold: float | None
+    threshold_source: str | None
     points: int
+    files: int
     groups: list[DuplicateGroup]
+    hashes_computed: int = 0
+    hashes_missing: int = 0
+
+    @property
+    def duplicate_files(self) -> int:
+        """Files beyond the first of each group (what removing copies would free)."""
+        return sum(g.files - 1 for g in self.groups)
 
     @property
     def duplicate_points(self) -> int:
-        """Points beyond the first of each group (what removing duplicates would free)."""
+        """Points beyond the first of each group."""
         return sum(len(g.members) - 1 for g in self.groups)
+
+    def rule(self) -> str:
+        """What "copy" meant in this report, one line."""
+        exact = "exact: same pixels"
+        if self.threshold is None:
+            return f"{exact}; near: not looked for (no threshold given or calibrated: --threshold, --calibrate)"
+        return f"{exact}; near: {self.using} cosine >= {self.threshold:.4f} ({self.threshold_source})"
 
 
 def similar_pairs(
@@ -133,7 +157,7 @@ def similar_pairs(
     collection: str,
     *,
     using: str = "aligned",
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float,
     neighbours: int = DEFAULT_NEIGHBOURS,
     batch: int = 256,
     progress: bool = False,
@@ -160,101 +184,144 @@ def similar_pairs(
     return pairs, payloads
 
 
+def leader_groups(
+    weights: Mapping[str, int],
+    pairs: Mapping[tuple[str, str], float],
+    threshold: float,
+    names: Mapping[str, str] | None = None,
+) -> list[tuple[str, list[str]]]:
+    """Greedy leader clustering without chaining: units with the most neighbours at or above
+    ``threshold`` lead first (ties: heavier ``weights``, then ``names``, e.g. uris, else the
+    unit itself); a leader takes every still unassigned unit within ``threshold`` **of itself**.
+    Returns ``(leader, members)`` for every unit that had a neighbour (members may be empty
+    when its neighbours were taken)."""
+    neighbours: dict[str, dict[str, float]] = {}
+    for (a, b), score in pairs.items():
+        if a != b and score >= threshold:
+            neighbours.setdefault(a, {})[b] = max(score, neighbours.get(a, {}).get(b, -1.0))
+            neighbours.setdefault(b, {})[a] = max(score, neighbours.get(b, {}).get(a, -1.0))
+    order = sorted(neighbours, key=lambda u: (-len(neighbours[u]), -weights.get(u, 1), (names or {}).get(u, u), u))
+    taken: set[str] = set()
+    groups = []
+    for leader in order:
+        if leader in taken:
+            continue
+        taken.add(leader)
+        members = sorted(u for u in neighbours[leader] if u not in taken)
+        taken.update(members)
+        groups.append((leader, members))
+    return groups
+
+
 def find_duplicates(
     store: VectorStore,
     collection: str,
     *,
     using: str = "aligned",
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
+    threshold_source: str = "given",
     neighbours: int = DEFAULT_NEIGHBOURS,
-    check_pixels: bool = True,
     progress: bool = False,
 ) -> DuplicateReport:
-    """Groups of duplicate images in ``collection`` (see the module docstring), largest first.
+    """Groups of copies in ``collection`` (see the module docstring), largest first.
 
-    Example: ``find_duplicates(store, "catalog", threshold=0.98).groups[0].members``
+    Exact groups always; near groups only with a rule: ``threshold`` (its source
+    ``threshold_source``), else the one calibrated for ``using`` in the collection's metadata.
+
+    Example: ``find_duplicates(store, "catalog").groups[0].members[0].files``
     """
     if using not in store.collection_info(collection).vectors:
         raise ConfigError(f"collection {collection!r} has no {using!r} vectors")
-    if not -1.0 <= threshold <= 1.0:
-        raise ConfigError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
     if neighbours < 1:
         raise ConfigError(f"neighbours must be >= 1, got {neighbours}")
-    pairs, payloads = similar_pairs(
-        store, collection, using=using, threshold=threshold, neighbours=neighbours, progress=progress
+    rule = near_copy_rule(store, collection, using, threshold, given_as=threshold_source)
+    if rule is None:
+        pairs: dict[tuple[str, str], float] = {}
+        payloads = {p.id: p.payload for p in store.iterate(collection, batch=512)}
+    else:
+        pairs, payloads = similar_pairs(
+            store, collection, using=using, threshold=rule.threshold, neighbours=neighbours, progress=progress
+        )
+    hashes, computed = _pixel_hashes(payloads, progress)
+    members = {pid: _member(pid, payload, hashes.get(pid)) for pid, payload in payloads.items()}
+    units = _units(members)  # unit id (its first point) -> its point ids, one pixel hash each
+    unit_of = {pid: unit for unit, ids in units.items() for pid in ids}
+    groups: list[DuplicateGroup] = []
+    grouped: set[str] = set()
+    if rule is not None:
+        unit_pairs: dict[tuple[str, str], float] = {}
+        for (a, b), score in pairs.items():
+            ua, ub = unit_of[a], unit_of[b]
+            if ua != ub:
+                key = (min(ua, ub), max(ua, ub))
+                unit_pairs[key] = max(unit_pairs.get(key, -1.0), score)
+        weights = {unit: sum(len(members[p].files) for p in ids) for unit, ids in units.items()}
+        uris = {unit: members[unit].uri for unit in units}
+        for leader, near in leader_groups(weights, unit_pairs, rule.threshold, uris):
+            if not near:
+                continue
+            scores = {u: unit_pairs[(min(leader, u), max(leader, u))] for u in near}
+            group_members = [members[p] for p in units[leader]]
+            for unit in sorted(near, key=lambda u: (-scores[u], members[u].uri)):
+                group_members += [_scored(members[p], scores[unit]) for p in units[unit]]
+            exact_sets = [sorted(units[u]) for u in [leader, *near] if len(units[u]) > 1]
+            groups.append(DuplicateGroup(group_members, "near", min(scores.values()), max(scores.values()), exact_sets))
+            grouped.update([leader, *near])
+    for unit, ids in units.items():
+        files = sum(len(members[p].files) for p in ids)
+        if unit not in grouped and files > 1:
+            chosen = sorted((members[p] for p in ids), key=lambda m: m.uri)
+            groups.append(DuplicateGroup(chosen, "exact", exact_sets=[sorted(ids)] if len(ids) > 1 else []))
+    groups.sort(key=lambda g: (-g.files, g.kind, g.members[0].uri))
+    return DuplicateReport(
+        collection,
+        using,
+        None if rule is None else rule.threshold,
+        None if rule is None else rule.source,
+        len(payloads),
+        sum(len(m.files) for m in members.values()),
+        groups,
+        hashes_computed=computed,
+        hashes_missing=sum(1 for pid in payloads if not hashes.get(pid)),
     )
-    union = UnionFind()
-    for a, b in pairs:
-        union.union(a, b)
-    groups = [_group(ids, pairs, payloads, check_pixels) for ids in union.groups()]
-    groups.sort(key=lambda g: (-len(g.members), -g.max_score, g.members[0].uri))
-    return DuplicateReport(collection, using, threshold, len(payloads), groups)
 
 
-def _group(
-    ids: list[str], pairs: dict[tuple[str, str], float], payloads: dict[str, dict], check: bool
-) -> DuplicateGroup:
-    members = []
-    for pid in ids:
-        payload = payloads.get(pid, {})
-        uri = str(payload.get("uri", ""))
-        pixels = None
-        if check and uri:
-            try:
-                pixels = pixel_hash(uri)
-            except ImageDecodeError:
-                pixels = None  # moved or unreadable: the vectors alone say "near"
-        members.append(Member(pid, uri, payload.get("label"), pixels))
-    members.sort(key=lambda m: m.uri)
-    scores = [s for (a, b), s in pairs.items() if a in set(ids) and b in set(ids)]
+def _pixel_hashes(payloads: Mapping[str, Mapping[str, Any]], progress: bool) -> tuple[dict[str, str | None], int]:
+    """Each point's pixel hash: stored, else from its file (threads: decoding releases the GIL)."""
+    hashes: dict[str, str | None] = {pid: p.get("pixel_hash") or None for pid, p in payloads.items()}
+    todo = [pid for pid, digest in hashes.items() if digest is None]
+    if todo:
+        workers = max(1, min(8, os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers) as pool:
+            found = pool.map(lambda pid: known_pixel_hash(payloads[pid]), todo)
+            for pid, digest in tqdm(
+                zip(todo, found, strict=True), total=len(todo), desc="pixel hashes", disable=not progress
+            ):
+                hashes[pid] = digest
+    return hashes, sum(1 for pid in todo if hashes[pid])
+
+
+def _member(pid: str, payload: Mapping[str, Any], pixels: str | None) -> Member:
+    records = payload_records(payload)
+    files = [str(r.get("uri", "")) for r in records if r.get("uri")]
+    uri = str(payload.get("uri", ""))
+    return Member(pid, uri, payload.get("label"), pixels, files or [uri])
+
+
+def _scored(member: Member, score: float) -> Member:
+    return Member(member.id, member.uri, member.label, member.pixels, member.files, score)
+
+
+def _units(members: Mapping[str, Member]) -> dict[str, list[str]]:
+    """Points grouped by pixel hash (a point without one is a unit alone), keyed by their first id."""
     by_pixels: dict[str, list[str]] = {}
-    for m in members:
-        if m.pixels is not None:
-            by_pixels.setdefault(m.pixels, []).append(m.id)
-    exact_sets = [sorted(s) for s in by_pixels.values() if len(s) > 1]
-    exact = len(exact_sets) == 1 and len(exact_sets[0]) == len(members)
-    return DuplicateGroup(members, min(scores), max(scores), "exact" if exact else "near", exact_sets)
-
-
-def choose_threshold(same: Sequence[float], different: Sequence[float]) -> float:
-    """The similarity threshold that best separates labelled pairs: most pairs right, and among
-    equally good cuts the middle one (ties between a same and a different score
-    cannot be separated; the cut keeps the different pair out).
-
-    >>> choose_threshold([0.99, 0.985, 0.97], [0.80, 0.93, 0.95])
-    0.96
-    >>> choose_threshold([0.99], [])
-    0.99
-    """
-    if not same:
-        raise ConfigError("calibration needs at least one pair labelled as the same image")
-    if not different:
-        return float(min(same))
-    scores = sorted(set(same) | set(different))
-    cuts = [scores[0]] + [(lo + hi) / 2 for lo, hi in zip(scores, scores[1:], strict=False)] + [scores[-1] + 1e-6]
-
-    def errors(cut: float) -> int:
-        return sum(s < cut for s in same) + sum(d >= cut for d in different)
-
-    best = min(errors(c) for c in cuts)
-    good = [c for c in cuts if errors(c) == best]
-    return round(float(good[len(good) // 2]), 6)
-
-
-def pair_scores(
-    store: VectorStore, collection: str, pairs: Iterable[tuple[str, str]], *, using: str = "aligned"
-) -> list[float]:
-    """Cosine similarity in ``using`` of each pair of stored point ids (for calibration)."""
-    import numpy as np
-
-    pairs = list(pairs)
-    wanted = sorted({i for pair in pairs for i in pair})
-    vectors = {p.id: p.vectors[using] for p in store.retrieve(collection, wanted, with_vectors=True)}
-    missing = [i for i in wanted if i not in vectors]
-    if missing:
-        raise ConfigError(f"no point {missing[0]!r} in collection {collection!r}")
-
-    def unit(v: np.ndarray) -> np.ndarray:
-        return v / (np.linalg.norm(v) or 1.0)
-
-    return [float(unit(vectors[a]) @ unit(vectors[b])) for a, b in pairs]
+    units: dict[str, list[str]] = {}
+    for pid in sorted(members, key=lambda p: (members[p].uri, p)):
+        pixels = members[pid].pixels
+        if pixels is None:
+            units[pid] = [pid]
+        else:
+            by_pixels.setdefault(pixels, []).append(pid)
+    for ids in by_pixels.values():
+        units[ids[0]] = ids
+    return units

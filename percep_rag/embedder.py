@@ -30,6 +30,7 @@ from percep_rag.fused_attention import use_sdpa_attention
 from percep_rag.io.decode import ImageFailure, decode_image
 from percep_rag.io.device_decode import decode_jpegs
 from percep_rag.io.loader import PixelBatch, iter_pixel_batches
+from percep_rag.io.pixel_hash import image_pixel_hash
 from percep_rag.io.sources import ImageSource
 from percep_rag.io.transforms import preprocess_image, resize_and_crop
 from percep_rag.pooling import normalize, pool, pooled_dim
@@ -54,12 +55,14 @@ class EmbeddingResult:
     """Vectors for the inputs that decoded, and the failures of those that did not.
 
     ``indices[i]`` is the input position of row ``i``; nothing is dropped silently.
+    ``pixel_hashes[i]`` is row ``i``'s pixel hash when they were asked for (else empty).
     """
 
     base: np.ndarray
     aligned: np.ndarray
     indices: list[int]
     failures: list[ImageFailure] = field(default_factory=list)
+    pixel_hashes: list[str] = field(default_factory=list)
 
 
 class AlignedEmbedder:
@@ -358,13 +361,15 @@ class AlignedEmbedder:
         progress: bool | str = False,
         on_batch: Callable[[EmbeddingResult], None] | None = None,
         normalized: bool = True,
+        pixel_hashes: bool = False,
     ) -> EmbeddingResult:
         """Embed many files/bytes/images with decoding in workers; bad inputs are reported
         in ``failures``, the good ones embedded. ``on_batch`` sees each batch's result
         (indices into ``sources``) as soon as it is ready, e.g. to write it out.
-        ``normalized=False`` gives raw pooled features instead of unit vectors."""
+        ``normalized=False`` gives raw pooled features instead of unit vectors;
+        ``pixel_hashes=True`` also hashes each decoded image (:mod:`percep_rag.io.pixel_hash`)."""
         parts: list[EmbeddingResult] = []
-        for part in self.iter_embed(sources, progress=progress, normalized=normalized):
+        for part in self.iter_embed(sources, progress=progress, normalized=normalized, pixel_hashes=pixel_hashes):
             if on_batch is not None:
                 on_batch(part)
             parts.append(part)
@@ -373,10 +378,16 @@ class AlignedEmbedder:
             aligned=_concat([p.aligned for p in parts], self.dim),
             indices=[i for p in parts for i in p.indices],
             failures=[f for p in parts for f in p.failures],
+            pixel_hashes=[h for p in parts for h in p.pixel_hashes],
         )
 
     def iter_embed(
-        self, sources: Sequence[ImageSource], *, progress: bool | str = False, normalized: bool = True
+        self,
+        sources: Sequence[ImageSource],
+        *,
+        progress: bool | str = False,
+        normalized: bool = True,
+        pixel_hashes: bool = False,
     ) -> Iterator[EmbeddingResult]:
         """Like :meth:`embed_many`, one :class:`EmbeddingResult` per batch, in input order."""
         self.prepare_for_job(len(sources))
@@ -389,16 +400,20 @@ class AlignedEmbedder:
             num_workers=self.num_workers,
             keep_jpeg_bytes=self.on_cuda,
             pin_memory=self.on_cuda,
+            pixel_hashes=pixel_hashes,
         )
         with bar:
             for batch in batches:
-                result = self._embed_batch(batch, sources, normalized)
+                result = self._embed_batch(batch, sources, normalized, pixel_hashes)
                 bar.update(len(result.indices) + len(result.failures))
                 yield result
 
     # -------------------------------------------------------------- helpers
-    def _embed_batch(self, batch: PixelBatch, sources: Sequence[ImageSource], normalized: bool) -> EmbeddingResult:
+    def _embed_batch(
+        self, batch: PixelBatch, sources: Sequence[ImageSource], normalized: bool, pixel_hashes: bool = False
+    ) -> EmbeddingResult:
         pixels, indices, failures = batch.pixels, list(batch.indices), list(batch.failures)
+        hashes = dict(batch.pixel_hashes)
         if batch.jpeg_bytes:
             gpu_pixels, ok = decode_jpegs(batch.jpeg_bytes, self.backbone.preprocess, self.device)
             pixels = torch.cat([pixels.to(self.device), gpu_pixels]) if len(pixels) else gpu_pixels
@@ -407,13 +422,19 @@ class AlignedEmbedder:
             for position in retry:  # the careful CPU path gives a precise error or a good image
                 index = batch.jpeg_indices[position]
                 try:
-                    pixels = torch.cat([pixels, self._pixels_for(sources[index]).unsqueeze(0).to(self.device)])
+                    image = decode_image(sources[index])
+                    square = preprocess_image(image, self.backbone.preprocess)
+                    pixels = torch.cat([pixels, square.unsqueeze(0).to(self.device)])
                     indices.append(index)
+                    if pixel_hashes:
+                        hashes[index] = image_pixel_hash(image)
                 except ImageDecodeError as error:
                     failures.append(ImageFailure(source=error.source, reason=error.reason, index=index))
         order = sorted(range(len(indices)), key=indices.__getitem__)
         embeddings = self._embed_pixels(pixels[order] if len(order) else pixels, normalized)
-        return EmbeddingResult(embeddings.base, embeddings.aligned, [indices[i] for i in order], failures)
+        rows = [indices[i] for i in order]
+        found = [hashes.get(i, "") for i in rows] if pixel_hashes else []
+        return EmbeddingResult(embeddings.base, embeddings.aligned, rows, failures, found)
 
     def _pixels_for(self, image: ImageInput) -> torch.Tensor:
         if isinstance(image, (torch.Tensor, np.ndarray)):

@@ -64,3 +64,8 @@ class FingerprintMismatchError(PercepRagError):
 class TextQueryError(ConfigError):
     """A text query cannot be answered: the text is not usable (empty, not a string, longer than
     the text tower's context) or the backbone, pooling or alignment gives text no meaning."""
+
+
+class CalibrationError(PercepRagError, ValueError):
+    """Labelled pairs admit no near-copy threshold: no pair of the same image scores above every
+    pair of different images in that vector space."""

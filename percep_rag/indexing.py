@@ -40,6 +40,7 @@ from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ImageDecodeError
 from percep_rag.failures import Failure
 from percep_rag.io.sources import read_image_file
+from percep_rag.pixel_backfill import backfill_pixel_hashes
 from percep_rag.point_records import content_fields, file_stat, payload_records, point_payload, record_entry
 from percep_rag.store import CollectionOptions, PayloadType, VectorStore, content_hash, point_id
 
@@ -133,6 +134,7 @@ def index_records(
             bar.set_postfix(new=report.indexed, failed=len(report.failures), refresh=False)
     if list_copies:
         add_to_records(store, collection, copies)
+    backfill_pixel_hashes(store, collection, progress=progress)  # points indexed before pixel hashes existed
     store.optimize(collection)
     report.seconds = time.perf_counter() - started
     return report
@@ -186,6 +188,7 @@ def _index_chunk(
             batch.aligned,
             dataset,
             entries=[entries[pid] for *_, pid in items],
+            pixel_hashes=batch.pixel_hashes,
         )
         report.indexed += written
         report.written_ids.update(pid for *_, pid in items)
@@ -195,7 +198,7 @@ def _index_chunk(
         if on_upsert is not None:
             on_upsert(written)
 
-    embedder.embed_many([data for _, data, _, _ in todo], on_batch=write)
+    embedder.embed_many([data for _, data, _, _ in todo], on_batch=write, pixel_hashes=True)
 
 
 # The steps below are shared with the distributed path (percep_rag.distributed), which runs
@@ -277,8 +280,10 @@ def write_points(
     dataset: str | None,
     *,
     entries: Sequence[Sequence[Mapping[str, Any]]] | None = None,
+    pixel_hashes: Sequence[str] | None = None,
 ) -> int:
     """Upsert one batch of embedded records durably; returns the number of points written.
+    ``pixel_hashes`` (row-aligned, from the decoding step) go into the payload as ``pixel_hash``.
 
     ``entries[i]``: every record point ``i`` stands for (:func:`~percep_rag.point_records.record_entry`),
     by default ``records[i]`` alone.
@@ -291,6 +296,7 @@ def write_points(
     payloads = [
         point_payload(listed, content_of(digest, dataset)) for listed, digest in zip(lists, digests, strict=True)
     ]
+    add_pixel_hashes(payloads, pixel_hashes)
     return store.upsert_arrays(collection, list(point_ids), {"base": base, "aligned": aligned}, payloads)
 
 
@@ -362,3 +368,16 @@ def record_payload(record: ImageRecord, digest: str, dataset: str | None) -> dic
     if dataset is not None:
         payload["dataset"] = dataset
     return payload
+
+
+def add_pixel_hashes(payloads: Sequence[dict[str, Any]], pixel_hashes: Sequence[str] | None) -> None:
+    """Set each payload's content field ``pixel_hash`` (:func:`percep_rag.duplicates.pixel_hash`)
+    from the row-aligned hashes the decoding step computed (none given, or an empty one: unset).
+
+    >>> payloads = [{"uri": "a.png"}, {"uri": "b.png"}]
+    >>> add_pixel_hashes(payloads, ["ab", ""]); payloads
+    [{'uri': 'a.png', 'pixel_hash': 'ab'}, {'uri': 'b.png'}]
+    """
+    for payload, digest in zip(payloads, pixel_hashes or [], strict=False):
+        if digest:
+            payload["pixel_hash"] = str(digest)

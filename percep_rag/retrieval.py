@@ -6,8 +6,11 @@ in RICES order, most similar LAST.
 
 The query itself, two rules: a search (:meth:`Retriever.search`, hence ``search``, ``show``, the
 HTTP service and LangChain) never returns the query's own point (same content id) but does
-return other points of the same or nearly the same image, marked ``duplicate_of_query``;
-few-shot retrieval drops every copy of the query (same file, same vector).
+return its other copies, marked ``copy_of_query``: ``"exact"`` for the same pixels (stored
+``pixel_hash`` equal to the query's), ``"near"`` for a cosine at or above the near-copy
+threshold calibrated for the collection's space or given (none: nothing is near; see
+:mod:`percep_rag.duplicates`); few-shot retrieval drops every copy of the query (same file,
+same pixels, same vector).
 
 Text queries (:meth:`Retriever.search` with ``text=``, :meth:`Retriever.search_texts`) are
 embedded by the embedder's text path (a CLIP-family text tower) and search ``base`` by default;
@@ -44,11 +47,13 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from percep_rag.duplicates import DEFAULT_THRESHOLD
+from percep_rag.copy_marks import drop_query_copies, mark_copies, query_pixel_hash
+from percep_rag.copy_threshold import NearCopyRule, near_copy_rule
 from percep_rag.embedder import AlignedEmbedder, ImageInput
 from percep_rag.errors import ConfigError, ImageDecodeError
 from percep_rag.io.images import read_image_bytes
 from percep_rag.mmr import DEFAULT_FETCH_K, check_lambda_mult, check_positive_int, rerank_hits
+from percep_rag.pixel_backfill import known_pixel_hash
 from percep_rag.store import ScoredPoint, VectorStore, content_hash, point_id
 from percep_rag.store.checks import check_same_embedder
 from percep_rag.text_space import check_text_space
@@ -82,6 +87,20 @@ class Retriever:
         both = self.embedder.embed_both(list(images))
         return both.aligned if using == "aligned" else both.base
 
+    def copy_rule(self, using: VectorName, duplicate_threshold: float | None = None) -> NearCopyRule | None:
+        """What makes a hit in ``using`` a near copy: ``duplicate_threshold`` when given, else the
+        threshold calibrated for that space and stored with the collection, else ``None``."""
+        return near_copy_rule(
+            self.store, self.collection, using, duplicate_threshold, given_as="duplicate_threshold"
+        )
+
+    def pixel_hashes(self, images: Sequence[ImageInput]) -> list[str | None]:
+        """The pixel hash of each query image (:func:`percep_rag.duplicates.pixel_hash`): of a
+        file, bytes, a PIL image or a ``uint8`` ``(H, W[, 3|4])`` array; ``None`` for a tensor or
+        another array (no 8-bit pixels to compare). Decoded apart from the embedding: an
+        embedder may cache vectors by the query object (the service's queue does)."""
+        return [query_pixel_hash(image) for image in images]
+
     def search(
         self,
         image: ImageInput | None = None,
@@ -93,13 +112,14 @@ class Retriever:
         using: VectorName | None = None,
         filter: Mapping[str, object] | None = None,
         exclude_ids: Iterable[str] = (),
-        duplicate_threshold: float = DEFAULT_THRESHOLD,
+        duplicate_threshold: float | None = None,
     ) -> list[ScoredPoint]:
         """Nearest points to exactly one of ``image``, ``text``, ``vector`` or stored ``point`` (an id),
-        most similar first. A query by image or point never returns its own point; other points
-        with the same or nearly the same image are returned, marked ``duplicate_of_query``
-        (see :meth:`search_batch`). ``using`` defaults to ``aligned``, and to ``base`` for text
-        (:meth:`search_texts`)."""
+        most similar first. A query by image or point never returns its own point; its other
+        copies are returned, marked ``copy_of_query`` (see :meth:`search_batch`). A vector query
+        has no pixels: only ``duplicate_threshold`` marks near copies there; a text query is no
+        image and marks none (``duplicate_threshold`` is refused). ``using`` defaults to
+        ``aligned``, and to ``base`` for text (:meth:`search_texts`)."""
         given = [
             name
             for name, value in (("image", image), ("text", text), ("vector", vector), ("point", point))
@@ -108,24 +128,28 @@ class Retriever:
         if len(given) != 1:
             raise ConfigError(f"give exactly one of image, text, vector or point; got {given or 'none'}")
         if text is not None:
-            return self.search_texts(
-                [text], k=k, using=using or "base", filter=filter, exclude_ids=exclude_ids,
-                duplicate_threshold=duplicate_threshold,
-            )[0]  # fmt: skip
+            if duplicate_threshold is not None:
+                raise ConfigError("duplicate_threshold marks copies of an image query; a text has none")
+            return self.search_texts([text], k=k, using=using or "base", filter=filter, exclude_ids=exclude_ids)[0]
         using = using or "aligned"
         excluded = set(exclude_ids)
         if image is not None:
             return self.search_batch(
                 [image], k=k, using=using, filter=filter, exclude_ids=excluded, duplicate_threshold=duplicate_threshold
             )[0]
+        query_pixels = None
         if point is not None:
             stored = self.store.retrieve(self.collection, [point], with_vectors=True)
             if not stored:
                 raise ConfigError(f"no point {point!r} in collection {self.collection!r}")
             vector = stored[0].vectors[using]
             excluded.add(stored[0].id)
+            query_pixels = known_pixel_hash(stored[0].payload)
+            rule = self.copy_rule(using, duplicate_threshold)
+        else:  # a raw vector may be anything's: only a threshold given for it says "near"
+            rule = self.copy_rule(using, duplicate_threshold) if duplicate_threshold is not None else None
         hits = self.store.query(self.collection, vector, using=using, k=k, filter=filter, exclude_ids=excluded)
-        return _mark_duplicates(hits, duplicate_threshold)
+        return mark_copies(hits, query_pixels, rule)
 
     def search_batch(
         self,
@@ -137,7 +161,7 @@ class Retriever:
         exclude_ids: Iterable[str] = (),
         lambda_mult: float = 1.0,
         fetch_k: int | None = None,
-        duplicate_threshold: float = DEFAULT_THRESHOLD,
+        duplicate_threshold: float | None = None,
     ) -> list[list[ScoredPoint]]:
         """:meth:`search` for many query images at once (one embedding pass, one batched query).
 
@@ -146,15 +170,19 @@ class Retriever:
         pick order (see :mod:`percep_rag.mmr`); ``1`` is plain similarity, most similar first.
 
         The query itself: a path or bytes never retrieves its own point (the same content id,
-        whatever the file is called). Every other point is a candidate, and those whose
-        similarity is at least ``duplicate_threshold`` (:data:`~percep_rag.duplicates.DEFAULT_THRESHOLD`)
-        come back with ``duplicate_of_query=True``: another file of the same or nearly the same
-        image, which a catalog search is there to find. A PIL image or array has no content id,
-        so its stored copy comes back, marked. Few-shot retrieval
+        whatever the file is called). Every other point is a candidate, and its copies come
+        back marked, which a catalog search is there to find: ``copy_of_query="exact"`` when
+        the hit's pixels are the query's (the query is decoded once, for its vector and its
+        pixel hash), ``"near"`` when its cosine reaches ``duplicate_threshold`` or, not given,
+        the threshold calibrated for ``using`` (``duplicates --calibrate``); with neither,
+        nothing is near. A PIL image or array has no content id, so its stored copy comes
+        back, marked (an array has no pixel hash: at most near). Few-shot retrieval
         (:class:`ExampleRetriever`) is stricter and drops those copies too.
         """
+        rule = self.copy_rule(using, duplicate_threshold)
         found = self._nearest(images, k, using, filter, exclude_ids, lambda_mult, fetch_k, drop_copies=False)
-        return [_mark_duplicates(row, duplicate_threshold) for row in found]
+        hashes = self.pixel_hashes(images)
+        return [mark_copies(row, query, rule) for row, query in zip(found, hashes, strict=True)]
 
     def search_texts(
         self,
@@ -166,15 +194,13 @@ class Retriever:
         exclude_ids: Iterable[str] = (),
         lambda_mult: float = 1.0,
         fetch_k: int | None = None,
-        duplicate_threshold: float = DEFAULT_THRESHOLD,
     ) -> list[list[ScoredPoint]]:
         """The nearest stored images to each text query (one text-tower pass, one batched query).
 
         Text searches ``base`` by default; the collection's fingerprint says whether it may search
         ``aligned`` (:mod:`percep_rag.text_space`), and bad text or a collection where text has no
         meaning raises :class:`~percep_rag.errors.TextQueryError`. ``lambda_mult`` and ``fetch_k``
-        are as for :meth:`search_batch`; a hit scoring at least ``duplicate_threshold`` is marked
-        ``duplicate_of_query`` as there (rare for text).
+        are as for :meth:`search_batch`; no hit is a copy of a text (``copy_of_query`` stays ``None``).
 
         >>> from PIL import Image
         >>> from percep_rag import EmbedderSpec
@@ -192,8 +218,7 @@ class Retriever:
         check_text_space(self.embedder.fingerprint_fields(), using, self.collection)
         vectors = self.embedder.embed_text(list(texts), using=using)
         per_query = [set(exclude_ids) for _ in texts]
-        found = self._query_vectors(vectors, per_query, k, using, filter, lambda_mult, fetch_k)
-        return [_mark_duplicates(row, duplicate_threshold) for row in found]
+        return self._query_vectors(vectors, per_query, k, using, filter, lambda_mult, fetch_k)
 
     def _nearest(
         self,
@@ -208,16 +233,17 @@ class Retriever:
         drop_copies: bool,
         labelled_only: bool = False,
     ) -> list[list[ScoredPoint]]:
-        """Top-``k`` per query without its own point; ``drop_copies`` also drops its file (``uri``)
-        and every stored point whose vector equals its own (the few-shot rule), ``labelled_only``
-        every point with neither a label nor a prompt."""
+        """Top-``k`` per query without its own point; ``drop_copies`` also drops its file (``uri``),
+        every stored point with its pixels and every one whose vector equals its own (the
+        few-shot rule), ``labelled_only`` every point with neither a label nor a prompt."""
         _check_using(using)
         excluded = set(exclude_ids)
         per_query = [excluded | ({own} if own else set()) for own in self.query_ids(images)]
         vectors = self.vectors_for(images, using)
+        pixels = self.pixel_hashes(images) if drop_copies else None
         return self._query_vectors(
             vectors, per_query, k, using, filter, lambda_mult, fetch_k,
-            images=images if drop_copies else None, labelled_only=labelled_only,
+            images=images if drop_copies else None, labelled_only=labelled_only, pixels=pixels,
         )  # fmt: skip
 
     def _query_vectors(
@@ -232,8 +258,10 @@ class Retriever:
         *,
         images: Sequence[ImageInput] | None = None,
         labelled_only: bool = False,
+        pixels: Sequence[str | None] | None = None,
     ) -> list[list[ScoredPoint]]:
-        """Top-``k`` per query vector; with the query ``images`` also drops their copies (the few-shot rule)."""
+        """Top-``k`` per query vector; with the query ``images`` (and their ``pixels`` hashes) also
+        drops their copies (the few-shot rule)."""
         _check_using(using)
         drop_copies = images is not None
         diverse = check_lambda_mult(lambda_mult) < 1
@@ -256,9 +284,10 @@ class Retriever:
                 kept = hits
                 break
             assert images is not None
+            own_pixels = list(pixels) if pixels is not None else [None] * len(images)
             kept = [
-                _drop_the_query(row, image, vector, using)
-                for row, image, vector in zip(hits, images, vectors, strict=True)
+                drop_query_copies(row, image, vector, using, query_pixels)
+                for row, image, vector, query_pixels in zip(hits, images, vectors, own_pixels, strict=True)
             ]
             if labelled_only:
                 kept = [[hit for hit in row if _has_text(hit)] for row in kept]
@@ -279,15 +308,6 @@ class Retriever:
 def _check_using(using: str) -> None:
     if using not in get_args(VectorName):
         raise ConfigError(f"using must be one of {', '.join(get_args(VectorName))}; got {using!r}")
-
-
-def _mark_duplicates(hits: list[ScoredPoint], threshold: float) -> list[ScoredPoint]:
-    """``hits`` with ``duplicate_of_query`` set on those scoring at least ``threshold``.
-
-    >>> [h.duplicate_of_query for h in _mark_duplicates([ScoredPoint("a", 0.99, {}), ScoredPoint("b", 0.5, {})], 0.97)]
-    [True, False]
-    """
-    return [replace(hit, duplicate_of_query=hit.score >= threshold) for hit in hits]
 
 
 @dataclass(frozen=True)
@@ -327,9 +347,19 @@ class Example:
 class ExampleRetriever(Retriever):
     """Few-shot examples for a query image (RICES): top-k by similarity, most similar LAST.
 
-    Never the query image itself in any form: not its point, not its file, and no stored point
-    whose vector equals the query's (``1 - cosine <=`` :data:`SAME_IMAGE_TOLERANCE`), so a test
-    image never leaks into its own prompt, even re-encoded or passed as a PIL image.
+    Never the query image itself in any form: not its point, not its file, no stored point with
+    its pixels (an exact copy: the same ``pixel_hash``) and no stored point whose vector equals
+    the query's (``1 - cosine <=`` :data:`~percep_rag.copy_marks.SAME_IMAGE_TOLERANCE`), so a
+    test image never leaks into its own prompt, even re-encoded or passed as a PIL image; and
+    since one point holds all byte-identical files, the VLM never sees two copies of one file.
+
+    How this differs from a catalog search (:meth:`Retriever.search`): a search is there to
+    *find* copies, so it returns the query's other copies and marks them (``copy_of_query``:
+    exact by pixels, near by the collection's calibrated threshold); few-shot retrieval is
+    there to *teach* a VLM with other images, so an exact copy would hand it the answer and is
+    dropped, not marked. Near copies (resized, re-encoded) are not dropped here: whether one is
+    the same image is the calibrated threshold's call, and few-shot evaluation draws its
+    examples from another split.
 
     ``diversity`` > 0 trades similarity for variety: the ``k`` examples are picked by
     maximal marginal relevance (``lambda_mult = 1 - diversity``, see :mod:`percep_rag.mmr`)
@@ -416,6 +446,7 @@ class ExampleRetriever(Retriever):
             for point in self.store.iterate(self.collection, {"uri": sorted(files)}):
                 for i in files[point.payload["uri"]]:
                     copies[i].add(point.id)
+        pixels = self.pixel_hashes(images)
         both = self.embedder.embed_both(images)
         for using, vectors in (("aligned", both.aligned), ("base", both.base)):
             todo, page = list(range(len(images))), 4
@@ -423,7 +454,7 @@ class ExampleRetriever(Retriever):
                 rows = self.store.query_batch(self.collection, vectors[todo], using=using, k=page, with_vectors=True)
                 more = []
                 for i, row in zip(todo, rows, strict=True):
-                    kept = {hit.id for hit in _drop_the_query(row, images[i], vectors[i], using)}
+                    kept = {hit.id for hit in drop_query_copies(row, images[i], vectors[i], using, pixels[i])}
                     copies[i].update(hit.id for hit in row if hit.id not in kept)
                     if not kept and len(row) == page:
                         more.append(i)
@@ -445,33 +476,3 @@ def _point_id_of(image: ImageInput, collection: str) -> str | None:
 def _has_text(hit: ScoredPoint) -> bool:
     """Whether a hit has what a prompt shows of an example: a label or a prompt."""
     return bool(hit.payload.get("label") or hit.payload.get("prompt"))
-
-
-#: A stored vector this close to the query's (``1 - cosine`` at most this) is the query image
-#: itself: the same pixels embed to the same vector up to float rounding across batches.
-SAME_IMAGE_TOLERANCE = 1e-5
-
-
-def _drop_the_query(hits: list[ScoredPoint], image: ImageInput, vector: np.ndarray, using: str) -> list[ScoredPoint]:
-    """Hits that are not the query image: not its file (``uri``), not its exact vector.
-
-    >>> hit = ScoredPoint("a", 1.0, {"uri": "x.png"}, {"aligned": np.array([1.0, 0.0], dtype=np.float32)})
-    >>> _drop_the_query([hit], "other.png", np.array([2.0, 0.0]), "aligned")
-    []
-    >>> len(_drop_the_query([hit], "other.png", np.array([1.0, 0.01]), "aligned"))
-    1
-    """
-    own = str(Path(image)) if isinstance(image, (str, Path)) else None
-    query = np.asarray(vector, dtype=np.float64)
-    query = query / (np.linalg.norm(query) or 1.0)
-    kept = []
-    for hit in hits:
-        if own is not None and hit.payload.get("uri") == own:
-            continue
-        stored = None if hit.vectors is None else hit.vectors.get(using)
-        if stored is not None:
-            stored = np.asarray(stored, dtype=np.float64)
-            if 1.0 - float(query @ stored) / (np.linalg.norm(stored) or 1.0) <= SAME_IMAGE_TOLERANCE:
-                continue
-        kept.append(hit)
-    return kept

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.cli import main
 from percep_rag.datasets.records import read_manifest, scan_folder
-from percep_rag.duplicates import choose_threshold, find_duplicates, similar_pairs
+from percep_rag.duplicates import calibrate, find_duplicates, similar_pairs
 from percep_rag.indexing import index_records
 from percep_rag.store import content_hash, open_store, point_id
 from percep_rag.store.layouts import MEMORY_LAYOUTS, memory_layout
@@ -354,17 +354,18 @@ def test_duplicates_cli_table_json_figure_and_calibration(duplicated, tmp_path, 
     figure = tmp_path / "groups.png"
     args = ["duplicates", "-c", COLLECTION, "--store", spec, "--no-progress"]
     code, out, _ = run_cli(capsys, *args, "--calibrate", str(labelled), "--figure", str(figure))
-    assert code == 0 and "calibrated aligned threshold" in out and "3 groups (1 exact, 2 near)" in out, out
+    assert code == 0 and "stored aligned near-copy threshold" in out and "3 groups (1 exact, 2 near)" in out, out
     assert figure.is_file() and Image.open(figure).height > 3 * 128
     code, out, _ = run_cli(capsys, *args, "--threshold", "0.99", "--json", "--space", "base")
     found = json.loads(out)
     assert code == 0 and found["space"] == "base" and len(found["groups"]) == 3 and found["duplicate_points"] == 4
 
 
-def test_choose_threshold_separates_labelled_pairs():
-    assert choose_threshold([0.99, 0.995], [0.90, 0.95]) == pytest.approx(0.97)
-    # One same pair below a different one cannot be separated: the cut makes the fewest errors.
-    assert 0.95 < choose_threshold([0.99, 0.995, 0.93], [0.90, 0.95]) <= 0.99
+def test_calibrate_separates_labelled_pairs():
+    assert calibrate([0.99, 0.995, 0.90, 0.95], [True, True, False, False]).threshold == pytest.approx(0.97)
+    # One same pair below a different one cannot be separated: it is missed, no different pair is marked.
+    chosen = calibrate([0.99, 0.995, 0.93, 0.90, 0.95], [True, True, True, False, False])
+    assert 0.95 < chosen.threshold <= 0.99 and chosen.precision == 1.0 and chosen.recall == pytest.approx(2 / 3)
 
 
 # --------------------------------------------------------------------------- memory layouts

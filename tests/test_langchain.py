@@ -293,7 +293,8 @@ def test_copies_of_the_query_come_back_marked_and_the_example_selector_drops_the
                   collection=COLLECTION, progress=False)  # fmt: skip
     documents = _retriever(filled, k=3).invoke(str(own))
     assert documents[0].metadata["image_uri"] == str(copy) and documents[0].metadata["duplicate_of_query"]
-    assert not any(d.metadata["duplicate_of_query"] for d in documents[1:])
+    assert documents[0].metadata["copy_of_query"] == "exact" and documents[0].metadata["files"] == 1
+    assert not any(d.metadata["duplicate_of_query"] or d.metadata["copy_of_query"] for d in documents[1:])
     strict = _retriever(filled, k=3, exclude_query_copies=True).invoke(str(own))
     assert str(copy) not in {d.metadata["image_uri"] for d in strict} and len(strict) == 3
     selector = PerceptualExampleSelector(retriever=_retriever(filled, k=3))

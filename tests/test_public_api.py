@@ -234,6 +234,7 @@ EXPECTED_ALL = {
         "CollectionInfo",
         "CollectionNotFoundError",
         "CollectionOptions",
+        "CopyThreshold",
         "FilterError",
         "InvalidPointError",
         "InvalidVectorError",

@@ -1,6 +1,6 @@
 """The query itself, two rules. A search (Retriever: CLI search/show, HTTP, LangChain) never
 returns the query's own point (same content id) but returns other points of the same image,
-marked ``duplicate_of_query``; few-shot retrieval (ExampleRetriever, RICES) drops every copy."""
+marked ``copy_of_query`` (exact: the same pixels); few-shot retrieval (ExampleRetriever, RICES) drops every copy."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from PIL import Image
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.datasets.records import ImageRecord
+from percep_rag.errors import ConfigError
 from percep_rag.indexing import index_records
 from percep_rag.retrieval import ExampleRetriever, Retriever
 from percep_rag.store import content_hash, open_store, point_id
@@ -59,9 +60,14 @@ def test_a_search_never_returns_its_own_point_but_returns_its_copies_marked(inde
     # By stored point: that point is left out, its copy is found and marked.
     hits = retriever.search(point=own, k=3)
     assert own not in {hit.id for hit in hits} and hits[0].payload["label"] == "2-copy" and hits[0].duplicate_of_query
-    # The mark follows the threshold asked for.
-    strict = retriever.search(str(folder / "2.png"), k=3, duplicate_threshold=1.1)
-    assert not any(hit.duplicate_of_query for hit in strict)
+    # Exact means the same pixels: no threshold is involved, and without one nothing is near.
+    plain = retriever.search(str(folder / "2.png"), k=6)
+    assert [hit.copy_of_query for hit in plain] == ["exact"] + [None] * 5
+    # A near threshold asked for marks the rest near, distinct from the exact copy.
+    loose = retriever.search(str(folder / "2.png"), k=6, duplicate_threshold=-1.0)
+    assert [hit.copy_of_query for hit in loose] == ["exact"] + ["near"] * 5
+    with pytest.raises(ConfigError, match="cosine similarity in"):
+        retriever.search(str(folder / "2.png"), k=3, duplicate_threshold=1.1)
 
 
 def test_few_shot_examples_never_hold_any_copy_of_the_query(indexed):

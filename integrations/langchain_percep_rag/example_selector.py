@@ -160,7 +160,9 @@ class PerceptualExampleSelector(BaseExampleSelector, BaseModel):
 
 
 #: Metadata the retriever adds to each document (about the search, not the example).
-_RETRIEVAL_KEYS = frozenset({"image_uri", "score", "using", "collection", "duplicate_of_query"})
+_RETRIEVAL_KEYS = frozenset(
+    {"image_uri", "score", "using", "collection", "duplicate_of_query", "copy_of_query", "files"}
+)
 
 
 def _arrays(vectors: Any) -> dict[str, Any]:

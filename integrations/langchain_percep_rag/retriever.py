@@ -62,6 +62,7 @@ from percep_rag.config import EmbedderSpec
 from percep_rag.embedder import AlignedEmbedder
 from percep_rag.errors import ConfigError
 from percep_rag.io.images import ImageSource
+from percep_rag.point_records import payload_records
 from percep_rag.retrieval import Example, ExampleRetriever, VectorName
 from percep_rag.store import StoreSpec, VectorStore, open_store
 from percep_rag.store.filters import parse_filter
@@ -83,14 +84,18 @@ class PerceptualImageRetriever(BaseRetriever):
     * ``page_content``: the example's prompt, else its label, else ``""``;
     * ``metadata``: every payload field (``uri``, ``label``, ``record_id``, ...), then
       ``image_uri`` (where the example image is), ``label``, ``score`` (cosine similarity),
-      ``using`` (the vector searched), ``collection`` and ``duplicate_of_query`` (the hit is
-      the query's image in another file, or nearly so); these win over payload fields of the
-      same name.
+      ``using`` (the vector searched), ``collection``, ``copy_of_query`` (``"exact"``: the
+      query's pixels in another file; ``"near"``: cosine at or above the collection's
+      calibrated near-copy threshold, or ``duplicate_threshold`` when given; else ``None``),
+      ``duplicate_of_query`` (``copy_of_query is not None``) and ``files`` (how many
+      byte-identical files the image stands for); these win over payload fields of the same name.
 
     The query itself (percep-rag's one rule, :meth:`percep_rag.retrieval.Retriever.search_batch`):
-    its own point (same content id) never comes back; other points of the same or nearly the
-    same image do, marked ``duplicate_of_query``. ``exclude_query_copies=True`` applies the
-    few-shot rule instead (no copy of the query at all: same file or same vector), as
+    its own point (same content id) never comes back; its other copies do, marked
+    ``copy_of_query``. Without a calibrated threshold (``percep-rag duplicates --calibrate``)
+    or ``duplicate_threshold``, nothing is a near copy: a cosine means different things in
+    different backbones. ``exclude_query_copies=True`` applies the few-shot rule instead (no
+    copy of the query at all: same file, same pixels or same vector), as
     :class:`~langchain_percep_rag.PerceptualExampleSelector` does.
 
     Searching, as LangChain's ``VectorStoreRetriever``: ``search_type`` is ``"similarity"``,
@@ -131,6 +136,7 @@ class PerceptualImageRetriever(BaseRetriever):
     queries: Literal["images", "text"] = "images"
     most_similar_last: bool = False
     exclude_query_copies: bool = False
+    duplicate_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     search_type: SearchType = "similarity"
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
 
@@ -307,12 +313,13 @@ class PerceptualImageRetriever(BaseRetriever):
                 filter=options.filter,
                 lambda_mult=options.mmr_lambda,
                 fetch_k=options.fetch_k,
+                duplicate_threshold=self.duplicate_threshold,
             )
         results = []
         for found in hits:
             if options.search_type == "similarity_score_threshold":
                 found = [hit for hit in found if relevance_score(hit.score) >= options.score_threshold]
-            documents = [self._document(Example.from_hit(hit), vector, hit.duplicate_of_query) for hit in found]
+            documents = [self._document(Example.from_hit(hit), vector, hit.copy_of_query) for hit in found]
             results.append(documents[::-1] if self.most_similar_last else documents)
         return results
 
@@ -329,7 +336,7 @@ class PerceptualImageRetriever(BaseRetriever):
             self._examples = ExampleRetriever(self.store, self.collection, self.embedder)
         return self._examples
 
-    def _document(self, example: Example, using: str, duplicate_of_query: bool) -> Document:
+    def _document(self, example: Example, using: str, copy_of_query: str | None) -> Document:
         metadata = {
             **example.payload,
             "image_uri": example.uri,
@@ -337,6 +344,8 @@ class PerceptualImageRetriever(BaseRetriever):
             "score": example.score,
             "using": using,
             "collection": self.collection,
-            "duplicate_of_query": duplicate_of_query,
+            "copy_of_query": copy_of_query,
+            "duplicate_of_query": copy_of_query is not None,
+            "files": len(payload_records(example.payload)),
         }
         return Document(id=example.id, page_content=example.text, metadata=metadata)

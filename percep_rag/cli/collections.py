@@ -66,6 +66,20 @@ def info(
     indexes = described["payload_indexes"]
     typer.echo(f"payload indexes: {', '.join(f'{k} ({v})' for k, v in indexes.items()) or 'none'}")
     typer.echo(f"created: {described['created_at'] or 'unknown'} by percep-rag {described['library_version'] or '?'}")
+    _echo_copy_thresholds(described["copy_thresholds"])
+
+
+def _echo_copy_thresholds(thresholds: dict[str, Any]) -> None:
+    """What "copy" means in this collection: exact by pixels always, near only once calibrated."""
+    from percep_rag.store import CopyThreshold
+
+    if not thresholds:
+        typer.echo("near-copy threshold: none (not calibrated: `duplicates --calibrate pairs.csv`)")
+        return
+    for space, threshold in sorted(thresholds.items()):
+        calibrated = CopyThreshold.model_validate(threshold)
+        when = f", {calibrated.calibrated_at}" if calibrated.calibrated_at else ""
+        typer.echo(f"near-copy threshold ({space}): {calibrated.describe()}{when}")
 
 
 def _describe(store: Any, collection: str) -> dict[str, Any]:

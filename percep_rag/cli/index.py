@@ -11,6 +11,7 @@ import typer
 from percep_rag.cli.engine import ClusterOptions, EngineOptions
 from percep_rag.cli.errors import USAGE, fail
 from percep_rag.cli.forward import no_lock_errors, served_owner
+from percep_rag.cli.hits import DuplicateThresholdOption, copy_rule_text, hit_caption, hits_json, hits_table
 from percep_rag.cli.options import (
     CollectionOption,
     FilterOption,
@@ -32,7 +33,6 @@ from percep_rag.cli.stored import (
 )
 
 SPACES = ("base", "aligned")
-
 
 @with_options(ClusterOptions)
 @with_options(EngineOptions)
@@ -287,21 +287,26 @@ def search(
         Path | None, typer.Option(help="Also draw query | base top-k | aligned top-k here (.png, .jpg, .pdf, .svg).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the hits as JSON instead of tables.")] = False,
+    duplicate_threshold: DuplicateThresholdOption = None,
     *,
     embedder_options: CollectionEmbedderOptions,
 ) -> None:
     """The nearest stored images to QUERY_IMAGE (or to each --text), as a table per vector space.
 
-    The query's own point is never returned; other copies of the same image are, marked as
-    duplicates of the query. A text query needs a collection of a CLIP-family backbone with cls
-    pooling and searches its base vectors by default (see README "Search by text").
-    The embedder options default to the ones the collection was written with.
+    The query's own point is never returned; its other copies are, marked in the copy column:
+    "copy" for the same pixels, "near" for a cosine at or above the threshold calibrated for
+    the collection (`duplicates --calibrate`) or given with --duplicate-threshold (neither: no
+    near copies). "files" counts the byte-identical files a hit stands for. A text query needs
+    a collection of a CLIP-family backbone with cls pooling and searches its base vectors by
+    default (see README "Search by text"). The embedder options default to the collection's.
     """
     if (query_image is None) == (not text):
         fail("give a query image or --text (one kind of query)", USAGE)
     if text:
         if grid is not None:
             fail("--grid draws image queries; it does not take --text", USAGE)
+        if duplicate_threshold is not None:
+            fail("--duplicate-threshold marks copies of a query image; a text has none", USAGE)
         _search_texts(text, collection, store, k, using or "base", filter, json_out, embedder_options)
         return
     assert query_image is not None
@@ -311,15 +316,21 @@ def search(
         check_figure_path(grid, "--grid")
     using = using or "both"
     shown = list(SPACES) if using == "both" else [using]
-    embedder, [hits] = _neighbours(
-        embedder_options, store, collection, [query_image], k, filter, SPACES if grid is not None else shown
-    )
+    embedder, [hits], rules = _neighbours(
+        embedder_options, store, collection, [query_image], k, filter, SPACES if grid is not None else shown,
+        duplicate_threshold,
+    )  # fmt: skip
     if json_out:
-        typer.echo(json.dumps(_hits_json(query_image, embedder, {space: hits[space] for space in shown}), indent=1))
+        found = hits_json(query_image, embedder, {space: hits[space] for space in shown})
+        from percep_rag.copy_threshold import copy_rule_json
+
+        found["copies"] = {space: copy_rule_json(rules[space]) for space in shown}
+        typer.echo(json.dumps(found, indent=1))
     else:
         for space in shown:
             typer.echo(f"{space} top-{k} for {query_image}{random_note(embedder)}")
-            typer.echo(_hits_table(hits[space]) if hits[space] else "(no matches)")
+            typer.echo(f"copies: {copy_rule_text(space, rules[space])}")
+            typer.echo(hits_table(hits[space]) if hits[space] else "(no matches)")
             typer.echo("")
     if grid is not None:
         _draw_neighbour_grid([query_image], [hits], grid, title=figure_title(embedder), quiet=json_out)
@@ -360,7 +371,7 @@ def _search_texts(
             fail(str(error), USAGE)
     if json_out:
         rows = [
-            _hits_json(text, embedder, {space: found[space][row] for space in shown}, text=True)
+            hits_json(text, embedder, {space: found[space][row] for space in shown}, text=True)
             for row, text in enumerate(texts)
         ]
         typer.echo(json.dumps(rows[0] if len(rows) == 1 else rows, indent=1))
@@ -368,7 +379,7 @@ def _search_texts(
     for row, text in enumerate(texts):
         for space in shown:
             typer.echo(f"{space} top-{k} for text {text!r}{random_note(embedder)}")
-            typer.echo(_hits_table(found[space][row]) if found[space][row] else "(no matches)")
+            typer.echo(hits_table(found[space][row]) if found[space][row] else "(no matches)")
             typer.echo("")
 
 
@@ -382,18 +393,23 @@ def show(
     store: StoreOption = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, max=12, help="Neighbours per vector space.")] = 3,
     filter: FilterOption = None,
+    duplicate_threshold: DuplicateThresholdOption = None,
     *,
     embedder_options: CollectionEmbedderOptions,
 ) -> None:
     """Draw query | base top-k | aligned top-k, a row per query image (the paper's Figures 4 and 7).
 
-    The embedder options default to the ones the collection was written with.
+    A hit with the query's pixels is captioned "(copy)", one at or above the calibrated (or
+    --duplicate-threshold) cosine "(near copy)", and one standing for several byte-identical
+    files "N files". The embedder options default to the ones the collection was written with.
     """
     missing = [str(path) for path in query_images if not path.is_file()]
     if missing:
         fail(f"query images not found: {', '.join(missing)}", USAGE)
     check_figure_path(out, "--out")
-    embedder, rows = _neighbours(embedder_options, store, collection, query_images, k, filter, SPACES)
+    embedder, rows, _ = _neighbours(
+        embedder_options, store, collection, query_images, k, filter, SPACES, duplicate_threshold
+    )
     _draw_neighbour_grid(query_images, rows, out, title=figure_title(embedder))
 
 
@@ -405,8 +421,10 @@ def _neighbours(
     k: int,
     filters: list[str] | None,
     spaces: tuple[str, ...] | list[str],
-) -> tuple[Any, list[dict[str, list]]]:
-    """The collection's embedder and, per query, the top-``k`` hits in each of ``spaces`` that pass ``--filter``."""
+    duplicate_threshold: float | None = None,
+) -> tuple[Any, list[dict[str, list]], dict[str, Any]]:
+    """The collection's embedder, per query the top-``k`` hits in each of ``spaces`` that pass
+    ``--filter`` (copies marked), and per space the near-copy rule used (``None``: no near copies)."""
     from percep_rag.retrieval import Retriever
 
     with open_existing_store(store) as opened:
@@ -414,42 +432,12 @@ def _neighbours(
         flt = checked_filter(opened, collection, filters)
         embedder = collection_embedder(options, info)
         retriever = Retriever(opened, collection, embedder)
-        return embedder, [
-            {space: retriever.search(str(query), k=k, using=space, filter=flt) for space in spaces} for query in queries
-        ]
+        rules = {space: retriever.copy_rule(space, duplicate_threshold) for space in spaces}
+        def found(query: Path, space: str) -> list:
+            return retriever.search(str(query), k=k, using=space, filter=flt, duplicate_threshold=duplicate_threshold)
 
-
-def _hits_json(query: Path | str, embedder: Any, hits: dict[str, list], *, text: bool = False) -> dict[str, Any]:
-    return {
-        **({"query_text": query} if text else {"query": str(query)}),
-        "backbone": embedder.backbone.name,
-        "alignment": embedder.alignment.kind,
-        "random_weights": bool(embedder.backbone.random_weights),
-        "hits": {
-            space: [
-                {
-                    "rank": rank,
-                    "score": float(hit.score),
-                    "id": str(hit.id),
-                    "duplicate_of_query": bool(hit.duplicate_of_query),
-                    "payload": hit.payload,
-                }
-                for rank, hit in enumerate(found, start=1)
-            ]
-            for space, found in hits.items()
-        },
-    }
-
-
-def _hits_table(hits: list) -> str:
-    rows = [("rank", "score", "label", "copy", "uri")]
-    for rank, hit in enumerate(hits, start=1):
-        copy = "dup" if hit.duplicate_of_query else "-"  # another file of the query's image
-        rows.append(
-            (str(rank), f"{hit.score:.4f}", str(hit.payload.get("label", "")), copy, str(hit.payload.get("uri", "")))
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join([*(row[i].ljust(widths[i]) for i in range(4)), row[4]]) for row in rows)
+        rows = [{space: found(query, space) for space in spaces} for query in queries]
+        return embedder, rows, rules
 
 
 def _draw_neighbour_grid(
@@ -467,10 +455,7 @@ def _draw_neighbour_grid(
         return [str(hit.payload.get("uri", "")) for hit in found[:depth]]
 
     def captions(found: list) -> list[str]:
-        return [
-            f"#{rank} {hit.payload.get('label', '')}\ncos {hit.score:.3f}{' (copy)' if hit.duplicate_of_query else ''}"
-            for rank, hit in enumerate(found[:depth], 1)
-        ]
+        return [hit_caption(rank, hit) for rank, hit in enumerate(found[:depth], 1)]
 
     retrieval_grid(
         [str(query) for query in queries],

@@ -40,6 +40,7 @@ from percep_rag.distributed.pipeline import (
 from percep_rag.distributed.runtime import ResourcePlan, plan_resources, ray_session
 from percep_rag.distributed.sinks import TIMING_COLUMNS, StoreWriter, write_to_store
 from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES, IndexFailure, IndexReport, add_to_records, select_new
+from percep_rag.pixel_backfill import backfill_pixel_hashes
 from percep_rag.point_records import record_entry
 from percep_rag.store import CollectionOptions, PayloadType, StoreSpec, VectorStore, open_store
 
@@ -125,6 +126,7 @@ def index_with_ray(
         report.stage_seconds["embed_pass"] = time.perf_counter() - mark
         if list_copies:
             add_to_records(opened, collection, copies)
+        backfill_pixel_hashes(opened, collection, progress=progress)  # points indexed before pixel hashes existed
         opened.optimize(collection)
     report.failures.sort(key=_order_of(records))
     report.seconds = time.perf_counter() - started

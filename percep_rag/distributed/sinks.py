@@ -87,6 +87,7 @@ def write_to_store(
             batch["aligned"][good],
             dataset,
             entries=[json.loads(batch["entries"][i]) for i in good] if "entries" in batch else None,
+            pixel_hashes=[str(batch["pixel_hash"][i]) for i in good] if "pixel_hash" in batch else None,
         )
     return summary(batch, good, time.perf_counter() - started)
 

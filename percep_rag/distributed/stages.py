@@ -128,7 +128,8 @@ class EmbedActor:
     The actor uses a GPU when Ray gave it one, the CPU otherwise. It refuses to start when
     its embedder's fingerprint differs from ``fingerprint`` (another weights file on this
     node, say), so a run never mixes vectors of two embedders. Decoding failures become
-    failure rows; the ``data`` column is dropped from the output. ``job_images`` (the images
+    failure rows; the ``data`` column is dropped from the output and a ``pixel_hash`` column
+    (each decoded image's, ``""`` for a failure) added. ``job_images`` (the images
     this actor is expected to embed over the run) lets ``compile="auto"`` compile a CPU
     actor's forward once for a long run, as a local job would (``AlignedEmbedder.prepare_for_job``).
     """
@@ -152,11 +153,14 @@ class EmbedActor:
         n = len(batch["row"])
         sources, reasons = list(batch["failure_source"]), list(batch["failure_reason"])
         good = [i for i in range(n) if not reasons[i]]
-        result = self.embedder.embed_many([batch["data"][i] for i in good])
+        result = self.embedder.embed_many([batch["data"][i] for i in good], pixel_hashes=True)
         base = np.zeros((n, self.embedder.base_dim), np.float32)
         aligned = np.zeros((n, self.embedder.dim), np.float32)
         rows = [good[i] for i in result.indices]
         base[rows], aligned[rows] = result.base, result.aligned
+        pixel_hashes = [""] * n  # computed where the image is decoded, here
+        for row, digest in zip(rows, result.pixel_hashes, strict=True):
+            pixel_hashes[row] = digest
         for failure in result.failures:
             sources[good[failure.index]] = str(batch["uri"][good[failure.index]])
             reasons[good[failure.index]] = failure.reason
@@ -164,6 +168,7 @@ class EmbedActor:
         out.update(
             base=base,
             aligned=aligned,
+            pixel_hash=_strings(pixel_hashes),
             failure_source=_strings(sources),
             failure_reason=_strings(reasons),
             embed_s=np.full(n, (time.perf_counter() - started) / max(n, 1)),

@@ -21,6 +21,7 @@ from percep_rag.config import PreprocessSpec
 from percep_rag.errors import ImageDecodeError
 from percep_rag.io.decode import ImageFailure, decode_image, decode_image_bytes
 from percep_rag.io.device_decode import jpeg_fits_device_decode
+from percep_rag.io.pixel_hash import image_pixel_hash
 from percep_rag.io.sources import ImageSource, describe_source, is_jpeg, read_image_bytes
 from percep_rag.io.transforms import preprocess_image
 
@@ -38,25 +39,39 @@ __all__ = [
 @dataclass
 class PixelBatch:
     """One batch: ``pixels`` uint8 ``(n, 3, S, S)`` for the inputs at ``indices``; the
-    still-encoded JPEGs (``jpeg_bytes`` at ``jpeg_indices``) when GPU decoding is on."""
+    still-encoded JPEGs (``jpeg_bytes`` at ``jpeg_indices``) when GPU decoding is on; with
+    pixel hashes asked for, ``pixel_hashes`` maps each good input index to its pixel hash."""
 
     pixels: torch.Tensor
     indices: list[int]
     failures: list[ImageFailure] = field(default_factory=list)
     jpeg_bytes: list[bytes] = field(default_factory=list)
     jpeg_indices: list[int] = field(default_factory=list)
+    pixel_hashes: dict[int, str] = field(default_factory=dict)
 
 
 class ImageSourceDataset(Dataset):
-    """Item ``i`` is ``(i, tensor | None, failure | None, jpeg bytes | None)``.
+    """Item ``i`` is ``(i, tensor | None, failure | None, jpeg bytes | None, pixel hash | None)``.
 
     With ``keep_jpeg_bytes`` a JPEG file is read but not decoded, so the GPU can decode it.
+    With ``pixel_hashes`` each decoded image's pixel hash (:mod:`percep_rag.io.pixel_hash`) is
+    computed here, on the full-size image; a JPEG left to the GPU is then decoded on the CPU
+    for its hash as well (the GPU's decoder rounds differently, so its pixels would not match
+    a query's).
     """
 
-    def __init__(self, sources: Sequence[ImageSource], spec: PreprocessSpec, *, keep_jpeg_bytes: bool = False):
+    def __init__(
+        self,
+        sources: Sequence[ImageSource],
+        spec: PreprocessSpec,
+        *,
+        keep_jpeg_bytes: bool = False,
+        pixel_hashes: bool = False,
+    ):
         self.sources = sources
         self.spec = spec
         self.keep_jpeg_bytes = keep_jpeg_bytes
+        self.pixel_hashes = pixel_hashes
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -67,19 +82,26 @@ class ImageSourceDataset(Dataset):
             if self.keep_jpeg_bytes and isinstance(source, (str, os.PathLike, bytes)):
                 data = source if isinstance(source, bytes) else read_image_bytes(source)
                 if is_jpeg(data) and jpeg_fits_device_decode(data):
-                    return index, None, None, data
+                    digest = self._hash(decode_image_bytes(data, source_name=describe_source(source)))
+                    return index, None, None, data, digest
                 image = decode_image_bytes(data, source_name=describe_source(source))
             else:
                 image = decode_image(source)
-            return index, preprocess_image(image, self.spec), None, None
+            return index, preprocess_image(image, self.spec), None, None, self._hash(image)
         except ImageDecodeError as error:
-            return index, None, ImageFailure(source=error.source, reason=error.reason, index=index), None
+            return index, None, ImageFailure(source=error.source, reason=error.reason, index=index), None, None
+
+    def _hash(self, image) -> str | None:
+        return image_pixel_hash(image) if self.pixel_hashes else None
 
 
 def collate_pixels(items) -> PixelBatch:
     """Stack the decoded items of a batch and keep failures and raw JPEGs aside."""
     tensors, indices, failures, jpeg_bytes, jpeg_indices = [], [], [], [], []
-    for index, tensor, failure, data in items:
+    hashes: dict[int, str] = {}
+    for index, tensor, failure, data, digest in items:
+        if digest is not None:
+            hashes[index] = digest
         if failure is not None:
             failures.append(failure)
         elif data is not None:
@@ -89,7 +111,7 @@ def collate_pixels(items) -> PixelBatch:
             tensors.append(tensor)
             indices.append(index)
     pixels = torch.stack(tensors) if tensors else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
-    return PixelBatch(pixels, indices, failures, jpeg_bytes, jpeg_indices)
+    return PixelBatch(pixels, indices, failures, jpeg_bytes, jpeg_indices, hashes)
 
 
 def default_num_workers(n_items: int, batch_size: int) -> int:
@@ -117,6 +139,7 @@ def iter_pixel_batches(
     keep_jpeg_bytes: bool = False,
     pin_memory: bool = False,
     prefetch_batches: int = 2,
+    pixel_hashes: bool = False,
 ) -> Iterator[PixelBatch]:
     """Yield :class:`PixelBatch` es over ``sources`` in order.
 
@@ -131,7 +154,7 @@ def iter_pixel_batches(
     torch.Size([1, 3, 32, 32])
     """
     workers = default_num_workers(len(sources), batch_size) if num_workers is None else num_workers
-    dataset = ImageSourceDataset(sources, spec, keep_jpeg_bytes=keep_jpeg_bytes)
+    dataset = ImageSourceDataset(sources, spec, keep_jpeg_bytes=keep_jpeg_bytes, pixel_hashes=pixel_hashes)
     if workers == 0:
         yield from _threaded_batches(dataset, batch_size, pin_memory=pin_memory, ahead=max(1, prefetch_batches))
         return

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from percep_rag.point_records import payload_records
+
 #: ScoredPoint fields that are given their own keys (or, for vectors, never sent).
 _OWN_KEYS = frozenset({"id", "score", "payload", "vectors"})
 
@@ -32,6 +34,7 @@ class Hit(BaseModel):
     split: str | None = None
     payload: dict[str, Any]
     image: str
+    files: int = 1
 
 
 def jsonable(value: Any) -> Any:
@@ -61,6 +64,7 @@ def hit_json(hit: Any, rank: int, image_url: str) -> dict[str, Any]:
         "split": _text(payload.get("split")),
         "payload": payload,
         "image": image_url,
+        "files": len(payload_records(payload)),  # the byte-identical files this image stands for
     }
     if dataclasses.is_dataclass(hit):
         for field in dataclasses.fields(hit):

@@ -57,6 +57,7 @@ from percep_rag.store.base import (
 from percep_rag.store.factory import open_store
 from percep_rag.store.ids import META_POINT_ID, content_hash, point_id
 from percep_rag.store.retry import RetryPolicy
+from percep_rag.store.schema import CopyThreshold
 from percep_rag.store.spec import StoreSpec
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "CollectionInfo",
     "CollectionNotFoundError",
     "CollectionOptions",
+    "CopyThreshold",
     "FilterError",
     "InvalidPointError",
     "InvalidVectorError",

@@ -253,9 +253,12 @@ class VectorStore(StoreBackend):
         info = self.collection_info(name)
         check_index_field(field_name, kind)
         self._create_payload_index(name, field_name, kind)
-        info = info.model_copy(update={"payload_indexes": {**info.payload_indexes, field_name: kind}})
+        return self.update_collection_info(name, payload_indexes={**info.payload_indexes, field_name: kind})
+
+    def update_collection_info(self, name: str, **changes: Any) -> CollectionInfo:
+        """``name``'s metadata with ``changes`` (:class:`CollectionInfo` fields: ``copy_thresholds``...), written."""
+        self._infos[name] = info = self.collection_info(name).model_copy(update=changes)
         self._write_meta(name, info.to_payload())
-        self._infos[name] = info
         return info
 
     def optimize(self, name: str) -> bool:
@@ -489,9 +492,6 @@ class VectorStore(StoreBackend):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"the store at {self.location} is closed")
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def _user_filter(filter: Filter | None) -> ParsedFilter:

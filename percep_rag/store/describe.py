@@ -64,4 +64,5 @@ def describe_collection(store: VectorStore, collection: str) -> dict[str, Any]:
         "options": json.loads(record.options.model_dump_json()),
         "created_at": record.created_at,
         "library_version": record.library_version,
+        "copy_thresholds": {space: t.model_dump() for space, t in record.copy_thresholds.items()},
     }

@@ -54,8 +54,11 @@ class StoredPoint:
 class ScoredPoint:
     """A query hit; ``score`` is the cosine similarity (higher is closer).
 
-    ``duplicate_of_query`` is set by :class:`~percep_rag.retrieval.Retriever`: the hit's image
-    is the query's, or nearly so (another file with the same or almost the same pixels).
+    ``copy_of_query`` is set by :class:`~percep_rag.retrieval.Retriever`: ``"exact"`` when the
+    hit's pixels are the query's (another file of the same image), ``"near"`` when its cosine
+    reaches the collection's calibrated (or a given) near-copy threshold, else ``None``
+    (:mod:`percep_rag.duplicates` says what the words mean). ``duplicate_of_query`` is
+    ``copy_of_query is not None``, kept for older readers.
     """
 
     id: str
@@ -63,6 +66,7 @@ class ScoredPoint:
     payload: dict[str, Any]
     vectors: dict[str, np.ndarray] | None = None
     duplicate_of_query: bool = False
+    copy_of_query: Literal["exact", "near"] | None = None
 
 
 def _record_vectors(raw: Any) -> dict[str, np.ndarray]:
@@ -149,8 +153,39 @@ class CollectionOptions(BaseModel):
         return self.hnsw_vectors is None or vector_name in self.hnsw_vectors
 
 
+class CopyThreshold(BaseModel):
+    """The cosine at or above which two images of one vector space of a collection are near
+    copies, chosen from labelled pairs (``duplicates --calibrate``), with how it was chosen:
+    ``pairs`` labelled pairs (``same`` of one image, ``different`` of two) and the
+    ``precision`` / ``recall`` of the threshold on those pairs.
+
+    >>> CopyThreshold(threshold=0.93, pairs=4, same=2, different=2, precision=1.0, recall=1.0,
+    ...               source="pairs.csv").describe()
+    '0.9300, calibrated from pairs.csv (4 pairs: 2 same, 2 different; precision 1.00, recall 1.00)'
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    threshold: float = Field(ge=-1.0, le=1.0)
+    pairs: int = Field(ge=0)
+    same: int = Field(ge=0)
+    different: int = Field(ge=0)
+    precision: float
+    recall: float
+    source: str = ""
+    calibrated_at: str = ""
+
+    def describe(self) -> str:
+        """One line: the threshold and where it came from."""
+        return (
+            f"{self.threshold:.4f}, calibrated from {self.source or 'labelled pairs'} ({self.pairs} pairs: "
+            f"{self.same} same, {self.different} different; precision {self.precision:.2f}, recall {self.recall:.2f})"
+        )
+
+
 class CollectionInfo(BaseModel):
-    """What percep-rag records about a collection on its reserved point."""
+    """What percep-rag records about a collection on its reserved point (``copy_thresholds``:
+    the calibrated near-copy threshold per vector space, see :class:`CopyThreshold`)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -162,6 +197,7 @@ class CollectionInfo(BaseModel):
     format: int = META_FORMAT
     created_at: str = ""
     library_version: str = ""
+    copy_thresholds: dict[str, CopyThreshold] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_vectors(self) -> CollectionInfo:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from percep_rag.copy_threshold import copy_rule_json
 from percep_rag.serve.answers import Hit, hit_json
 from percep_rag.serve.errors import ApiError
 from percep_rag.serve.inputs import (
@@ -41,6 +42,7 @@ class SearchResponse(BaseModel):
     filter: dict[str, Any] | None
     embedder: dict[str, Any]
     results: dict[str, list[Hit]]
+    copies: dict[str, dict[str, Any]] = {}
 
 
 class SearchJson(BaseModel):
@@ -53,6 +55,7 @@ class SearchJson(BaseModel):
     k: int = Field(10, ge=1)
     space: Space | None = None
     filter: list[str] | str = []
+    duplicate_threshold: float | None = Field(None, ge=-1.0, le=1.0)
 
 
 FILTER_HELP = "key=value or key=v1,v2 (any of), as `percep-rag search --filter`; repeat the field: all must hold."
@@ -75,13 +78,25 @@ async def search(
         None, description="'aligned', 'base' or 'both' side by side (default: both; base for a text)."
     ),
     filter: list[str] = Form([], description=FILTER_HELP),
+    duplicate_threshold: float | None = Form(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="Mark hits at or above this cosine as near copies (default: the collection's calibrated "
+        "threshold, from `percep-rag duplicates --calibrate`; without one, only exact pixel copies are marked).",
+    ),
 ) -> JSONResponse:
-    """The ``k`` nearest points (never the query itself) in the aligned and/or base space that pass ``filter``."""
+    """The ``k`` nearest points (never the query itself) in the aligned and/or base space that pass ``filter``.
+
+    Each hit's ``copy_of_query`` is ``"exact"`` (the query's pixels), ``"near"`` (cosine at or
+    above ``duplicate_threshold`` or the calibrated threshold) or ``null``; ``files`` counts the
+    byte-identical files it stands for; ``copies`` says per space which rule marked them."""
     state = request.app.state
     settings = state.settings
     if request_kind(request) == JSON_TYPE:
         sent = await _read_json(request)
         text, point, k, space = sent.text, sent.point, sent.k, sent.space
+        duplicate_threshold = sent.duplicate_threshold
         filter = [sent.filter] if isinstance(sent.filter, str) else sent.filter
     elif text is None and "text" in (form := await request.form()):
         text = form["text"]  # FastAPI reads an empty field as absent: an empty text is refused as such
@@ -93,6 +108,8 @@ async def search(
         given = [field for field, value in (("image", image), ("point", point)) if value not in (None, "")]
         if given:
             raise ApiError(422, f"give exactly one of image, point or text; got text and {given[0]}")
+        if duplicate_threshold is not None:
+            raise ApiError(422, "duplicate_threshold marks copies of an image or point query; a text has none")
         space = space or "base"
         spaces: tuple[str, ...] = ("aligned", "base") if space == "both" else (space,)
         query = text_query(text, retriever.embedder.fingerprint_fields(), name, spaces)
@@ -107,7 +124,8 @@ async def search(
         # Searching and rendering the JSON both happen here, off the event loop.
         flt = read_filter(store, name, filter)
         with retriever.embedder.remember():
-            found = {using: _search(retriever, query, k, using, flt) for using in spaces}
+            found = {using: _search(retriever, query, k, using, flt, duplicate_threshold) for using in spaces}
+        rules = {} if query.text is not None else {u: retriever.copy_rule(u, duplicate_threshold) for u in spaces}
         fingerprint = retriever.embedder.fingerprint
         return JSONResponse(
             {
@@ -128,6 +146,7 @@ async def search(
                     ]
                     for using, hits in found.items()
                 },
+                "copies": {using: copy_rule_json(rule) for using, rule in rules.items()},
             }
         )
 
@@ -144,12 +163,15 @@ async def _read_json(request: Request) -> SearchJson:
         raise ApiError(422, f"the body is not JSON: {error}") from None
 
 
-def _search(retriever: Any, query: Query, k: int, using: str, flt: dict[str, object] | None) -> list:
+def _search(
+    retriever: Any, query: Query, k: int, using: str, flt: dict[str, object] | None, threshold: float | None
+) -> list:
     if query.text is not None:
         return retriever.search(text=query.text, k=k, using=using, filter=flt)
     if query.point is not None:
-        return retriever.search(point=query.point, k=k, using=using, filter=flt)
-    return retriever.search(query.image, k=k, using=using, filter=flt)
+        return retriever.search(point=query.point, k=k, using=using, filter=flt, duplicate_threshold=threshold)
+    return retriever.search(query.image, k=k, using=using, filter=flt, duplicate_threshold=threshold)
+
 
 
 def image_url(request: Request, collection: str, point: str) -> str:

@@ -238,13 +238,25 @@ function renderColumn(list, hits) {
     score.textContent = hit.score.toFixed(3);
     caption.append(name, score);
     button.append(img, caption);
-    if (hit.duplicate_of_query) {
-      // Another file of the same (or nearly the same) image: what a catalog search is there to find.
+    if (hit.copy_of_query) {
+      // Another file of the query's image (the same pixels), or a near copy by the collection's
+      // calibrated threshold: what a catalog search is there to find. Never a bare "similar".
+      const exact = hit.copy_of_query === "exact";
       const copy = document.createElement("span");
-      copy.className = "copy";
-      copy.textContent = "copy";
-      copy.title = "the same or nearly the same image as the query";
+      copy.className = exact ? "copy" : "copy near";
+      copy.textContent = exact ? "copy" : `near copy, cos ${hit.score.toFixed(3)}`;
+      copy.title = exact
+        ? "the same pixels as the query"
+        : "at or above the near-copy threshold calibrated for this collection";
       button.append(copy);
+    }
+    if (hit.files > 1) {
+      // Byte-identical files are one image here: say how many the hit stands for.
+      const files = document.createElement("span");
+      files.className = "files";
+      files.textContent = `${hit.files} files`;
+      files.title = "byte-identical files of this image in the collection";
+      button.append(files);
     }
     // The button's name is what it shows, then what it does (axe: label-content-name-mismatch).
     const action = document.createElement("span");
