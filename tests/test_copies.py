@@ -401,3 +401,51 @@ def test_the_ray_stages_record_the_pixel_hash_where_they_decode(world, embedder,
         assert {p.payload["uri"]: p.payload["pixel_hash"] for p in store.iterate("r")} == {
             r.uri: pixel_hash(r.uri) for r in records[:3]
         }
+
+
+def test_indexed_byte_identical_files_are_exact_groups_naming_every_file_until_deleted_or_synced(
+    tmp_path, embedder, capsys
+):
+    """End to end through index (issue 39 writes the records) and duplicates (issue 38 groups
+    them): 8 images in 3 byte-identical files each; deleting one file keeps its group of 2; a
+    sync after removing another keeps the rest, and the pixel hashes survive the relinks."""
+    from PIL import Image
+
+    folder = tmp_path / "catalog"
+    rng = np.random.default_rng(0)
+    for n in range(8):
+        image = Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))
+        for copy in range(3):
+            (folder / f"shelf{copy}").mkdir(parents=True, exist_ok=True)
+            image.save(folder / f"shelf{copy}" / f"item{n}.png")
+    spec = f"edge:{tmp_path / 'store'}"
+    _index(folder, spec, embedder)
+    args = ["duplicates", "-c", COLLECTION, "--store", spec, "--no-progress", "--json"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    found = json.loads(out)
+    assert len(found["groups"]) == 8 and {g["kind"] for g in found["groups"]} == {"exact"}
+    named = sorted(uri for g in found["groups"] for m in g["members"] for uri in m["files"])
+    assert named == sorted(str(p) for p in folder.rglob("*.png")) and found["files"] == 24
+
+    code, _, err = run_cli(
+        capsys, "delete", "-c", COLLECTION, "--store", spec, "--uri", str(folder / "shelf0" / "item0.png"), "--yes"
+    )
+    assert code == 0, err
+
+    def group_sizes() -> dict[str, int]:
+        code, out, err = run_cli(capsys, *args)
+        assert code == 0, err
+        groups = json.loads(out)["groups"]
+        return {Path(g["members"][0]["files"][0]).name: sum(len(m["files"]) for m in g["members"]) for g in groups}
+
+    assert group_sizes() == {**{f"item{n}.png": 3 for n in range(1, 8)}, "item0.png": 2}
+    (folder / "shelf1" / "item1.png").unlink()
+    with open_store(spec) as store:
+        from percep_rag.sync import sync_records
+
+        sync_records(scan_folder(folder), embedder=embedder, store=store, collection=COLLECTION, progress=False)
+        points = list(store.iterate(COLLECTION))
+    assert len(points) == 8 and all(p.payload.get("pixel_hash") for p in points)
+    # item0's deleted file is still in the folder, so the sync lists it again; item1's is gone.
+    assert group_sizes() == {**{f"item{n}.png": 3 for n in range(8) if n != 1}, "item1.png": 2}
