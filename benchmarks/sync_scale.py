@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from percep_rag import AlignedEmbedder, EmbedderSpec  # noqa: E402
 from percep_rag.datasets.records import scan_folder  # noqa: E402
+from percep_rag.duplicates import pixel_hash  # noqa: E402
 from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES, index_records, read_record_stat, write_points  # noqa: E402
 from percep_rag.point_records import record_entry  # noqa: E402
 from percep_rag.store import open_store  # noqa: E402
@@ -112,7 +113,8 @@ def walk_and_stat(folder: Path) -> int:
 
 
 def prefill(store, records, embedder: AlignedEmbedder, batch: int = 2048) -> None:
-    """The payloads ``index`` writes (every file read, hashed, stat-ed), with random unit vectors."""
+    """The payloads ``index`` writes (every file read, hashed, stat-ed, its pixel hash taken), with
+    random unit vectors: a collection indexed now, whose syncs have no pixel hash to backfill."""
     store.ensure_collection(COLLECTION, embedder.fingerprint, payload_indexes=DEFAULT_PAYLOAD_INDEXES)
     rng = np.random.default_rng(0)
     fp = embedder.fingerprint
@@ -127,6 +129,7 @@ def prefill(store, records, embedder: AlignedEmbedder, batch: int = 2048) -> Non
             store, COLLECTION, part, [d for _, d, _, _ in read], [p for _, _, p, _ in read],
             vectors["base"], vectors["aligned"], None,
             entries=[[record_entry(r.payload(), s)] for r, (_, _, _, s) in zip(part, read, strict=True)],
+            pixel_hashes=[pixel_hash(data) for data, _, _, _ in read],
         )  # fmt: skip
     store.optimize(COLLECTION)
 

@@ -38,7 +38,8 @@ STAT_KEY = "stat"
 #: the file system's timestamp granularity could leave size and mtime as they were (git's
 #: "racily clean" entries; FAT keeps mtimes in 2 s steps). Such a file is read again next sync.
 RACY_NS = 2_000_000_000
-_INT64_MAX = 2**63 - 1
+#: The largest integer a Qdrant payload holds; a stat value past it is stored as a string.
+INT64_MAX = 2**63 - 1
 #: The fields of a ``stat`` entry, in the order sync compares them.
 STAT_FIELDS = ("size", "mtime_ns", "ino", "dev")
 
@@ -59,7 +60,7 @@ def file_stat(found: os.stat_result, *, read_at_ns: int | None = None) -> dict[s
     if read_at_ns is not None and read_at_ns - found.st_mtime_ns < RACY_NS:
         return None
     values = {"size": found.st_size, "mtime_ns": found.st_mtime_ns, "ino": found.st_ino, "dev": found.st_dev}
-    return {key: value if 0 <= value <= _INT64_MAX else str(value) for key, value in values.items()}
+    return {key: value if 0 <= value <= INT64_MAX else str(value) for key, value in values.items()}
 
 
 def record_entry(fields: Mapping[str, Any], stat: Mapping[str, Any] | None = None) -> dict[str, Any]:
