@@ -31,7 +31,6 @@ import datetime as dt
 import io
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -47,6 +46,7 @@ import numpy as np
 from PIL import Image
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
+from percep_rag.cli.study import cpu_name
 from percep_rag.evaluation.tables import markdown_table
 from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES
 from percep_rag.store import content_hash, open_store, point_id
@@ -315,16 +315,6 @@ def table(rows: list[Row]) -> str:
             for r in rows
         ],
     )  # fmt: skip
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -30,7 +30,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from percep_rag import AlignedEmbedder, EmbedderSpec  # noqa: E402
+from percep_rag.cli.study import cpu_name  # noqa: E402
 from percep_rag.datasets.records import scan_folder  # noqa: E402
 from percep_rag.duplicates import pixel_hash  # noqa: E402
 from percep_rag.indexing import DEFAULT_PAYLOAD_INDEXES, index_records, read_record_stat, write_points  # noqa: E402
@@ -54,16 +54,6 @@ COLLECTION = "catalog"
 #: Generated files are dated this far back: a catalog's files are not being written (their stats
 #: are recorded; a file written in the last 2 s is read again until it settles).
 SETTLED_S = 3600.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def png(seed: int, size: int) -> bytes:

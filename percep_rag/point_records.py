@@ -59,8 +59,17 @@ def file_stat(found: os.stat_result, *, read_at_ns: int | None = None) -> dict[s
     """
     if read_at_ns is not None and read_at_ns - found.st_mtime_ns < RACY_NS:
         return None
-    values = {"size": found.st_size, "mtime_ns": found.st_mtime_ns, "ino": found.st_ino, "dev": found.st_dev}
-    return {key: value if 0 <= value <= INT64_MAX else str(value) for key, value in values.items()}
+    return dict(zip(STAT_FIELDS, stat_key(found), strict=True))
+
+
+def stat_key(found: os.stat_result) -> tuple[Any, ...]:
+    """The values of :func:`file_stat`'s entry in :data:`STAT_FIELDS` order, as sync compares them.
+
+    >>> stat_key(os.stat(__file__))[0] == os.path.getsize(__file__)
+    True
+    """
+    values = (found.st_size, found.st_mtime_ns, found.st_ino, found.st_dev)
+    return tuple(value if 0 <= value <= INT64_MAX else str(value) for value in values)
 
 
 def record_entry(fields: Mapping[str, Any], stat: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -77,16 +86,18 @@ def record_entry(fields: Mapping[str, Any], stat: Mapping[str, Any] | None = Non
     return entry
 
 
-def recorded_stat(entry: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The stat recorded in a ``records`` entry, or ``None`` (none recorded, or a field of the
-    record's own that happens to be called ``stat``).
+def recorded_stat_key(entry: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The stat recorded in a ``records`` entry as :func:`stat_key` gives it, or ``None`` (none
+    recorded, or a field of the record's own that happens to be called ``stat``).
 
-    >>> recorded_stat({"uri": "a", "stat": "a manifest column"}) is None
+    >>> recorded_stat_key({"uri": "a", "stat": "a manifest column"}) is None
     True
+    >>> recorded_stat_key({"uri": "a", "stat": {"size": 5, "mtime_ns": 1, "ino": 2, "dev": 3}})
+    (5, 1, 2, 3)
     """
     found = entry.get(STAT_KEY)
     if isinstance(found, Mapping) and set(found) == set(STAT_FIELDS):
-        return dict(found)
+        return tuple(found[key] for key in STAT_FIELDS)
     return None
 
 

@@ -74,13 +74,14 @@ from percep_rag.indexing import (
 from percep_rag.io.sources import stat_source
 from percep_rag.point_records import (
     CONTENT_FIELDS,
-    INT64_MAX,
     STAT_FIELDS,
     STAT_KEY,
     content_fields,
     payload_records,
     point_payload,
     record_entry,
+    recorded_stat_key,
+    stat_key,
 )
 from percep_rag.store import CollectionOptions, PayloadType, VectorStore
 
@@ -89,18 +90,6 @@ SYNC_BATCH = 1024
 
 #: A stat as compared: (size, mtime_ns, ino, dev).
 StatKey = tuple[Any, Any, Any, Any]
-
-
-def _recorded_key(entry: Mapping[str, Any]) -> StatKey | None:
-    """The compared stat recorded in a records entry (:func:`~percep_rag.point_records.recorded_stat`,
-    without copying it: this runs once per stored record on every sync)."""
-    found = entry.get(STAT_KEY)
-    if isinstance(found, Mapping) and len(found) == len(STAT_FIELDS):
-        try:
-            return (found["size"], found["mtime_ns"], found["ino"], found["dev"])
-        except KeyError:
-            return None
-    return None
 
 
 def _by_uri(entries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -131,7 +120,7 @@ class StoredState:
         self.lists[point_id] = entries if point_id in self.well_formed else _by_uri(entries)
         for entry in entries:
             uri = str(entry.get("uri", ""))
-            self.by_uri.setdefault(uri, []).append((point_id, _recorded_key(entry)))
+            self.by_uri.setdefault(uri, []).append((point_id, recorded_stat_key(entry)))
 
     def entries(self, point_id: str) -> list[dict[str, Any]]:
         """The stored records of ``point_id`` (copies)."""
@@ -175,15 +164,8 @@ def source_stats(records: Sequence[ImageRecord]) -> dict[str, StatKey | None]:
     found: dict[str, StatKey | None] = {}
     for record in records:
         now = stat_source(record.uri)
-        found[record.uri] = None if now is None else stat_key_of(now)
+        found[record.uri] = None if now is None else stat_key(now)
     return found
-
-
-def stat_key_of(found: Any) -> StatKey:
-    """The compared stat of an ``os.stat_result``, as :func:`~percep_rag.point_records.file_stat` records it."""
-    # The tuple file_stat's dict would give, built directly: this runs once per file on every sync.
-    values = (found.st_size, found.st_mtime_ns, found.st_ino, found.st_dev)
-    return tuple(value if 0 <= value <= INT64_MAX else str(value) for value in values)  # type: ignore[return-value]
 
 
 def unchanged_records(

@@ -148,3 +148,13 @@ def without_stats(payload: dict) -> dict:
     if "records" not in payload:
         return payload
     return {**payload, "records": [{k: v for k, v in entry.items() if k != "stat"} for entry in payload["records"]]}
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``percep-rag args`` in process: ``(exit code, stdout, stderr)``."""
+    from percep_rag.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    captured = capsys.readouterr()
+    return done.value.code or 0, captured.out, captured.err

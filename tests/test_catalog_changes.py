@@ -13,7 +13,6 @@ import pytest
 from PIL import Image, ImageDraw
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
-from percep_rag.cli import main
 from percep_rag.datasets.records import read_manifest, scan_folder
 from percep_rag.duplicates import calibrate, find_duplicates, similar_pairs
 from percep_rag.indexing import index_records
@@ -21,7 +20,7 @@ from percep_rag.store import content_hash, open_store, point_id
 from percep_rag.store.layouts import MEMORY_LAYOUTS, memory_layout
 from percep_rag.sync import sync_records
 
-from .conftest import kill_after_acks, make_crash_folder, make_image, start_script, without_stats
+from .conftest import kill_after_acks, make_crash_folder, make_image, run_cli, start_script, without_stats
 
 COLLECTION = "shapes"
 
@@ -29,13 +28,6 @@ COLLECTION = "shapes"
 @pytest.fixture(scope="module")
 def embedder() -> AlignedEmbedder:
     return AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random", device="cpu", batch_size=8))
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    captured = capsys.readouterr()
-    return done.value.code or 0, captured.out, captured.err
 
 
 def ids_of(paths) -> set[str]:

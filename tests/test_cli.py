@@ -8,17 +8,10 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
-from percep_rag.cli import main
 from percep_rag.io.vectors import read_vectors
 
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    captured = capsys.readouterr()
-    return done.value.code or 0, captured.out, captured.err
+from .conftest import run_cli
 
 
 def test_models_lists_backbones_and_weight_status(capsys):

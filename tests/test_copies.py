@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
-from percep_rag.cli import main
 from percep_rag.datasets.records import ImageRecord, scan_folder
 from percep_rag.duplicates import calibrate, find_duplicates, pixel_hash
 from percep_rag.errors import CalibrationError, ConfigError
@@ -27,19 +26,14 @@ from percep_rag.retrieval import Retriever
 from percep_rag.store import content_hash, open_store, point_id
 from tests.copies_world import make_world, query_in_none, reencoded, resized
 
+from .conftest import run_cli
+
 COLLECTION = "world"
 
 
 @pytest.fixture(scope="module")
 def embedder() -> AlignedEmbedder:
     return AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random", precision="fp32", batch_size=8))
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    captured = capsys.readouterr()
-    return done.value.code or 0, captured.out, captured.err
 
 
 def _index(catalog: Path, spec: str, embedder: AlignedEmbedder) -> None:
@@ -338,9 +332,7 @@ def _strip_pixel_hashes(store) -> None:
                         {n: [p.vectors[n] for p in points] for n in ("base", "aligned")}, payloads)  # fmt: skip
 
 
-def test_an_old_collection_without_pixel_hashes_still_searches_and_the_next_index_fills_them(
-    world, embedder, tmp_path
-):
+def test_an_old_collection_without_pixel_hashes_still_searches_and_the_next_index_fills_them(world, embedder, tmp_path):
     catalog = tmp_path / "catalog"
     shutil.copytree(world["catalog"], catalog)
     store = open_store(":memory:")

@@ -15,7 +15,6 @@ from PIL import Image
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
 from percep_rag.alignment.workflow import fit_split, train_val_split
-from percep_rag.cli import main
 from percep_rag.datasets.deepfashion2 import read_deepfashion2
 from percep_rag.datasets.triplet_set import TripletSet
 from percep_rag.evaluation import (
@@ -37,15 +36,8 @@ from percep_rag.study.ablation_report import ablation_table
 from percep_rag.study.run import SeedResult, StudyConfig, StudyResult, downstream_metrics
 from percep_rag.study.worlds import generate_world
 
-from .conftest import make_colour_task
+from .conftest import make_colour_task, run_cli
 from .test_retrieval_eval import _item, _photo
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    captured = capsys.readouterr()
-    return done.value.code or 0, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from percep_rag.cli import main
 from percep_rag.config import Fingerprint
 from percep_rag.store import FilterError, open_store, point_id
 from percep_rag.store.filters import collection_value_type, parse_filter_texts
+
+from .conftest import run_cli
 
 FP = Fingerprint(
     backbone="tiny-vit-random",
@@ -41,13 +42,6 @@ def sparse_rating(store, n: int = 70, rated: int = 4) -> list[str]:
 def add_point(store, key: str, payload: dict) -> None:
     vector = np.ones((1, 4), dtype=np.float32)
     store.upsert_arrays("c", [point_id(key, "c")], {"base": vector, "aligned": vector}, [payload])
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    captured = capsys.readouterr()
-    return done.value.code or 0, captured.out, captured.err
 
 
 @pytest.mark.parametrize("kind", ["edge", "memory"])

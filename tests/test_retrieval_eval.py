@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from percep_rag import AlignedEmbedder, EmbedderSpec
-from percep_rag.cli import main
 from percep_rag.datasets.deepfashion2 import (
     DeepFashion2Error,
     consumer_to_shop_ground_truth,
@@ -31,12 +30,7 @@ from percep_rag.indexing import index_records
 from percep_rag.store import open_store
 from percep_rag.viz import GridLayout
 
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    captured = capsys.readouterr()
-    return done.value.code or 0, captured.out, captured.err
+from .conftest import run_cli
 
 
 def unit(degrees: float) -> list[float]:

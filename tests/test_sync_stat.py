@@ -12,14 +12,13 @@ import pytest
 
 import percep_rag.indexing as indexing_module
 from percep_rag import AlignedEmbedder, EmbedderSpec
-from percep_rag.cli import main
 from percep_rag.datasets.records import ImageRecord, scan_folder
 from percep_rag.indexing import index_records, record_payload
 from percep_rag.point_records import payload_records
 from percep_rag.store import content_hash, open_store, point_id
 from percep_rag.sync import sync_records
 
-from .conftest import make_image, settle, without_stats
+from .conftest import make_image, run_cli, settle, without_stats
 
 COLLECTION = "catalog"
 
@@ -27,13 +26,6 @@ COLLECTION = "catalog"
 @pytest.fixture(scope="module")
 def embedder() -> AlignedEmbedder:
     return AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random", device="cpu", batch_size=8))
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    captured = capsys.readouterr()
-    return done.value.code or 0, captured.out, captured.err
 
 
 def pid_of(path: Path) -> str:

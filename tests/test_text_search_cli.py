@@ -7,15 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from percep_rag.cli import main
 from percep_rag.store import open_store
 
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    captured = capsys.readouterr()
-    return done.value.code or 0, captured.out, captured.err
+from .conftest import run_cli
 
 
 @pytest.fixture
