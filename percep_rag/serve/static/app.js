@@ -238,6 +238,9 @@ function renderColumn(list, hits) {
     score.textContent = hit.score.toFixed(3);
     caption.append(name, score);
     button.append(img, caption);
+    // One row of badges over the image, so a copy badge and a file count never overlap.
+    const badges = document.createElement("span");
+    badges.className = "badges";
     if (hit.copy_of_query) {
       // Another file of the query's image (the same pixels), or a near copy by the collection's
       // calibrated threshold: what a catalog search is there to find. Never a bare "similar".
@@ -248,7 +251,7 @@ function renderColumn(list, hits) {
       copy.title = exact
         ? "the same pixels as the query"
         : "at or above the near-copy threshold calibrated for this collection";
-      button.append(copy);
+      badges.append(copy);
     }
     if (hit.files > 1) {
       // Byte-identical files are one image here: say how many the hit stands for.
@@ -256,8 +259,9 @@ function renderColumn(list, hits) {
       files.className = "files";
       files.textContent = `${hit.files} files`;
       files.title = "byte-identical files of this image in the collection";
-      button.append(files);
+      badges.append(files);
     }
+    if (badges.childElementCount) button.append(badges);
     // The button's name is what it shows, then what it does (axe: label-content-name-mismatch).
     const action = document.createElement("span");
     action.className = "visually-hidden";
