@@ -29,8 +29,7 @@ from percep_rag.evaluation import (
 from percep_rag.indexing import index_records
 from percep_rag.store import open_store
 from percep_rag.viz import GridLayout
-
-from .conftest import run_cli
+from tests.conftest import run_cli  # absolute: tests/test_readme.py loads this file by path
 
 
 def unit(degrees: float) -> list[float]:
