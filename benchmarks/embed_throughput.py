@@ -88,29 +88,42 @@ def of_bf16_limit(row: dict, key: str) -> float:
     return row[key] / row["bf16_limit_img_s"] if peak is None else row[key] * row["gflop_per_image"] / peak
 
 
-def paired_fractions(calls: dict, images: dict, gflops: float, peak_now, pairs: int, agree: float = 0.15) -> dict:
-    """Each call's rate as a fraction of the bf16 peak measured right before AND after it, ``pairs``
-    times, interleaved; a pair whose two peaks differ by more than ``agree`` (the machine changed
-    speed meanwhile) is dropped, the median of the rest kept. On a VM whose two vCPUs sometimes
-    share one core's AMX unit the peak jumps between two levels within seconds: only a rate and a
-    peak taken in the same state make a fraction."""
-    fractions: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(pairs):
-        for name, fn in calls.items():
-            before = peak_now()
+def per_batch_fractions(
+    run_batch, images: int, gflops: float, peak_now, samples: int, agree: float = 0.10
+) -> list[tuple[float, float]]:
+    """``samples`` times: the bf16 peak, ONE forward batch (``run_batch`` of ``images``), the peak
+    again; the batch's rate as a fraction of the mean peak, for the samples whose two peaks agree
+    within ``agree``. On a VM whose two vCPUs sometimes share one core's AMX unit the peak jumps
+    between two levels within seconds: a sample of one batch (about a second) mostly sits in one
+    state, a run of several batches often does not, and only a rate and a peak taken in the same
+    state make a fraction. Returns ``(fraction, mean peak GFLOP/s)`` per kept sample."""
+    fractions = []
+    for _ in range(samples):
+        before = peak_now()
+        start = time.perf_counter()
+        run_batch()
+        rate = images / (time.perf_counter() - start)
+        after = peak_now()
+        if abs(before - after) <= agree * max(before, after):
+            peak = (before + after) / 2
+            fractions.append((rate * gflops / peak, peak))
+    return fractions
+
+
+def alternating_ratios(calls: dict, rounds: int) -> list[float]:
+    """``rounds`` times each call of ``calls`` (two: numerator, denominator) back to back; per round
+    the second's time over the first's, i.e. the first's rate over the second's. Adjacent runs
+    mostly share the machine's state, so the median of the rounds' ratios is the comparison."""
+    (first_name, first), (second_name, second) = calls.items()
+    ratios = []
+    for _ in range(rounds):
+        seconds = {}
+        for name, fn in ((first_name, first), (second_name, second)):
             start = time.perf_counter()
             fn()
-            rate = images[name] / (time.perf_counter() - start)
-            after = peak_now()
-            if abs(before - after) <= agree * max(before, after):
-                fractions[name].append(rate * gflops / ((before + after) / 2))
-    out: dict = {"paired_fractions": fractions}
-    medians = {name: float(np.median(values)) for name, values in fractions.items() if values}
-    if "tensors" in medians:
-        out["long_job_paired_of_bf16_limit"] = medians["tensors"]
-    if "tensors" in medians and "jpeg" in medians:
-        out["long_job_paired_jpeg_vs_tensors"] = medians["jpeg"] / medians["tensors"]
-    return out
+            seconds[name] = time.perf_counter() - start
+        ratios.append(seconds[second_name] / seconds[first_name])
+    return ratios
 
 
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -257,10 +270,20 @@ def bench_backbone(name: str, args: argparse.Namespace, paths: list[str], peaks:
         results["long_job_cosine_to_fp32"] = min_cosine(long_job.embed_tensors(pixels).aligned, reference)
         results["long_jpeg_vs_tensors"] = results["embedder_long_jpeg_img_s"] / results["embedder_long_tensors_img_s"]
         results["long_job_of_bf16_limit"] = of_bf16_limit(results, "embedder_long_tensors_img_s")
-        if near_peaks and args.pairs:
-            results["args_pairs"] = args.pairs
-            counts = {"tensors": count, "jpeg": len(paths)}
-            results.update(paired_fractions(calls, counts, gflops, peak_now, args.pairs))
+        if near_peaks and args.samples:
+            one_batch = pixels[: long_job.forward_batch_size]
+            fractions = per_batch_fractions(
+                lambda: long_job.embed_tensors(one_batch), len(one_batch), gflops, peak_now, args.samples
+            )
+            results["per_batch_fractions"] = [fraction for fraction, _ in fractions]
+            results["per_batch_peaks_gflop_s"] = [peak for _, peak in fractions]
+            results["args_samples"] = args.samples
+            if fractions:
+                results["long_job_per_batch_of_bf16_limit"] = float(np.median(results["per_batch_fractions"]))
+        if args.rounds:
+            ratios = alternating_ratios({"jpeg": calls["jpeg"], "tensors": calls["tensors"]}, args.rounds)
+            results["alternating_jpeg_vs_tensors"] = ratios
+            results["long_job_alternating_jpeg_vs_tensors"] = float(np.median(ratios))
     if args.compile:
         compiled = build(args.precision, compile="always")
         rate("embedder_compiled_tensors_img_s", count, lambda: compiled.embed_tensors(pixels), args.repeats)
@@ -312,10 +335,17 @@ def main(argv: list[str] | None = None) -> dict:
         help="compare each path with the bf16 matmul peak measured right before and after it (native bf16 only)",
     )
     parser.add_argument(
-        "--pairs",
+        "--samples",
         type=int,
-        default=4,
-        help="long job: interleaved (peak, run, peak) measurements of tensors and JPEG files (0: none)",
+        default=24,
+        help="long job: (peak, one forward batch, peak) samples, those whose two peaks differ by <= 10%% kept; "
+        "their median is the fraction of the bf16 limit a drifting machine can be judged by (0: none)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=8,
+        help="long job: rounds of JPEG files then tensors back to back; the median of the rounds' ratios (0: none)",
     )
     parser.add_argument(
         "--long-job",
@@ -373,15 +403,17 @@ def main(argv: list[str] | None = None) -> dict:
                 f"JPEG vs tensors {row['long_jpeg_vs_tensors']:.2f}, "
                 f"cosine to fp32 >= {row['long_job_cosine_to_fp32']:.5f}"
             )
-        if "paired_fractions" in row:
-            kept = {name: len(values) for name, values in row["paired_fractions"].items()}
-            paired = row.get("long_job_paired_of_bf16_limit")
-            ratio = row.get("long_job_paired_jpeg_vs_tensors")
+        if "per_batch_fractions" in row:
+            fraction = row.get("long_job_per_batch_of_bf16_limit")
             print(
-                f"long job, paired with the peak before and after each run (median of {kept} kept of "
-                f"{row['args_pairs']} each): "
-                + (f"{paired:.2f} of the bf16 limit" if paired is not None else "no pair kept")
-                + (f", JPEG vs tensors {ratio:.2f}" if ratio is not None else "")
+                f"long job, one forward batch between two peaks ({len(row['per_batch_fractions'])} of "
+                f"{row['args_samples']} samples kept): "
+                + (f"median {fraction:.2f} of the bf16 limit" if fraction is not None else "no sample kept")
+            )
+        if "alternating_jpeg_vs_tensors" in row:
+            print(
+                f"long job, JPEG files then tensors back to back ({len(row['alternating_jpeg_vs_tensors'])} rounds): "
+                f"median JPEG vs tensors {row['long_job_alternating_jpeg_vs_tensors']:.2f}"
             )
         cells = [
             [

@@ -64,9 +64,9 @@ def headline(name: str, result: Any) -> dict[str, Any]:
             figures[row["backbone"]] = {
                 "img_s": row[key],
                 "of_bf16_limit": fraction,
-                "paired_of_bf16_limit": row.get("long_job_paired_of_bf16_limit"),
+                "per_batch_of_bf16_limit": row.get("long_job_per_batch_of_bf16_limit"),
                 "jpeg_vs_tensors": row.get(jpeg),
-                "paired_jpeg_vs_tensors": row.get("long_job_paired_jpeg_vs_tensors"),
+                "alternating_jpeg_vs_tensors": row.get("long_job_alternating_jpeg_vs_tensors"),
                 "cosine_to_fp32": row.get(cosine),
                 "compile_s": row.get("long_job_compile_s"),
             }

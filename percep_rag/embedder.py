@@ -27,6 +27,7 @@ from percep_rag.config import CompileMode, EmbedderSpec, Fingerprint, Normalizat
 from percep_rag.devices import resolve_device as resolve_device
 from percep_rag.errors import ConfigError, ImageDecodeError
 from percep_rag.fused_attention import use_sdpa_attention
+from percep_rag.fused_mlp import fold_quick_gelu
 from percep_rag.io.decode import ImageFailure, decode_image
 from percep_rag.io.device_decode import decode_jpegs
 from percep_rag.io.loader import PixelBatch, iter_pixel_batches
@@ -83,6 +84,10 @@ class AlignedEmbedder:
 
     #: On CPU, ``compile="auto"`` compiles for jobs of at least this many images (see :attr:`compiled`).
     cpu_compile_min_images: int = 512
+    #: On CPU, images per forward call (``batch_size`` still sets how many are decoded together):
+    #: ViT-B/16's widest activation for 16 images (3152 x 3072 bf16) stays in the caches, and its
+    #: linears ran ~1.2x faster than at 32 or 64 on a 2-core AMX Xeon (issue 40, benchmarks/RESULTS.md).
+    cpu_forward_batch: int = 16
 
     def __init__(
         self,
@@ -151,12 +156,11 @@ class AlignedEmbedder:
                 aligned.to(memory_format=torch.channels_last)
         else:
             # bf16 weights (a copy: the fp32 original keeps the fingerprint) beat CPU autocast.
-            base = compute_copy(base, self.compute_dtype)
-            aligned = None if aligned is None else compute_copy(aligned, self.compute_dtype)
-            if self.compute_dtype != torch.float32:  # copies: compiled, their attention runs as SDPA (issue 40)
-                for module in (base, aligned):
-                    if module is not None:
-                        use_sdpa_attention(module)
+            # bf16 copies are rewritten for inductor's oneDNN kernels (issue 40): attention as SDPA,
+            # QuickGELU as SiLU fused into the first linear; the fp32 path is the original module.
+            base = compute_copy(base, self.compute_dtype, prepare=_fuse_for_cpu_kernels)
+            if aligned is not None:
+                aligned = compute_copy(aligned, self.compute_dtype, prepare=_fuse_for_cpu_kernels)
         compile_now = compile_mode == "always" or (compile_mode == "auto" and self.on_cuda)
         # Frozen weights (prepacked oneDNN linears, fused epilogues) are the CPU's fastest compiled form.
         freeze = not self.on_cuda
@@ -171,9 +175,9 @@ class AlignedEmbedder:
 
         ``compile="auto"`` compiles on CUDA at once and, on CPU, for the first job of at least
         :attr:`cpu_compile_min_images` images: a query stays eager. On CPU the compiled form
-        freezes the weights and (bf16) runs attention as SDPA; on a 2-core AMX Xeon clip-vit-b-16
-        ran ~1.5x eager bf16 after a first call of ~35 s (:attr:`compile_seconds`; issue 40 in
-        benchmarks/RESULTS.md).
+        freezes the weights and (bf16) runs attention as SDPA and QuickGELU as a fused SiLU; on a
+        2-core AMX Xeon clip-vit-b-16 ran at ~0.74 of the bf16 matmul limit, after a first call of
+        ~25 s (:attr:`compile_seconds`; issue 40 in benchmarks/RESULTS.md).
         """
         return any(forward.compiled for forward in self._forwards())
 
@@ -251,27 +255,46 @@ class AlignedEmbedder:
             return Embeddings(
                 np.zeros((0, self.base_dim), np.float32), np.zeros((0, getattr(self, "dim", 0)), np.float32)
             )
-        count = pixels.shape[0]
-        if self.compiled and count < self.batch_size:
-            # A compiled graph is specialised to one batch shape: pad rather than recompile.
-            padding = pixels.new_zeros((self.batch_size - count, *pixels.shape[1:]))
-            pixels = torch.cat([pixels.to(self.device), padding.to(self.device)])
         pixels = pixels.to(self.device, non_blocking=True)
         pixels = pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels.float()
         if self.on_cuda:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
-            base_tokens = self._base_forward(pixels)
-            aligned_tokens = None if self._aligned_forward is None else self._aligned_forward(pixels)
-        base = pool(_in_fp32(base_tokens), self.pooling)
-        aligned_input = base if aligned_tokens is None else pool(_in_fp32(aligned_tokens), self.pooling)
+        base, aligned_input = self._pooled_features(pixels)
         aligned = self.alignment.transform(aligned_input)
         if not normalized:
-            return Embeddings(base[:count].cpu().numpy(), aligned[:count].float().cpu().numpy())
+            return Embeddings(base.cpu().numpy(), aligned.float().cpu().numpy())
         return Embeddings(
-            base=normalize(base[:count], self.normalization).cpu().numpy(),
-            aligned=normalize(aligned[:count].float(), self.normalization).cpu().numpy(),
+            base=normalize(base, self.normalization).cpu().numpy(),
+            aligned=normalize(aligned.float(), self.normalization).cpu().numpy(),
         )
+
+    @property
+    def forward_batch_size(self) -> int:
+        """Images per forward call: ``batch_size`` on CUDA, at most :attr:`cpu_forward_batch` on CPU.
+
+        >>> spec = EmbedderSpec(backbone="tiny-vit-random", device="cpu", batch_size=64)
+        >>> AlignedEmbedder.from_spec(spec).forward_batch_size
+        16
+        """
+        return self.batch_size if self.on_cuda else min(self.batch_size, self.cpu_forward_batch)
+
+    def _pooled_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled fp32 base features and the alignment's input for float ``pixels``, a forward batch at a time."""
+        step = self.forward_batch_size
+        bases, inputs = [], []
+        for start in range(0, len(pixels), step):
+            chunk = pixels[start : start + step]
+            count = len(chunk)
+            if self.compiled and count < step:
+                # A compiled graph is specialised to one batch shape: pad rather than recompile.
+                chunk = torch.cat([chunk, chunk.new_zeros((step - count, *chunk.shape[1:]))])
+            with self._autocast():
+                base_tokens = self._base_forward(chunk)
+                aligned_tokens = None if self._aligned_forward is None else self._aligned_forward(chunk)
+            base = pool(_in_fp32(base_tokens), self.pooling)[:count]
+            bases.append(base)
+            inputs.append(base if aligned_tokens is None else pool(_in_fp32(aligned_tokens), self.pooling)[:count])
+        return torch.cat(bases), torch.cat(inputs)
 
     def embed_text(self, texts: Sequence[str], *, using: str = "base") -> np.ndarray:
         """Unit vectors ``(N, D)`` float32 of text queries, comparable with the ``using`` vectors of images.
@@ -449,6 +472,12 @@ class AlignedEmbedder:
             return pixels
         as_uint8 = pixels if pixels.dtype == torch.uint8 else (pixels.clamp(0, 1) * 255).round().to(torch.uint8)
         return torch.stack([resize_and_crop(image, self.backbone.preprocess) for image in as_uint8])
+
+
+def _fuse_for_cpu_kernels(module: torch.nn.Module) -> None:
+    """What a CPU bf16 copy runs faster as, compiled and eager alike (benchmarks/RESULTS.md, issue 40)."""
+    use_sdpa_attention(module)
+    fold_quick_gelu(module)
 
 
 def _in_fp32(tokens: TokenFeatures) -> TokenFeatures:

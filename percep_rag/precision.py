@@ -21,6 +21,7 @@ import contextlib
 import copy
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -141,12 +142,16 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     return torch.autocast(device.type, dtype=dtype)
 
 
-def compute_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+def compute_copy(
+    module: nn.Module, dtype: torch.dtype, *, prepare: Callable[[nn.Module], object] | None = None
+) -> nn.Module:
     """``module`` itself for fp32, else a copy whose weights are ``dtype`` for inference.
 
     Weights in bf16 beat autocast on CPUs (no per-call casts of every weight); the fp32
     original stays untouched, so weight digests (the fingerprint) and training see fp32.
     Buffers named ``pixel_mean``/``pixel_std`` stay fp32: pixel normalisation is exact.
+    ``prepare`` rewrites the copy in place while it is still fp32 (weights rescaled there round
+    once, in the cast), e.g. :func:`percep_rag.fused_mlp.fold_quick_gelu`; fp32 returns the module as it is.
 
     >>> from percep_rag.backbones import create_backbone
     >>> fast = compute_copy(create_backbone("tiny-vit-random"), torch.bfloat16)
@@ -155,7 +160,10 @@ def compute_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     """
     if dtype == torch.float32:
         return module
-    converted = copy.deepcopy(module).to(dtype)
+    converted = copy.deepcopy(module)
+    if prepare is not None:
+        prepare(converted)
+    converted = converted.to(dtype)
     for name, buffer in module.named_buffers():
         if name.rsplit(".", 1)[-1] in ("pixel_mean", "pixel_std"):
             holder = converted.get_submodule(name.rpartition(".")[0]) if "." in name else converted
