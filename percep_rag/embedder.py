@@ -26,8 +26,6 @@ from percep_rag.compiled import Forward
 from percep_rag.config import CompileMode, EmbedderSpec, Fingerprint, Normalization, Pooling, Precision
 from percep_rag.devices import resolve_device as resolve_device
 from percep_rag.errors import ConfigError, ImageDecodeError
-from percep_rag.fused_attention import use_sdpa_attention
-from percep_rag.fused_mlp import fold_quick_gelu
 from percep_rag.io.decode import ImageFailure, decode_image
 from percep_rag.io.device_decode import decode_jpegs
 from percep_rag.io.loader import PixelBatch, iter_pixel_batches
@@ -35,7 +33,7 @@ from percep_rag.io.pixel_hash import image_pixel_hash
 from percep_rag.io.sources import ImageSource
 from percep_rag.io.transforms import preprocess_image, resize_and_crop
 from percep_rag.pooling import normalize, pool, pooled_dim
-from percep_rag.precision import compute_copy, resolve_precision
+from percep_rag.precision import compute_copy, cpu_compute_copy, resolve_precision
 from percep_rag.text_space import check_text_space, text_queries_for
 
 __all__ = ["AlignedEmbedder", "EmbeddingResult", "Embeddings", "ImageInput", "resolve_device"]
@@ -156,11 +154,9 @@ class AlignedEmbedder:
                 aligned.to(memory_format=torch.channels_last)
         else:
             # bf16 weights (a copy: the fp32 original keeps the fingerprint) beat CPU autocast.
-            # bf16 copies are rewritten for inductor's oneDNN kernels (issue 40): attention as SDPA,
-            # QuickGELU as SiLU fused into the first linear; the fp32 path is the original module.
-            base = compute_copy(base, self.compute_dtype, prepare=_fuse_for_cpu_kernels)
-            if aligned is not None:
-                aligned = compute_copy(aligned, self.compute_dtype, prepare=_fuse_for_cpu_kernels)
+            # bf16 copies rewritten for oneDNN (SDPA attention, fused QuickGELU); fp32 is the original module.
+            base = cpu_compute_copy(base, self.compute_dtype)
+            aligned = None if aligned is None else cpu_compute_copy(aligned, self.compute_dtype)
         compile_now = compile_mode == "always" or (compile_mode == "auto" and self.on_cuda)
         # Frozen weights (prepacked oneDNN linears, fused epilogues) are the CPU's fastest compiled form.
         freeze = not self.on_cuda
@@ -472,12 +468,6 @@ class AlignedEmbedder:
             return pixels
         as_uint8 = pixels if pixels.dtype == torch.uint8 else (pixels.clamp(0, 1) * 255).round().to(torch.uint8)
         return torch.stack([resize_and_crop(image, self.backbone.preprocess) for image in as_uint8])
-
-
-def _fuse_for_cpu_kernels(module: torch.nn.Module) -> None:
-    """What a CPU bf16 copy runs faster as, compiled and eager alike (benchmarks/RESULTS.md, issue 40)."""
-    use_sdpa_attention(module)
-    fold_quick_gelu(module)
 
 
 def _in_fp32(tokens: TokenFeatures) -> TokenFeatures:
