@@ -172,7 +172,7 @@ class AlignedEmbedder:
         ``compile="auto"`` compiles on CUDA at once and, on CPU, for the first job of at least
         :attr:`cpu_compile_min_images` images: a query stays eager. On CPU the compiled form
         freezes the weights and (bf16) runs attention as SDPA and QuickGELU as a fused SiLU; on a
-        2-core AMX Xeon clip-vit-b-16 ran at ~0.74 of the bf16 matmul limit, after a first call of
+        2-core AMX Xeon clip-vit-b-16 ran at 0.65-0.74 of the bf16 matmul limit, after a first call of
         ~25 s (:attr:`compile_seconds`; issue 40 in benchmarks/RESULTS.md).
         """
         return any(forward.compiled for forward in self._forwards())
