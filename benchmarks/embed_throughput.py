@@ -89,7 +89,7 @@ def of_bf16_limit(row: dict, key: str) -> float:
 
 
 def per_batch_fractions(
-    run_batch, images: int, gflops: float, peak_now, samples: int, agree: float = 0.10
+    run_batch, images: int, gflops: float, peak_now, samples: int, device: torch.device, agree: float = 0.10
 ) -> list[tuple[float, float]]:
     """``samples`` times: the bf16 peak, ONE forward batch (``run_batch`` of ``images``), the peak
     again; the batch's rate as a fraction of the mean peak, for the samples whose two peaks agree
@@ -100,9 +100,7 @@ def per_batch_fractions(
     fractions = []
     for _ in range(samples):
         before = peak_now()
-        start = time.perf_counter()
-        run_batch()
-        rate = images / (time.perf_counter() - start)
+        rate = images / _seconds(run_batch, device)
         after = peak_now()
         if abs(before - after) <= agree * max(before, after):
             peak = (before + after) / 2
@@ -110,19 +108,14 @@ def per_batch_fractions(
     return fractions
 
 
-def alternating_ratios(calls: dict, rounds: int) -> list[float]:
-    """``rounds`` times each call of ``calls`` (two: numerator, denominator) back to back; per round
-    the second's time over the first's, i.e. the first's rate over the second's. Adjacent runs
-    mostly share the machine's state, so the median of the rounds' ratios is the comparison."""
-    (first_name, first), (second_name, second) = calls.items()
+def alternating_ratios(numerator, denominator, images: tuple[int, int], rounds: int, device: torch.device) -> list:
+    """``rounds`` times ``numerator()`` then ``denominator()`` back to back (``images`` each); per
+    round the numerator's rate over the denominator's. Adjacent runs mostly share the machine's
+    state, so the median of the rounds' ratios is the comparison."""
     ratios = []
     for _ in range(rounds):
-        seconds = {}
-        for name, fn in ((first_name, first), (second_name, second)):
-            start = time.perf_counter()
-            fn()
-            seconds[name] = time.perf_counter() - start
-        ratios.append(seconds[second_name] / seconds[first_name])
+        numerator_rate = images[0] / _seconds(numerator, device)
+        ratios.append(numerator_rate / (images[1] / _seconds(denominator, device)))
     return ratios
 
 
@@ -273,7 +266,7 @@ def bench_backbone(name: str, args: argparse.Namespace, paths: list[str], peaks:
         if near_peaks and args.samples:
             one_batch = pixels[: long_job.forward_batch_size]
             fractions = per_batch_fractions(
-                lambda: long_job.embed_tensors(one_batch), len(one_batch), gflops, peak_now, args.samples
+                lambda: long_job.embed_tensors(one_batch), len(one_batch), gflops, peak_now, args.samples, device
             )
             results["per_batch_fractions"] = [fraction for fraction, _ in fractions]
             results["per_batch_peaks_gflop_s"] = [peak for _, peak in fractions]
@@ -281,7 +274,7 @@ def bench_backbone(name: str, args: argparse.Namespace, paths: list[str], peaks:
             if fractions:
                 results["long_job_per_batch_of_bf16_limit"] = float(np.median(results["per_batch_fractions"]))
         if args.rounds:
-            ratios = alternating_ratios({"jpeg": calls["jpeg"], "tensors": calls["tensors"]}, args.rounds)
+            ratios = alternating_ratios(calls["jpeg"], calls["tensors"], (len(paths), count), args.rounds, device)
             results["alternating_jpeg_vs_tensors"] = ratios
             results["long_job_alternating_jpeg_vs_tensors"] = float(np.median(ratios))
     if args.compile:

@@ -29,6 +29,8 @@ from torch import nn
 
 from percep_rag.config import PRECISIONS, Precision
 from percep_rag.errors import ConfigError
+from percep_rag.fused_attention import use_sdpa_attention
+from percep_rag.fused_mlp import fold_quick_gelu
 
 __all__ = [
     "BF16_ENV",
@@ -181,9 +183,6 @@ def cpu_compute_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     >>> any(type(m).__name__ == "QuickGELU" for m in fast.modules())
     False
     """
-    from percep_rag.fused_attention import use_sdpa_attention
-    from percep_rag.fused_mlp import fold_quick_gelu
-
     def rewrite(copy_: nn.Module) -> None:
         use_sdpa_attention(copy_)
         fold_quick_gelu(copy_)
