@@ -83,8 +83,9 @@ class AlignedEmbedder:
     #: On CPU, ``compile="auto"`` compiles for jobs of at least this many images (see :attr:`compiled`).
     cpu_compile_min_images: int = 512
     #: On CPU, images per forward call (``batch_size`` still sets how many are decoded together):
-    #: ViT-B/16's widest activation for 16 images (3152 x 3072 bf16) stays in the caches, and its
-    #: linears ran ~1.2x faster than at 32 or 64 on a 2-core AMX Xeon (issue 40, benchmarks/RESULTS.md).
+    #: ViT-B/16's widest activation for 16 images (3152 x 3072 bf16) stays in the caches: on a 2-core
+    #: AMX Xeon fc1's matmul ran ~2x faster than at 32 and the forward ~1.2x faster than at 64
+    #: (issue 40, benchmarks/RESULTS.md).
     cpu_forward_batch: int = 16
 
     def __init__(
