@@ -13,7 +13,15 @@ import pytest
 
 from tests.copies_world import make_world, reencoded, resized
 from tests.test_copies_surfaces import calibrate_world
-from tests.test_serve_browser import CHROMIUM_FLAGS, ROOT, find_browser, free_port, serious_violations, wait_for_health
+from tests.test_serve_browser import (
+    CHROMIUM_FLAGS,
+    ROOT,
+    find_browser,
+    free_port,
+    search_settled,
+    serious_violations,
+    wait_for_health,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +88,8 @@ def test_the_page_tells_exact_and_near_copies_apart(served, tmp_path):
             before = browser.find_element(By.ID, "query-name").text
             browser.find_element(By.ID, "file").send_keys(str(query))
             wait.until(lambda d: d.find_element(By.ID, "query-name").text != before)
-            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#aligned button.hit")) >= 8)
+            wait.until(search_settled)  # else the previous query's tiles, about to be replaced, are read
+            assert len(browser.find_elements(By.CSS_SELECTOR, "#aligned button.hit")) >= 8
             tiles = browser.find_elements(By.CSS_SELECTOR, "#aligned button.hit")
             return [
                 (

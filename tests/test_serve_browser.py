@@ -129,6 +129,35 @@ def browser(tmp_path):
         driver.quit()
 
 
+def thumbnails_in_view_loaded(column: str, *, some_in_view: bool = True):
+    """A wait condition: the column's results are there and its thumbnails in the window are shown.
+
+    With a key, thumbnails are fetched as they come within 200 px of the window, so one further
+    down is rightly not fetched yet. At a phone's width the columns stack and the base column may
+    lie wholly below the window: ``some_in_view=False`` then accepts that none of it is in view."""
+
+    def loaded(driver) -> bool:
+        return driver.execute_script(
+            f"const all = [...document.querySelectorAll('#{column} .hit img')];"
+            "const seen = all.filter((i) => {"
+            "  const box = i.getBoundingClientRect();"
+            "  return box.bottom > 0 && box.top < window.innerHeight; });"
+            "return all.length > 0 && (seen.length > 0 || !arguments[0])"
+            "  && seen.every((i) => i.complete && i.naturalWidth > 0);",
+            some_in_view,
+        )
+
+    return loaded
+
+
+def search_settled(driver) -> bool:
+    """A wait condition: no search is in flight, so the grids are the latest query's answer.
+
+    The page marks the results ``aria-busy`` in the same task that shows the new query's name,
+    so waiting for the name to change and then for this never reads the previous grids."""
+    return driver.execute_script("return document.querySelector('.results').getAttribute('aria-busy') === 'false';")
+
+
 def artifacts(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("PERCEP_RAG_ARTIFACTS") or tmp_path / "artifacts")
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,15 +196,8 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     def hits(column: str) -> list:
         return browser.find_elements(By.CSS_SELECTOR, f"#{column} button.hit")
 
-    def images_loaded(column: str = "aligned"):
-        # The first row of a column (in view): with a key, thumbnails are fetched as they scroll into view.
-        def loaded(d) -> bool:
-            return d.execute_script(
-                f"const imgs = [...document.querySelectorAll('#{column} .hit img')].slice(0, 3);"
-                "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"
-            )
-
-        return loaded
+    def images_loaded(column: str = "aligned", *, some_in_view: bool = True):
+        return thumbnails_in_view_loaded(column, some_in_view=some_in_view)
 
     # Upload: both grids fill, the images arrive, labels and scores are shown.
     query = server["photos"] / "test" / "dog" / "0.png"
@@ -206,7 +228,8 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     before = browser.find_element(By.ID, "query-name").text
     clicked.click()
     wait.until(lambda d: d.find_element(By.ID, "query-name").text != before)
-    wait.until(lambda d: "Searching" not in d.find_element(By.ID, "status").text)
+    wait.until(search_settled)
+    assert "Searching" not in browser.find_element(By.ID, "status").text
     wait.until(images_loaded())
     assert len(hits("aligned")) == 8
     assert browser.find_element(By.ID, "query-preview").get_attribute("src")
@@ -216,16 +239,17 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     name_before = browser.find_element(By.ID, "query-name").text
     target.send_keys(Keys.ENTER)
     wait.until(lambda d: d.find_element(By.ID, "query-name").text != name_before)
+    wait.until(search_settled)
     assert clicked_label  # every result button has an accessible name: what it shows, and what it does
 
     # Phone width: the columns stack, nothing overflows sideways.
     browser.set_window_size(390, 844)
-    wait.until(images_loaded("base"))
+    wait.until(images_loaded("base", some_in_view=False))
     overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than a phone"
     shoot(browser, kept, "query-phone")
     browser.execute_script("document.getElementById('status').scrollIntoView()")
-    wait.until(images_loaded("base"))
+    wait.until(images_loaded("base", some_in_view=False))
     shoot(browser, kept, "results-phone")
 
     # An upload the service refuses: the error it names is shown, the page stays usable.
@@ -287,6 +311,58 @@ def test_text_search_in_a_real_browser(server, browser, tmp_path):
     wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
     message = browser.find_element(By.ID, "error").text
     assert "tokens long" in message and "422" in message
+
+
+def test_a_late_answer_never_replaces_the_latest_query(server, browser):
+    """Two queries in a row, the first answered last (its response held back in the page): the
+    grids and the query's name are the second query's, before and after the first answer lands."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException])
+    browser.get(server["url"] + "/static/favicon.svg")
+    browser.execute_script("sessionStorage.setItem('percep-rag-api-key', arguments[0])", API_KEY)
+    browser.get(server["url"] + "/")
+    wait.until(lambda d: "photos" in d.find_element(By.ID, "collection").text)
+
+    def query(path: Path) -> list[str]:
+        before = browser.find_element(By.ID, "query-name").text
+        browser.find_element(By.ID, "file").send_keys(str(path))
+        wait.until(lambda d: d.find_element(By.ID, "query-name").text != before)
+        wait.until(search_settled)
+        return shown()
+
+    def shown() -> list[str]:
+        return [hit.get_attribute("title") for hit in browser.find_elements(By.CSS_SELECTOR, "#aligned button.hit")]
+
+    first, second = server["photos"] / "test" / "dog" / "0.png", server["photos"] / "test" / "fish" / "1.png"
+    first_hits, second_hits = query(first), query(second)
+    assert first_hits != second_hits and len(first_hits) == 8  # else the test could not tell them apart
+
+    # Hold the next search's answer back for 2 s; the one after it goes through at once.
+    browser.execute_script("""
+        const realFetch = window.fetch;
+        let held = false;
+        window.lateAnswerLanded = false;
+        window.fetch = async (...args) => {
+          const response = await realFetch(...args);
+          if (!held && String(args[0]).endsWith("/search")) {
+            held = true;
+            await new Promise((resolve) => setTimeout(resolve, 2000));
+            setTimeout(() => { window.lateAnswerLanded = true; }, 500);  // after the page has handled it
+          }
+          return response;
+        };
+    """)
+    browser.find_element(By.ID, "file").send_keys(str(first))
+    wait.until(lambda d: d.find_element(By.ID, "query-name").text == first.name)
+    assert query(second) == second_hits  # the second query answered while the first is held
+    wait.until(lambda d: d.execute_script("return window.lateAnswerLanded"))
+    assert shown() == second_hits, "the first query's late answer replaced the grids"
+    assert browser.find_element(By.ID, "query-name").text == second.name
+    assert search_settled(browser) and browser.find_element(By.ID, "columns").is_displayed()
+    assert "Searching" not in browser.find_element(By.ID, "status").text
 
 
 # --------------------------------------------------------------------------- issue 37: a changing catalog
@@ -355,7 +431,7 @@ def test_the_page_follows_a_catalog_that_changes(server, browser, tmp_path):
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#aligned button.hit")) == 24)
     # Query with a stored point: every other point of the 25 comes back, the added one with them.
     browser.find_elements(By.CSS_SELECTOR, "#aligned button.hit")[0].click()
-    wait.until(lambda d: "Searching" not in d.find_element(By.ID, "status").text)
+    wait.until(search_settled)
 
     def added_hit(d):
         found = [b for b in d.find_elements(By.CSS_SELECTOR, "#aligned button.hit") if label in b.text]

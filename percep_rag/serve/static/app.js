@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { collection: "", query: null, keyNeeded: false, textQueries: "none", textWhy: "" };
+const state = { collection: "", query: null, keyNeeded: false, textQueries: "none", textWhy: "", searches: 0 };
 const KEY_STORAGE = "percep-rag-api-key";
 
 function apiKey() {
@@ -184,8 +184,13 @@ function queryForm() {
 
 async function search() {
   if (!state.query || !state.collection) return;
+  // A query chosen while another is in flight: only the latest answer is shown, whatever order
+  // the answers come back in (an older one would put the previous query's grids back).
+  const searchNumber = ++state.searches;
+  const latest = () => searchNumber === state.searches;
   const results = document.querySelector(".results");
   results.classList.add("busy");
+  results.setAttribute("aria-busy", "true");
   setStatus("Searching…");
   showError("");
   try {
@@ -193,17 +198,22 @@ async function search() {
       method: "POST",
       body: queryForm(),
     });
+    if (!latest()) return;
     render(found);
     refreshCounts();
     const count = (found.results.base || found.results.aligned).length;
     setStatus(count ? `${count} neighbours per space in ${state.collection}` : "No stored image passes these filters.");
   } catch (error) {
+    if (!latest()) return;
     setStatus("");
     $("columns").hidden = true;  // the grids below would be the previous query's
     $("empty").hidden = true;
     showError(error.message);
   } finally {
-    results.classList.remove("busy");
+    if (latest()) {
+      results.classList.remove("busy");
+      results.setAttribute("aria-busy", "false");
+    }
   }
 }
 
