@@ -18,7 +18,7 @@ from tests.test_serve_browser import (
     ROOT,
     find_browser,
     free_port,
-    search_settled,
+    query_with_file,
     serious_violations,
     wait_for_health,
 )
@@ -85,12 +85,9 @@ def test_the_page_tells_exact_and_near_copies_apart(served, tmp_path):
         wait.until(lambda d: "world" in d.find_element(By.ID, "collection").text)
 
         def badges(query) -> list[tuple[str, str]]:
-            before = browser.find_element(By.ID, "query-name").text
-            browser.find_element(By.ID, "file").send_keys(str(query))
-            wait.until(lambda d: d.find_element(By.ID, "query-name").text != before)
-            wait.until(search_settled)  # else the previous query's tiles, about to be replaced, are read
-            assert len(browser.find_elements(By.CSS_SELECTOR, "#aligned button.hit")) >= 8
+            query_with_file(browser, wait, query)  # settled: never the previous query's tiles, about to be replaced
             tiles = browser.find_elements(By.CSS_SELECTOR, "#aligned button.hit")
+            assert len(tiles) >= 8
             return [
                 (
                     " ".join(b.text for b in tile.find_elements(By.CSS_SELECTOR, ".copy")),

@@ -158,6 +158,17 @@ def search_settled(driver) -> bool:
     return driver.execute_script("return document.querySelector('.results').getAttribute('aria-busy') === 'false';")
 
 
+def query_with_file(browser, wait, path: Path) -> None:
+    """Upload ``path`` as the query and wait for its answer: the query's name changes, then the
+    search settles (``search_settled``), so what the grids show next is this query's."""
+    from selenium.webdriver.common.by import By
+
+    before = browser.find_element(By.ID, "query-name").text
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    wait.until(lambda d: d.find_element(By.ID, "query-name").text != before)
+    wait.until(search_settled)
+
+
 def artifacts(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("PERCEP_RAG_ARTIFACTS") or tmp_path / "artifacts")
     folder.mkdir(parents=True, exist_ok=True)
@@ -196,14 +207,11 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     def hits(column: str) -> list:
         return browser.find_elements(By.CSS_SELECTOR, f"#{column} button.hit")
 
-    def images_loaded(column: str = "aligned", *, some_in_view: bool = True):
-        return thumbnails_in_view_loaded(column, some_in_view=some_in_view)
-
     # Upload: both grids fill, the images arrive, labels and scores are shown.
     query = server["photos"] / "test" / "dog" / "0.png"
     browser.find_element(By.ID, "file").send_keys(str(query))
     wait.until(lambda d: len(hits("aligned")) == 8 and len(hits("base")) == 8)
-    wait.until(images_loaded())
+    wait.until(thumbnails_in_view_loaded("aligned"))
     assert (
         browser.find_element(By.ID, "columns").is_displayed()
         and not browser.find_element(By.ID, "empty").is_displayed()
@@ -230,7 +238,7 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
     wait.until(lambda d: d.find_element(By.ID, "query-name").text != before)
     wait.until(search_settled)
     assert "Searching" not in browser.find_element(By.ID, "status").text
-    wait.until(images_loaded())
+    wait.until(thumbnails_in_view_loaded("aligned"))
     assert len(hits("aligned")) == 8
     assert browser.find_element(By.ID, "query-preview").get_attribute("src")
 
@@ -244,12 +252,12 @@ def test_the_page_in_a_real_browser(server, browser, tmp_path):
 
     # Phone width: the columns stack, nothing overflows sideways.
     browser.set_window_size(390, 844)
-    wait.until(images_loaded("base", some_in_view=False))
+    wait.until(thumbnails_in_view_loaded("base", some_in_view=False))
     overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than a phone"
     shoot(browser, kept, "query-phone")
     browser.execute_script("document.getElementById('status').scrollIntoView()")
-    wait.until(images_loaded("base", some_in_view=False))
+    wait.until(thumbnails_in_view_loaded("base", some_in_view=False))
     shoot(browser, kept, "results-phone")
 
     # An upload the service refuses: the error it names is shown, the page stays usable.
@@ -327,10 +335,7 @@ def test_a_late_answer_never_replaces_the_latest_query(server, browser):
     wait.until(lambda d: "photos" in d.find_element(By.ID, "collection").text)
 
     def query(path: Path) -> list[str]:
-        before = browser.find_element(By.ID, "query-name").text
-        browser.find_element(By.ID, "file").send_keys(str(path))
-        wait.until(lambda d: d.find_element(By.ID, "query-name").text != before)
-        wait.until(search_settled)
+        query_with_file(browser, wait, path)
         return shown()
 
     def shown() -> list[str]:

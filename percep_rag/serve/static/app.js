@@ -189,8 +189,7 @@ async function search() {
   const searchNumber = ++state.searches;
   const latest = () => searchNumber === state.searches;
   const results = document.querySelector(".results");
-  results.classList.add("busy");
-  results.setAttribute("aria-busy", "true");
+  results.setAttribute("aria-busy", "true");  // the grids' dimming in style.css keys on it too
   setStatus("Searching…");
   showError("");
   try {
@@ -210,10 +209,7 @@ async function search() {
     $("empty").hidden = true;
     showError(error.message);
   } finally {
-    if (latest()) {
-      results.classList.remove("busy");
-      results.setAttribute("aria-busy", "false");
-    }
+    if (latest()) results.setAttribute("aria-busy", "false");
   }
 }
 
