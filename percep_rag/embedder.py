@@ -70,7 +70,7 @@ class AlignedEmbedder:
     One backbone pass gives both the base and the aligned vector for a feature-level
     alignment (gLocal); a LoRA alignment runs its fine-tuned copy of the backbone as well.
     On CUDA it uses bf16 autocast, channels-last and ``torch.compile`` and decodes JPEGs on
-    the GPU; on CPU it decodes in DataLoader workers, overlapping the forward, compiles the
+    the GPU; on CPU it decodes on background threads, overlapping the forward, compiles the
     forward for large jobs (:attr:`compiled`), and runs a bf16 copy of the weights where the
     CPU has native bf16 (``precision="auto"``; see :mod:`percep_rag.precision`). Pooling,
     alignment and normalisation are always fp32.
@@ -421,6 +421,7 @@ class AlignedEmbedder:
             keep_jpeg_bytes=self.on_cuda,
             pin_memory=self.on_cuda,
             pixel_hashes=pixel_hashes,
+            model_on_cpu=not self.on_cuda,
         )
         with bar:
             for batch in batches:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 
+import pytest
 from PIL import Image
 
 from percep_rag.config import PreprocessSpec
@@ -47,3 +48,31 @@ def test_a_consumer_that_stops_early_leaves_no_decoding_behind():
     assert next(batches).pixels.shape == (4, 3, 32, 32)
     batches.close()  # the pool shuts down; the queued items are cancelled
     assert not [t for t in threading.enumerate() if t.name.startswith("percep-rag-decode")]
+
+
+def test_a_large_job_beside_a_cpu_model_decodes_on_threads_not_worker_processes(monkeypatch):
+    from percep_rag import AlignedEmbedder, EmbedderSpec
+
+    assert loader.default_num_workers(10_000, 64) >= 1  # beside an accelerator: worker processes
+    assert loader.default_num_workers(10_000, 64, model_on_cpu=True) == 0
+
+    def no_worker_processes(*args, **kwargs):
+        raise AssertionError("a CPU model's job started DataLoader worker processes")
+
+    monkeypatch.setattr(loader, "DataLoader", no_worker_processes)
+    decoded_on = set()
+    original = loader.ImageSourceDataset.__getitem__
+
+    def recording(self, index):
+        decoded_on.add(threading.current_thread().name)
+        return original(self, index)
+
+    monkeypatch.setattr(loader.ImageSourceDataset, "__getitem__", recording)
+    embedder = AlignedEmbedder.from_spec(EmbedderSpec(backbone="tiny-vit-random", device="cpu", batch_size=4))
+    sources = [jpeg(colour) for colour in ("red", "blue", "green")] * 5  # more than two batches
+    result = embedder.embed_many(sources)
+    assert result.aligned.shape[0] == len(sources)
+    assert decoded_on and all(name.startswith("percep-rag-decode") for name in decoded_on)
+    # Told where the model is not, a large job still decodes in worker processes.
+    with pytest.raises(AssertionError, match="worker processes"):
+        next(iter_pixel_batches(sources, PreprocessSpec(image_size=32), batch_size=4))

@@ -1,9 +1,10 @@
 """Turning image sources into batches of square uint8 tensors, decoded ahead of the model.
 
-Decoding and resizing happen in DataLoader worker processes for large jobs and in a few
-background threads otherwise (PIL releases the GIL while it decodes and resizes), so the
-model is never starved and a small job does not pay for starting processes; a bad image
-becomes a reported failure and never stops the batch.
+Decoding and resizing happen in DataLoader worker processes for large jobs on an accelerator
+and in a few background threads otherwise (PIL releases the GIL while it decodes and resizes),
+so the model is never starved, a small job does not pay for starting processes, and a model on
+the CPU shares its cores with the decoding at the least cost; a bad image becomes a reported
+failure and never stops the batch.
 """
 
 from __future__ import annotations
@@ -114,9 +115,17 @@ def collate_pixels(items) -> PixelBatch:
     return PixelBatch(pixels, indices, failures, jpeg_bytes, jpeg_indices, hashes)
 
 
-def default_num_workers(n_items: int, batch_size: int) -> int:
-    """Workers pay off only when there is more than a couple of batches to decode."""
-    if n_items <= 2 * batch_size:
+def default_num_workers(n_items: int, batch_size: int, *, model_on_cpu: bool = False) -> int:
+    """Worker processes pay off only when there is more than a couple of batches to decode, and
+    only beside a model on an accelerator. A model on the CPU takes every core for its forward:
+    decoding shares them either way, and in threads of the same process it costs the forward less
+    (2-core Xeon, compiled bf16 ViT-B/16, JPEG end to end 0.90 of tensors against 0.86 beside one
+    worker process; benchmarks/RESULTS.md, issue 40).
+
+    >>> default_num_workers(10_000, 64, model_on_cpu=True), default_num_workers(10, 64)
+    (0, 0)
+    """
+    if model_on_cpu or n_items <= 2 * batch_size:
         return 0
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
@@ -140,12 +149,14 @@ def iter_pixel_batches(
     pin_memory: bool = False,
     prefetch_batches: int = 2,
     pixel_hashes: bool = False,
+    model_on_cpu: bool = False,
 ) -> Iterator[PixelBatch]:
     """Yield :class:`PixelBatch` es over ``sources`` in order.
 
-    With ``num_workers`` > 0 (default: :func:`default_num_workers`) DataLoader worker processes
-    decode; with 0, :func:`decode_threads` threads decode up to ``prefetch_batches`` batches
-    ahead of the consumer, so the consumer's forward overlaps the decoding of the next batch.
+    With ``num_workers`` > 0 (default: :func:`default_num_workers`, which keeps it 0 for a model
+    on the CPU, ``model_on_cpu``) DataLoader worker processes decode; with 0,
+    :func:`decode_threads` threads decode up to ``prefetch_batches`` batches ahead of the
+    consumer, so the consumer's forward overlaps the decoding of the next batch.
 
     >>> from PIL import Image
     >>> from percep_rag.config import PreprocessSpec
@@ -153,7 +164,9 @@ def iter_pixel_batches(
     >>> batches[0].pixels.shape
     torch.Size([1, 3, 32, 32])
     """
-    workers = default_num_workers(len(sources), batch_size) if num_workers is None else num_workers
+    workers = num_workers
+    if workers is None:
+        workers = default_num_workers(len(sources), batch_size, model_on_cpu=model_on_cpu)
     dataset = ImageSourceDataset(sources, spec, keep_jpeg_bytes=keep_jpeg_bytes, pixel_hashes=pixel_hashes)
     if workers == 0:
         yield from _threaded_batches(dataset, batch_size, pin_memory=pin_memory, ahead=max(1, prefetch_batches))
