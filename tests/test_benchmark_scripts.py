@@ -62,6 +62,22 @@ def test_embed_throughput_measures_every_path_against_the_limit(load_script, tmp
     assert "tiny-vit-random (random)" in printed and "of bf16 limit" in printed and "long job (default)" in printed
 
 
+def test_bf16_forward_profile_splits_the_forward_and_bounds_its_fraction(load_script, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PERCEP_RAG_CPU_BF16", "1")  # the bf16 path runs (slowly) on any CPU
+    script = load_script("bf16_forward_profile")
+    out = tmp_path / "profile.json"
+    report = script.main(["--backbone", "tiny-vit-random", "--batch", "2", "--calls", "1",
+                          "--matmul-size", "64", "--json", str(out)])  # fmt: skip
+    assert report["random_weights"] and report["batch"] == 2
+    assert report["parts_s"]["linears"] > 0 and report["parts_s"]["attention"] > 0
+    assert set(report["parts_s"]) <= set(script.PARTS.values())
+    assert report["attention_matmuls_only_s"] > 0 and report["attention_softmax_only_s"] > 0
+    assert 0 < report["bound_with_softmax_of_bf16_limit"] < report["bound_of_bf16_limit"]
+    assert json.loads(out.read_text())["bound_of_bf16_limit"] == pytest.approx(report["bound_of_bf16_limit"])
+    printed = capsys.readouterr().out
+    assert "tiny-vit-random (random weights)" in printed and "bound, + the softmax" in printed
+
+
 def test_embed_throughput_reuses_the_fp32_embedder_where_auto_is_fp32(load_script, monkeypatch):
     monkeypatch.setenv("PERCEP_RAG_CPU_BF16", "0")
     script = load_script("embed_throughput")
