@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from embed_throughput import gflops_per_image, matmul_peak, timed  # noqa: E402
 
 from percep_rag import AlignedEmbedder, EmbedderSpec  # noqa: E402
-from percep_rag.precision import cpu_flags  # noqa: E402
+from percep_rag.precision import FAST_BF16_CPU_FLAGS, cpu_flags  # noqa: E402
 
 #: profiler event name -> the part of the forward it is
 PARTS = {
@@ -62,15 +62,16 @@ def attention_shapes(backbone: torch.nn.Module, size: int) -> list[tuple[int, in
 def attention_alone_seconds(shapes: list[tuple[int, int, int]], batch: int, repeats: int) -> tuple[float, float]:
     """Wall times of every attention's two bf16 batched matmuls, and of its softmax, for ``batch``
     images, each op timed alone (the fastest either can run)."""
+    cpu = torch.device("cpu")
     total = softmax = 0.0
     for (heads, tokens, dim), layers in Counter(shapes).items():
         q, k_t, v = (torch.randn(batch, heads, tokens, dim).bfloat16() for _ in range(3))
         k_t = k_t.transpose(-1, -2)
         scores = torch.matmul(q, k_t)
-        both = timed(lambda q=q, k_t=k_t: torch.matmul(q, k_t), torch.device("cpu"), repeats)
-        both += timed(lambda scores=scores, v=v: torch.matmul(scores, v), torch.device("cpu"), repeats)
+        both = timed(lambda q=q, k_t=k_t: torch.matmul(q, k_t), cpu, repeats)
+        both += timed(lambda scores=scores, v=v: torch.matmul(scores, v), cpu, repeats)
         total += layers * both
-        softmax += layers * timed(lambda scores=scores: torch.softmax(scores, -1), torch.device("cpu"), repeats)
+        softmax += layers * timed(lambda scores=scores: torch.softmax(scores, -1), cpu, repeats)
     return total, softmax
 
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "backbone": args.backbone,
         "random_weights": embedder.backbone.random_weights,
-        "cpu_bf16_flags": sorted({"amx_bf16", "avx512_bf16"} & cpu_flags()),
+        "cpu_bf16_flags": sorted(set(FAST_BF16_CPU_FLAGS) & cpu_flags()),
         "threads": torch.get_num_threads(),
         "batch": batch,
         "bf16_peak_gflop_s": peak,

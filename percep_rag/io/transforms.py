@@ -1,10 +1,10 @@
 """The preprocessing geometry, written once: resize the shorter side and centre-crop, or squash.
 
 Built on ``torchvision.transforms.v2.functional``, which dispatches on the input type: a PIL
-image (the CPU path, in decoding threads or DataLoader workers) is resampled by PIL exactly as torchvision's
-``Resize``/``CenterCrop`` do for open_clip and timm; a ``(3, H, W)`` uint8 tensor (JPEGs
-decoded on the GPU, tensors given by the caller) is resampled on its own device with
-antialiasing, which differs from PIL by round-off only.
+image (the CPU path, in decoding threads or DataLoader workers) is resampled by PIL exactly
+as torchvision's ``Resize``/``CenterCrop`` do for open_clip and timm; a ``(3, H, W)`` uint8
+tensor (JPEGs decoded on the GPU, tensors given by the caller) is resampled on its own device
+with antialiasing, which differs from PIL by round-off only.
 
 >>> from PIL import Image
 >>> spec = PreprocessSpec(image_size=24, resize_size=27)
